@@ -1,0 +1,3 @@
+from acdfuse.cli import main
+
+raise SystemExit(main())

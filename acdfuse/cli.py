@@ -1,0 +1,43 @@
+"""Command line entry point: ``acdfuse serve|mount|umount``.
+
+The composition root. Each sub-command lives in its own module, which adds its arguments and runs
+it; this module only dispatches, so importing it starts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from acdfuse import __version__
+
+# sub-command name -> module with add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "serve": "acdfuse.server.command",
+    "mount": "acdfuse.mount",
+    "umount": "acdfuse.mount",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="acdfuse",
+        description="Mount a Cloud Drive as a local directory, or serve a Cloud-Drive-compatible drive.",
+    )
+    parser.add_argument("--version", action="version", version=f"acdfuse {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, modname in COMMANDS.items():
+        module = importlib.import_module(modname)
+        module.add_arguments(name, sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help(sys.stderr)
+        return 2
+    return int(args.run(args))
