@@ -1,0 +1,119 @@
+"""Running the mount in the background, waiting for it to answer, and unmounting it.
+
+The background mode starts the same command with ``--foreground`` as a detached child (no fork of a
+threaded process) and returns once the mount point answers a stat, or reports why the child died.
+Each mount process leaves a pid file named after its mount point, so ``umount`` can wait for it to
+finish its shutdown (and stop an embedded server it owns) before returning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from acdfuse.fs.embedded import pid_alive
+
+
+def runtime_dir() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/acdfuse-{os.getuid()}"
+    path = Path(base) / "acdfuse"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def pid_file(mountpoint: Path) -> Path:
+    digest = hashlib.sha1(str(mountpoint.resolve()).encode()).hexdigest()[:16]
+    return runtime_dir() / f"mount-{digest}.pid"
+
+
+def write_pid_file(mountpoint: Path) -> Path:
+    path = pid_file(mountpoint)
+    path.write_text(f"{os.getpid()}\n{mountpoint.resolve()}\n")
+    return path
+
+
+def read_pid_file(mountpoint: Path) -> int | None:
+    try:
+        return int(pid_file(mountpoint).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def remove_pid_file(mountpoint: Path) -> None:
+    path = pid_file(mountpoint)
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        if int(path.read_text().split()[0]) == os.getpid():
+            path.unlink()
+
+
+def mount_answers(mountpoint: Path) -> bool:
+    """A live FUSE mount: the kernel says it is a mount point and its root answers a stat."""
+    try:
+        if not os.path.ismount(mountpoint):
+            return False
+        os.stat(mountpoint)
+    except OSError:
+        return False
+    return True
+
+
+def spawn_and_wait(argv: list[str], mountpoint: Path, stderr_path: Path, timeout: float) -> tuple[int, str]:
+    """Start argv detached and wait until mountpoint answers; returns (status, message for the user)."""
+    stderr_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(stderr_path, "wb") as errf:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            detail = _tail(stderr_path)
+            return (code or 1), detail or f"the mount process exited with status {code}"
+        if mount_answers(mountpoint):
+            return 0, ""
+        time.sleep(0.05)
+    proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    return 1, f"the mount did not answer within {timeout:.0f}s; see {stderr_path}"
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def unmount(mountpoint: Path) -> tuple[bool, str]:
+    """Unmount with fusermount -u (fusermount3, then umount as fallbacks); returns (ok, error text)."""
+    errors = []
+    for tool in ("fusermount", "fusermount3"):
+        exe = shutil.which(tool)
+        if exe is None:
+            continue
+        proc = subprocess.run([exe, "-u", str(mountpoint)], capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            return True, ""
+        errors.append(proc.stderr.strip() or f"{tool} exited with {proc.returncode}")
+    if os.geteuid() == 0 and shutil.which("umount"):
+        proc = subprocess.run(["umount", str(mountpoint)], capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            return True, ""
+        errors.append(proc.stderr.strip())
+    return False, "; ".join(e for e in errors if e) or "no fusermount found"
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -1,0 +1,135 @@
+"""Keeps the mirror current: a sync every ``interval`` seconds and at once on SIGUSR1, plus the quota.
+
+SIGUSR1 is blocked in every thread (``block_sync_signal`` runs in the main thread before any other
+thread exists, so all threads inherit the mask) and taken synchronously by this loop with
+sigtimedwait. That works while the main thread sits inside libfuse's C loop, where a Python signal
+handler would never get to run.
+
+Lock order: SyncLoop._lock is a leaf guarding the online flag and the quota tuple; no I/O under it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SYNC_SIGNAL = signal.SIGUSR1
+
+
+def block_sync_signal() -> None:
+    """Block SIGUSR1 in the calling thread and every thread it creates later. Main thread only."""
+    # a handler as well, so a signal that slips to a thread without the mask never kills the process
+    signal.signal(SYNC_SIGNAL, lambda signum, frame: None)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {SYNC_SIGNAL})
+
+
+class QuotaCache:
+    """The last known (total, available) bytes of the account; statfs reads it without I/O."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sizes: tuple[int, int] = (0, 0)
+        self.updated: float = 0.0
+
+    def sizes(self) -> tuple[int, int]:
+        with self._lock:
+            return self._sizes
+
+    def set(self, total: int, available: int) -> None:
+        with self._lock:
+            self._sizes = (int(total), int(available))
+            self.updated = time.monotonic()
+
+
+class SyncLoop:
+    """A thread that runs ``sync()`` on a timer and on SIGUSR1, and refreshes the quota now and then."""
+
+    def __init__(
+        self,
+        sync: Callable[[], Any],
+        *,
+        fetch_quota: Callable[[], tuple[int, int]],
+        quota: QuotaCache,
+        on_synced: Callable[[Any], None],
+        interval: float,
+        quota_interval: float,
+        sync_first: bool = True,
+    ) -> None:
+        self._sync_first = sync_first
+        self._sync = sync
+        self._fetch_quota = fetch_quota
+        self._quota = quota
+        self._on_synced = on_synced
+        self._interval = interval
+        self._quota_interval = quota_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._online: bool | None = None
+        self.syncs = 0          # completed syncs, for tests and logs
+
+    @property
+    def online(self) -> bool | None:
+        with self._lock:
+            return self._online
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="acdfuse-sync", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread.ident is not None and thread.is_alive():
+            signal.pthread_kill(thread.ident, SYNC_SIGNAL)   # wakes sigtimedwait at once
+            thread.join(timeout=30)
+
+    def run_once(self) -> bool:
+        """One sync plus, when due, a quota refresh. Returns whether the server answered."""
+        try:
+            result = self._sync()
+        except Exception as exc:  # a failed sync keeps the old mirror; the next round retries
+            self._set_online(False, exc)
+            return False
+        self.syncs += 1
+        self._set_online(True, None)
+        self._on_synced(result)
+        if time.monotonic() - self._quota.updated >= self._quota_interval or not self._quota.updated:
+            self.refresh_quota()
+        return True
+
+    def refresh_quota(self) -> None:
+        try:
+            total, available = self._fetch_quota()
+        except Exception as exc:  # statfs keeps the last known numbers
+            log.warning("quota refresh failed, statfs keeps the last numbers: %s", exc)
+            return
+        self._quota.set(total, available)
+
+    def _set_online(self, online: bool, exc: BaseException | None) -> None:
+        with self._lock:
+            was = self._online
+            self._online = online
+        if online and was is False:
+            log.warning("server reachable again: back online, mirror synced")
+        elif not online and was is not False:
+            log.warning("sync failed, serving the local mirror (offline) until the server answers: %s", exc)
+        elif not online:
+            log.info("still offline: %s", exc)
+
+    def _run(self) -> None:
+        if self._sync_first:
+            # a warm mirror is served at once; catching up with the server happens here, behind it
+            self.run_once()
+        while not self._stop.is_set():
+            got = signal.sigtimedwait({SYNC_SIGNAL}, self._interval)
+            if self._stop.is_set():
+                break
+            log.debug("sync (%s)", "SIGUSR1" if got is not None else "timer")
+            self.run_once()

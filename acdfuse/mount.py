@@ -1,0 +1,379 @@
+"""``acdfuse mount`` and ``acdfuse umount``: the composition root of a mount.
+
+Builds one frozen Options from the command line, then wires the API client, the node store, the
+content reader and the fusepy Operations, and runs FUSE. Without --foreground it starts itself again
+as a detached child and returns once the mount answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from acdfuse.fs import daemon, embedded
+from acdfuse.fs.logsetup import setup_logging
+from acdfuse.fs.options import GiB, MiB, Options
+from acdfuse.fs.syncer import QuotaCache, SyncLoop, block_sync_signal
+
+log = logging.getLogger("acdfuse.mount")
+
+BACKGROUND_MOUNT_TIMEOUT = 300.0   # the first sync of a big drive happens before the mount answers
+UNMOUNT_WAIT = 60.0
+
+
+# ----- command line ---------------------------------------------------------------------------
+
+def parse_size(text: str) -> int:
+    """Bytes from '512M', '4G', '1048576', '64KiB' style sizes."""
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    factor = 1
+    for suffix, mult in (("K", 1 << 10), ("M", MiB), ("G", GiB), ("T", 1 << 40)):
+        if value.endswith(suffix):
+            value, factor = value[:-1], mult
+            break
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 512M, 4G)") from exc
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"size must not be negative: {text!r}")
+    return int(number * factor)
+
+
+def parse_octal(text: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an octal mask: {text!r}") from exc
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def add_arguments(name: str, subparsers: Any) -> None:
+    if name == "mount":
+        _add_mount_arguments(subparsers.add_parser(
+            "mount", help="mount the drive as a local directory",
+            description="Mount a Cloud Drive. With no --config-dir and no account configured, mount "
+                        "the bundled local drive (started on a loopback port)."))
+    elif name == "umount":
+        p = subparsers.add_parser("umount", help="unmount a mounted drive",
+                                  description="Unmount a drive mounted with `acdfuse mount`.")
+        p.add_argument("mountpoint", type=Path)
+        p.set_defaults(run=run_umount)
+    else:
+        raise ValueError(f"acdfuse.mount has no sub-command {name!r}")
+
+
+def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("mountpoint", type=Path)
+    p.add_argument("--config-dir", type=Path, metavar="CDIR",
+                   help="client config dir with oauth_data/endpoint_data (default: "
+                        "$XDG_CONFIG_HOME/acdfuse; if it holds no account, the bundled drive is used)")
+    p.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="node mirror, chunk cache and log (default: under $XDG_CACHE_HOME/acdfuse)")
+    p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    p.add_argument("--read-only", action="store_true", help="mount read-only")
+    p.add_argument("--interval", type=positive_float, default=60.0, metavar="SECONDS",
+                   help="seconds between background syncs (default 60); SIGUSR1 syncs at once")
+    p.add_argument("--allow-other", action="store_true", help="let other users access the mount")
+    p.add_argument("--uid", type=int, help="owner of all files (default: you)")
+    p.add_argument("--gid", type=int, help="group of all files (default: yours)")
+    p.add_argument("--umask", type=parse_octal, default=0o022, metavar="M", help="octal (default 022)")
+    p.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPTS",
+                   help="extra FUSE mount options, comma separated (repeatable)")
+    p.add_argument("--memory-cache", type=parse_size, default=256 * MiB, metavar="SIZE",
+                   help="memory chunk cache budget (default 256M)")
+    p.add_argument("--cache-size", type=parse_size, default=4 * GiB, metavar="SIZE",
+                   help="disk chunk cache budget (default 4G)")
+    p.add_argument("--read-ahead", type=parse_size, default=64 * MiB, metavar="SIZE",
+                   help="largest read-ahead window per file (default 64M)")
+    p.add_argument("--streams", type=int, default=4, metavar="N",
+                   help="concurrent range requests of a read-ahead (default 4)")
+    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="SECONDS",
+                   help="an uncached read fails with EIO after this long (default 30)")
+    p.add_argument("--debug", action="store_true", help="verbose log")
+    p.set_defaults(run=run_mount)
+
+
+# ----- resolving the drive and the paths --------------------------------------------------------
+
+def default_config_dir() -> Path:
+    return embedded.xdg_dir("XDG_CONFIG_HOME", ".config") / "acdfuse"
+
+
+def cache_root() -> Path:
+    return embedded.xdg_dir("XDG_CACHE_HOME", ".cache") / "acdfuse"
+
+
+def has_account(cdir: Path) -> bool:
+    return (cdir / "oauth_data").is_file()
+
+
+def resolve_drive(args: argparse.Namespace) -> tuple[Path, bool]:
+    """(config dir, embedded?) — the bundled drive when no config dir is given and none is set up."""
+    if args.config_dir is not None:
+        return args.config_dir.expanduser().resolve(), False
+    cdir = default_config_dir()
+    if has_account(cdir):
+        return cdir, False
+    return embedded.EmbeddedPaths(embedded.data_root()).cdir, True
+
+
+def default_cache_dir(cdir: Path, is_embedded: bool) -> Path:
+    # one cache per drive, so two accounts never share a mirror
+    if is_embedded:
+        return cache_root() / "embedded"
+    digest = hashlib.sha1(str(cdir).encode()).hexdigest()[:12]
+    return cache_root() / f"drive-{digest}"
+
+
+def build_options(args: argparse.Namespace) -> Options:
+    cdir, is_embedded = resolve_drive(args)
+    cache_dir = (args.cache_dir.expanduser().resolve() if args.cache_dir is not None
+                 else default_cache_dir(cdir, is_embedded))
+    extra: list[str] = []
+    for group in args.fuse_options:
+        extra.extend(o.strip() for o in group.split(",") if o.strip())
+    return Options(
+        mountpoint=args.mountpoint.expanduser().resolve(),
+        config_dir=cdir,
+        cache_dir=cache_dir,
+        foreground=args.foreground,
+        read_only=args.read_only,
+        interval=args.interval,
+        allow_other=args.allow_other,
+        uid=os.getuid() if args.uid is None else args.uid,
+        gid=os.getgid() if args.gid is None else args.gid,
+        umask=args.umask,
+        fuse_options=tuple(extra),
+        memory_cache=args.memory_cache,
+        cache_size=args.cache_size,
+        read_ahead=args.read_ahead,
+        streams=max(1, args.streams),
+        timeout=args.timeout,
+        debug=args.debug,
+        embedded=is_embedded,
+    )
+
+
+def child_argv(opts: Options) -> list[str]:
+    """The foreground command a background mount runs: every setting spelled out."""
+    argv = [sys.executable, "-m", "acdfuse", "mount", str(opts.mountpoint), "--foreground",
+            "--cache-dir", str(opts.cache_dir), "--interval", str(opts.interval),
+            "--uid", str(opts.uid), "--gid", str(opts.gid), "--umask", f"{opts.umask:o}",
+            "--memory-cache", str(opts.memory_cache), "--cache-size", str(opts.cache_size),
+            "--read-ahead", str(opts.read_ahead), "--streams", str(opts.streams),
+            "--timeout", str(opts.timeout)]
+    if not opts.embedded:
+        argv += ["--config-dir", str(opts.config_dir)]
+    for flag, on in (("--read-only", opts.read_only), ("--allow-other", opts.allow_other),
+                     ("--debug", opts.debug)):
+        if on:
+            argv.append(flag)
+    if opts.fuse_options:
+        argv += ["-o", ",".join(opts.fuse_options)]
+    return argv
+
+
+def fuse_kwargs(opts: Options) -> dict[str, Any]:
+    """Mount options for fusepy's FUSE(); each becomes one ``-o key[=value]``."""
+    kw: dict[str, Any] = {
+        "fsname": "acdfuse",
+        "subtype": "acdfuse",
+        "use_ino": True,              # the store's stable inode numbers, not libfuse's own
+        "attr_timeout": opts.attr_timeout,
+        "entry_timeout": opts.attr_timeout,
+        "negative_timeout": opts.attr_timeout,
+    }
+    if opts.read_only:
+        kw["ro"] = True
+    if opts.allow_other:
+        kw["allow_other"] = True
+        # other users: let the kernel enforce the modes we report
+        kw["default_permissions"] = True
+    for item in opts.fuse_options:
+        key, sep, value = item.partition("=")
+        kw[key] = value if sep else True
+    return kw
+
+
+# ----- mount ------------------------------------------------------------------------------------
+
+def _fail(message: str) -> int:
+    print(f"acdfuse mount: {message}", file=sys.stderr)
+    return 1
+
+
+def run_mount(args: argparse.Namespace) -> int:
+    opts = build_options(args)
+    mnt = opts.mountpoint
+    if not mnt.is_dir():
+        return _fail(f"{mnt} is not a directory")
+    if os.path.ismount(mnt):
+        return _fail(f"{mnt} is already a mount point")
+    if not opts.embedded and not has_account(opts.config_dir):
+        return _fail(f"no credentials in {opts.config_dir} (oauth_data missing)")
+    if opts.foreground:
+        return run_foreground(opts)
+    stderr_path = opts.cache_dir / "mount-stderr.log"
+    code, detail = daemon.spawn_and_wait(child_argv(opts), mnt, stderr_path, BACKGROUND_MOUNT_TIMEOUT)
+    if code != 0:
+        return _fail(f"cannot mount {mnt}:\n{detail}")
+    if opts.embedded:
+        print(f"acdfuse: mounted the local drive at {mnt} (data in {embedded.data_root() / 'drive'}; "
+              f"`acdfuse umount {mnt}` stops it)")
+    return 0
+
+
+def lock_cache_dir(cache_dir: Path) -> int:
+    """An exclusive lock on the cache dir for the mount's lifetime: two mounts must not share it."""
+    cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(cache_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def run_foreground(opts: Options) -> int:
+    """Mount and serve until unmounted; the process that owns the mount."""
+    try:
+        lock_fd = lock_cache_dir(opts.cache_dir)
+    except BlockingIOError:
+        return _fail(f"the cache dir {opts.cache_dir} is in use by another mount")
+    except OSError as exc:
+        return _fail(f"cannot use the cache dir {opts.cache_dir}: {exc}")
+    setup_logging(opts.log_file, opts.debug, to_stderr=True)
+    # before any thread exists, so every thread inherits the mask (see syncer.py)
+    block_sync_signal()
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.callback(os.close, lock_fd)
+            return _serve(opts, stack)
+    except MountError as exc:
+        log.error("cannot mount %s: %s", opts.mountpoint, exc)
+        return _fail(f"cannot mount {opts.mountpoint}: {exc}")
+
+
+class MountError(Exception):
+    """A reason the mount cannot start, told to the user in one line."""
+
+
+def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
+    # imported here: `acdfuse umount` and `--help` need neither libfuse nor the client stack
+    from fuse import FUSE  # noqa: PLC0415
+
+    from acdfuse.api.client import ACDClient  # noqa: PLC0415
+    from acdfuse.api.common import RequestError  # noqa: PLC0415
+    from acdfuse.fs.attrs import Ownership  # noqa: PLC0415
+    from acdfuse.fs.operations import DriveOperations  # noqa: PLC0415
+    from acdfuse.store import NodeStore, StoreError  # noqa: PLC0415
+    from acdfuse.vfs import ContentReader, ReaderOptions  # noqa: PLC0415
+
+    if opts.embedded:
+        paths = embedded.EmbeddedPaths(embedded.data_root())
+        state = embedded.running_server(paths)
+        if state is None:
+            try:
+                state = embedded.start_server(paths, os.getpid())
+            except embedded.EmbeddedError as exc:
+                raise MountError(str(exc)) from exc
+            stack.callback(embedded.stop_server, paths, state)
+        log.info("using the embedded drive at %s (data %s)", state.base_url, paths.data)
+
+    client = ACDClient(str(opts.config_dir), timeout=(min(10.0, opts.timeout), opts.timeout),
+                       retry_deadline=opts.timeout)
+    store = NodeStore(opts.db_path)
+    try:
+        store.open()
+    except StoreError as exc:
+        raise MountError(f"the node mirror {opts.db_path} cannot be opened: {exc}") from exc
+    stack.callback(store.close)
+
+    def sync() -> Any:
+        return store.sync(client.get_changes)
+
+    synced_before_mount = False
+    if store.is_empty:
+        # nothing to serve offline: the first sync must succeed before the mount appears
+        try:
+            sync()
+        except RequestError as exc:
+            raise MountError(f"the local mirror is empty and the server did not answer: {exc}") from exc
+        synced_before_mount = True
+
+    reader = ContentReader(client.download_chunk, ReaderOptions(
+        cache_dir=opts.chunk_dir, memory_cache=opts.memory_cache, cache_size=opts.cache_size,
+        read_ahead=opts.read_ahead, streams=opts.streams, timeout=opts.timeout))
+    reader.start()
+    stack.callback(reader.close)
+
+    quota = QuotaCache()
+    owner = Ownership(opts.uid, opts.gid, opts.umask, writable=False)
+    ops = DriveOperations(store, reader, quota, owner)
+    loop = SyncLoop(sync, fetch_quota=client.fs_sizes, quota=quota, on_synced=lambda result: ops.invalidate(),
+                    interval=opts.interval, quota_interval=opts.quota_interval,
+                    sync_first=not synced_before_mount)
+    if synced_before_mount:
+        loop.refresh_quota()
+    loop.start()
+    stack.callback(loop.close)
+
+    daemon.write_pid_file(opts.mountpoint)
+    stack.callback(daemon.remove_pid_file, opts.mountpoint)
+    log.info("mounting %s (config %s, cache %s)", opts.mountpoint, opts.config_dir, opts.cache_dir)
+    try:
+        FUSE(ops, str(opts.mountpoint), raw_fi=True, foreground=True, **fuse_kwargs(opts))
+    except RuntimeError as exc:
+        raise MountError(f"libfuse refused the mount ({exc}); see the messages above") from exc
+    log.info("unmounted %s", opts.mountpoint)
+    return 0
+
+
+# ----- umount -----------------------------------------------------------------------------------
+
+def run_umount(args: argparse.Namespace) -> int:
+    mnt = args.mountpoint.expanduser().resolve()
+    pid = daemon.read_pid_file(mnt)
+    if os.path.ismount(mnt):
+        ok, err = daemon.unmount(mnt)
+        if not ok:
+            print(f"acdfuse umount: cannot unmount {mnt}: {err}", file=sys.stderr)
+            return 1
+    elif pid is None or not embedded.pid_alive(pid):
+        print(f"acdfuse umount: {mnt} is not mounted", file=sys.stderr)
+        _stop_orphaned_server()
+        return 1
+    # the mount process finishes its shutdown (and stops a server it started) before we return
+    if pid is not None and not daemon.wait_for_exit(pid, UNMOUNT_WAIT):
+        print(f"acdfuse umount: the mount process {pid} is still shutting down", file=sys.stderr)
+        return 1
+    _stop_orphaned_server()
+    return 0
+
+
+def _stop_orphaned_server() -> None:
+    """Stop an embedded server whose mount process died without stopping it."""
+    paths = embedded.EmbeddedPaths(embedded.data_root())
+    state = embedded.read_state(paths)
+    if state is None or embedded.pid_alive(state.owner_pid):
+        return
+    with contextlib.suppress(OSError):
+        embedded.stop_server(paths, state)
