@@ -1,0 +1,457 @@
+"""Content transfers: folder/file creation, uploads and overwrites, ranged downloads and thumbnails.
+
+Everything streams in pieces of ``FS_RW_CHUNK_SZ``. Uploads are never repeated blindly: after an
+unsure failure the server is asked whether the node (with our MD5) is there before sending again.
+Downloads check every answer against its Content-Range/Content-Length and continue a cut body from
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import mimetypes
+import os
+import re
+from collections.abc import Callable
+from typing import IO, Any
+
+import requests
+
+from ._base import ClientBase
+from ._upload_body import UploadBody
+from .backoff_req import Backoff
+from .common import OK_CODES, RequestError, error_from_response, make_error
+
+logger = logging.getLogger(__name__)
+
+PARTIAL_SUFFIX = ".__incomplete"
+"""suffix (file ending) for incomplete files"""
+CHUNK_SIZE = 524288000
+"""download chunk size"""
+CHUNK_MAX_RETRY = 5
+"""retry limit for failed chunk"""
+FS_RW_CHUNK_SZ = 131072
+"""basic chunk size for file system r/w operations"""
+
+_CREATED = 201
+_PARTIAL = 206
+_RANGE_NOT_SATISFIABLE = 416
+# byte counts must match what is on the wire, so content is never transfer-compressed
+_IDENTITY = {"Accept-Encoding": "identity"}
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+Callbacks = list[Callable[[bytes], Any]] | None
+
+
+def _get_mimetype(file_name: str = "") -> str:
+    return mimetypes.guess_type(file_name)[0] or "application/octet-stream"
+
+
+def _range_of(r: requests.Response) -> tuple[int | None, int | None, int | None]:
+    """(first byte, expected length, total size) announced by a download answer."""
+    m = _CONTENT_RANGE.fullmatch(r.headers.get("Content-Range", "").strip())
+    if m:
+        first, last = int(m.group(1)), int(m.group(2))
+        total = None if m.group(3) == "*" else int(m.group(3))
+        return first, last - first + 1, total
+    length = r.headers.get("Content-Length")
+    return None, (int(length) if length and length.isdigit() else None), None
+
+
+class ContentMixin(ClientBase):
+    """Implements content portion of the ACD API."""
+
+    # --- creating ------------------------------------------------------------------------------
+
+    def create_folder(self, name: str, parent: str | None = None) -> dict:
+        body: dict[str, Any] = {"kind": "FOLDER", "name": name}
+        if parent:
+            body["parents"] = [parent]
+        operation = f"create folder {name!r}"
+        payload = json.dumps(body)
+
+        def send(backoff: Backoff) -> requests.Response:
+            return self.BOReq.post(
+                self.metadata_url + "nodes",
+                acc_codes=[_CREATED],
+                data=payload,
+                headers={"Content-Type": "application/json"},
+                backoff=backoff,
+                operation=operation,
+                node=parent,
+            )
+
+        def confirm() -> dict | None:
+            node = self._find_child(parent, name)
+            return node if node and node.get("kind") == "FOLDER" else None
+
+        return self.BOReq.request_confirmed(send, [_CREATED], confirm, operation=operation, node=parent)
+
+    def create_file(self, file_name: str, parent: str | None = None) -> dict:
+        """An empty file called ``basename(file_name)`` in ``parent`` (root if None)."""
+        return self.upload_stream(io.BytesIO(), os.path.basename(file_name), parent)
+
+    # --- uploading -----------------------------------------------------------------------------
+
+    def upload_file(
+        self,
+        file_name: str,
+        parent: str | None = None,
+        read_callbacks: Callbacks = None,
+        deduplication: bool = False,
+    ) -> dict:
+        with open(file_name, "rb") as f:
+            return self.upload_stream(f, os.path.basename(file_name), parent, read_callbacks, deduplication)
+
+    def upload_stream(
+        self,
+        stream: IO[bytes],
+        file_name: str,
+        parent: str | None = None,
+        read_callbacks: Callbacks = None,
+        deduplication: bool = False,
+    ) -> dict:
+        """:param stream: readable object
+        :param parent: parent node id, defaults to root node if None"""
+        metadata: dict[str, Any] = {"kind": "FILE", "name": file_name}
+        if parent:
+            metadata["parents"] = [parent]
+        body = UploadBody(
+            stream,
+            metadata=metadata,
+            filename=file_name,
+            mime_type=_get_mimetype(file_name),
+            chunk_size=FS_RW_CHUNK_SZ,
+            read_callbacks=read_callbacks,
+        )
+        # empty files would all be duplicates of each other, so dedup is never asked for them
+        params = {} if deduplication and body.size != 0 else {"suppress": "deduplication"}
+
+        def confirm() -> dict | None:
+            if not body.complete:
+                return None  # the server cannot hold what we did not finish sending
+            node = self._find_child(parent, file_name)
+            return node if node and self._same_content(node, body) else None
+
+        return self._send_upload(
+            "POST",
+            self.content_url + "nodes",
+            body,
+            params=params,
+            ok_codes=[_CREATED],
+            operation=f"upload {file_name!r}",
+            node=parent,
+            confirm=confirm,
+        )
+
+    def overwrite_file(
+        self, node_id: str, file_name: str, read_callbacks: Callbacks = None, deduplication: bool = False
+    ) -> dict:
+        with open(file_name, "rb") as f:
+            return self._overwrite(f, node_id, read_callbacks, deduplication, os.path.basename(file_name))
+
+    def overwrite_stream(self, stream: IO[bytes], node_id: str, read_callbacks: Callbacks = None) -> dict:
+        """Overwrite content of node with ID *node_id* with content of *stream*.
+
+        :param stream: readable object
+        """
+        return self._overwrite(stream, node_id, read_callbacks, False, "content")
+
+    def clear_file(self, node_id: str) -> dict:
+        """Clears a file's content by overwriting it with an empty BytesIO.
+
+        :param node_id: valid file node ID
+        """
+        return self._overwrite(io.BytesIO(), node_id, None, False, "content")
+
+    def _overwrite(
+        self, stream: IO[bytes], node_id: str, read_callbacks: Callbacks, deduplication: bool, file_name: str
+    ) -> dict:
+        body = UploadBody(
+            stream,
+            metadata=None,
+            filename=file_name,
+            mime_type=_get_mimetype(file_name),
+            chunk_size=FS_RW_CHUNK_SZ,
+            read_callbacks=read_callbacks,
+        )
+        params = {} if deduplication and body.size != 0 else {"suppress": "deduplication"}
+
+        def confirm() -> dict | None:
+            if not body.complete:
+                return None
+            node = self.get_metadata(node_id, temp_link=False)
+            return node if self._same_content(node, body) else None
+
+        url = self.content_url + "nodes/" + node_id + "/content"
+        return self._send_upload(
+            "PUT",
+            url,
+            body,
+            params=params,
+            ok_codes=OK_CODES,
+            operation="overwrite",
+            node=node_id,
+            confirm=confirm,
+        )
+
+    def _send_upload(
+        self,
+        method: str,
+        url: str,
+        body: UploadBody,
+        *,
+        params: dict[str, str],
+        ok_codes: list[int],
+        operation: str,
+        node: str | None,
+        confirm: Callable[[], dict | None],
+    ) -> dict:
+        headers = {"Content-Type": body.content_type}
+
+        def send(backoff: Backoff) -> requests.Response:
+            body.rewind()
+            return self.BOReq.request(
+                method,
+                url,
+                ok_codes,
+                idempotent=False,
+                backoff=backoff,
+                operation=operation,
+                node=node,
+                params=params,
+                data=body,
+                headers=headers,
+            )
+
+        def parse(r: requests.Response) -> dict:
+            answer = r.json()
+            if body.complete and not self._same_content(answer, body):
+                props = answer.get("contentProperties", {})
+                raise make_error(
+                    RequestError.CODE.INCOMPLETE_RESULT,
+                    f"{operation} (node {answer.get('id')}): server stored {props.get('size')} bytes, "
+                    f"md5 {props.get('md5')}; sent {body.sent} bytes, md5 {body.md5}",
+                )
+            return answer
+
+        return self.BOReq.request_confirmed(
+            send,
+            ok_codes,
+            confirm,
+            operation=operation,
+            node=node,
+            parse=parse,
+            replayable=lambda: body.replayable,
+        )
+
+    @staticmethod
+    def _same_content(node: dict, body: UploadBody) -> bool:
+        props = node.get("contentProperties") or {}
+        md5, size = props.get("md5"), props.get("size")
+        return (md5 is None or md5 == body.md5) and (size is None or int(size) == body.sent)
+
+    # --- downloading ---------------------------------------------------------------------------
+
+    def response_chunk(self, node_id: str, offset: int, length: int, **kwargs: Any) -> requests.Response:
+        """The open (streaming) answer for ``length`` bytes at ``offset``; the caller closes it."""
+        end = offset + length - 1
+        headers = {**_IDENTITY, **kwargs.pop("headers", {}), "Range": f"bytes={offset}-{end}"}
+        operation = f"download bytes {offset}-{end}"
+        r = self.BOReq.get(
+            self.content_url + "nodes/" + node_id + "/content",
+            acc_codes=[_PARTIAL],
+            stream=True,
+            headers=headers,
+            operation=operation,
+            node=node_id,
+            **kwargs,
+        )
+        if r.status_code != _PARTIAL:
+            raise error_from_response(r, operation, node_id)
+        first, _, _ = _range_of(r)
+        if first is not None and first != offset:
+            r.close()
+            raise RequestError(
+                RequestError.CODE.FAILED_SUBREQUEST,
+                f"{operation} (node {node_id}): server sent a range from {first}",
+            )
+        return r
+
+    def download_chunk(self, node_id: str, offset: int, length: int, **kwargs: Any) -> bytearray:
+        """Load a file chunk into memory (thread-safe). A cut answer is continued where it stopped.
+
+        :param length: the length of the download chunk; less comes back only at the end of the file
+        """
+        buffer = bytearray()
+        backoff = self.BOReq.policy.start()
+        while len(buffer) < length:
+            pos = offset + len(buffer)
+            r = self.response_chunk(node_id, pos, length - len(buffer), backoff=backoff, **kwargs)
+            _, expected, _ = _range_of(r)
+            got, cut = self._drain(r, buffer.extend)
+            if cut is None and (expected is None or got >= expected):
+                break  # all there is (the file may end before offset + length)
+            delay = backoff.next_delay()
+            what = f"download bytes {pos}-{offset + length - 1} (node {node_id})"
+            if delay is None:
+                raise make_error(
+                    RequestError.CODE.INCOMPLETE_RESULT,
+                    f"{what}: answer cut after {got} of {expected} bytes ({cut or 'short body'})",
+                )
+            logger.warning("%s cut after %d of %s bytes; continuing in %.1fs", what, got, expected, delay)
+            self.BOReq.sleep(delay)
+        return buffer
+
+    @staticmethod
+    def _drain(r: requests.Response, sink: Callable[[bytes], Any]) -> tuple[int, Exception | None]:
+        """Feed the body to ``sink`` in pieces; (bytes read, the error that cut it or None)."""
+        got = 0
+        try:
+            for piece in r.iter_content(chunk_size=FS_RW_CHUNK_SZ):
+                if piece:
+                    sink(piece)
+                    got += len(piece)
+        except requests.RequestException as exc:
+            return got, exc
+        finally:
+            r.close()
+        return got, None
+
+    def chunked_download(self, node_id: str, file: IO[bytes], **kwargs: Any) -> None:
+        """Write the file's content to ``file`` in ranged requests of ``CHUNK_SIZE``.
+
+        :param kwargs:
+            offset (int): byte offset -- start byte for ranged request
+            length (int): total file length[!], equal to end + 1
+            write_callbacks (list[function]): called with each piece written
+        """
+        pos = int(kwargs.get("offset") or 0)
+        length: int | None = kwargs.get("length") or None
+        write_callbacks = kwargs.get("write_callbacks") or []
+        total: int | None = None
+        failures = 0
+        backoff = self.BOReq.policy.start()
+
+        def write(piece: bytes) -> None:
+            file.write(piece)
+            for callback in write_callbacks:
+                callback(piece)
+
+        while True:
+            bound = length if length is not None else total
+            if bound is not None and pos >= bound:
+                break
+            want = CHUNK_SIZE if bound is None else min(CHUNK_SIZE, bound - pos)
+            try:
+                r = self.response_chunk(node_id, pos, want)
+            except RequestError as exc:
+                if exc.status_code == _RANGE_NOT_SATISFIABLE:
+                    break  # at the end of a file of unknown length (or an empty one)
+                raise
+            _, expected, total = _range_of(r)
+            got, cut = self._drain(r, write)
+            pos += got
+            if cut is None and (expected is None or got >= expected):
+                failures = 0
+                if expected is None or got < want:
+                    break  # the server had no more
+                continue
+            if got:
+                failures, backoff = 0, self.BOReq.policy.start()  # progress: a fresh budget
+            failures += 1
+            delay = backoff.next_delay() if failures <= CHUNK_MAX_RETRY else None
+            what = f"download from byte {pos} (node {node_id})"
+            if delay is None:
+                raise make_error(
+                    RequestError.CODE.INCOMPLETE_RESULT,
+                    f"{what}: chunk failed {failures} times, "
+                    f"last cut after {got} bytes ({cut or 'short body'})",
+                )
+            logger.warning("%s: answer cut (%s); continuing in %.1fs", what, cut or "short body", delay)
+            self.BOReq.sleep(delay)
+
+    def download_file(self, node_id: str, basename: str, dirname: str | None = None, **kwargs: Any) -> None:
+        """Deals with download preparation, download with :func:`chunked_download` and finish.
+        Calls callbacks while fast forwarding through incomplete file (if existent).
+        Will not check for existing file prior to download and overwrite existing file on finish.
+
+        :param dirname: a valid local directory name, or cwd if None
+        :param basename: a valid file name
+        :param kwargs:
+            - length: the total length of the file
+            - write_callbacks (list[function]): passed on to :func:`chunked_download`
+            - resume (bool=True): whether to resume if partial file exists
+        """
+        dl_path = os.path.join(dirname, basename) if dirname else basename
+        part_path = dl_path + PARTIAL_SUFFIX
+        length = int(kwargs.get("length") or 0)
+        write_callbacks = kwargs.get("write_callbacks") or []
+
+        if kwargs.get("resume", True) and os.path.isfile(part_path):
+            f: IO[bytes] = open(part_path, "r+b")  # closed by the with-block below
+            size = f.seek(0, io.SEEK_END)
+            # the last piece may be torn if the previous run died mid-write: fetch it again
+            keep = max(0, size - FS_RW_CHUNK_SZ)
+            if length and keep > length:
+                keep = 0
+            f.truncate(keep)
+            f.seek(0)
+            if write_callbacks:
+                done = 0
+                while done < keep:
+                    piece = f.read(min(FS_RW_CHUNK_SZ, keep - done))
+                    if not piece:
+                        break
+                    done += len(piece)
+                    for callback in write_callbacks:
+                        callback(piece)
+            f.seek(keep)
+            logger.info('Resuming "%s" at byte %d.', part_path, keep)
+        else:
+            f = open(part_path, "wb")
+        with f:
+            self.chunked_download(
+                node_id, f, offset=f.tell(), length=length or None, write_callbacks=write_callbacks
+            )
+            pos = f.tell()
+        if length > 0 and pos < length:
+            raise make_error(
+                RequestError.CODE.INCOMPLETE_RESULT,
+                f"download (node {node_id}): expected {length} bytes, got {pos}; kept {part_path}",
+            )
+        os.replace(part_path, dl_path)
+
+    def download_thumbnail(self, node_id: str, file_name: str, max_dim: int = 128) -> None:
+        """Download a movie's or picture's thumbnail into a file.
+
+        :param max_dim: maximum width or height of the resized image/video thumbnail
+        """
+        operation = f"download thumbnail ({max_dim}px)"
+        backoff = self.BOReq.policy.start()
+        while True:
+            r = self.BOReq.get(
+                self.content_url + "nodes/" + node_id + "/content",
+                params={"viewBox": max_dim},
+                stream=True,
+                headers=_IDENTITY,
+                backoff=backoff,
+                operation=operation,
+                node=node_id,
+            )
+            if r.status_code not in OK_CODES:
+                raise error_from_response(r, operation, node_id)
+            _, expected, _ = _range_of(r)
+            with open(file_name, "wb") as f:
+                got, cut = self._drain(r, f.write)
+            if cut is None and (expected is None or got >= expected):
+                return
+            delay = backoff.next_delay()
+            if delay is None:
+                raise make_error(
+                    RequestError.CODE.INCOMPLETE_RESULT,
+                    f"{operation} (node {node_id}): cut after {got} of {expected} bytes",
+                )
+            self.BOReq.sleep(delay)
