@@ -1,0 +1,364 @@
+"""Disk tier of the chunk cache: one file per chunk under ``cache_dir``, LRU, a strict byte budget.
+
+A chunk file is named ``<node hex>.<content digest>.<index>.<crc32>.c``; the name alone rebuilds
+the index after a restart (LRU order from mtimes, refreshed on every hit), and the crc32 plus the
+expected length catch torn or corrupted files, which are dropped and never served.
+
+The budget counts every file in its filesystem blocks plus a directory-entry allowance, from the
+moment space is reserved for a write until the file is really unlinked.  Files being read are
+pinned and never evicted under a reader, so the cap holds with open files included.
+
+A full disk (ENOSPC/EDQUOT) turns writes off for a while with a warning; reads of what is
+already cached go on, and the caller keeps the data in memory, so no read is lost.
+
+Lock order: ``DiskCache._lock`` is a leaf lock; no file-system call is made while it is held.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_FORMAT_FILE = "format.json"
+_CHUNK_DIR = "chunks"
+_SUFFIX = ".c"
+# Rough size of one directory entry with our ~100-character names; counted against the budget
+# so that a directory full of small chunks still stays under the cap.
+_ENTRY_OVERHEAD = 128
+# Space taken by the cache directory itself, the chunk directory and the format file.
+_FIXED_OVERHEAD = 3 * 4096
+# How long writes stay off after the disk filled up, before one write tries again.
+_FULL_BACKOFF = 30.0
+
+Stem = tuple[str, str, int]  # (node id in hex, digest of content key, chunk index)
+
+
+def _write_file(path: Path, data: memoryview) -> None:
+    """Write a new file (no fsync: a torn file after a crash fails its checksum and is refetched)."""
+    with open(path, "wb", buffering=0) as fh:
+        view = data
+        while view:
+            written = fh.write(view)
+            if not written:
+                raise OSError(errno.EIO, f"write to {path} made no progress")
+            view = view[written:]
+
+
+def content_digest(content_key: str) -> str:
+    return hashlib.blake2b(content_key.encode(), digest_size=8).hexdigest()
+
+
+def make_stem(node_id: str, content_key: str, index: int) -> Stem:
+    return (node_id.encode().hex(), content_digest(content_key), index)
+
+
+@dataclass(eq=False)
+class _Entry:
+    stem: Stem
+    name: str
+    length: int
+    cost: int
+    crc: int
+    ready: bool = False
+    pins: int = 0
+    doomed: bool = False  # out of the index; unlink (and uncount) once no reader holds it
+
+
+class DiskCache:
+    """Persistent chunk store with LRU eviction under a hard byte budget."""
+
+    def __init__(self, root: Path, capacity: int, chunk_size: int) -> None:
+        self._root = Path(root)
+        self._dir = self._root / _CHUNK_DIR
+        self._capacity = capacity
+        self._chunk_size = chunk_size
+        self._block = 4096
+        self._lock = threading.Lock()
+        self._index: OrderedDict[Stem, _Entry] = OrderedDict()  # LRU first
+        self._by_node: dict[str, set[Stem]] = {}
+        self._used = _FIXED_OVERHEAD  # bytes counted against capacity, doomed files included
+        self._writes_off_until = 0.0
+        self._enabled = False
+        self.corrupt = 0  # entries found damaged and dropped (for stats/tests)
+
+    # ---- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create or reopen the cache directory and rebuild the index from the chunk files."""
+        if self._capacity <= _FIXED_OVERHEAD:
+            return
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._block = max(512, os.statvfs(self._dir).f_frsize)
+            self._check_format()
+            self._scan()
+        except OSError as exc:
+            log.warning("disk cache %s unusable (%s); caching in memory only", self._root, exc)
+            return
+        self._enabled = True
+        log.debug("disk cache %s: %d chunks, %d of %d bytes", self._root, len(self._index), self._used,
+                  self._capacity)
+
+    def _check_format(self) -> None:
+        fmt_path = self._root / _FORMAT_FILE
+        want = {"version": FORMAT_VERSION, "chunk_size": self._chunk_size}
+        try:
+            have = json.loads(fmt_path.read_text())
+        except FileNotFoundError:
+            have = None
+        except (OSError, ValueError) as exc:
+            log.warning("disk cache format file %s unreadable (%s); starting empty", fmt_path, exc)
+            have = {}
+        if have != want:
+            if have is not None:
+                log.warning("disk cache %s has format %s, need %s; dropping its chunks",
+                            self._root, have, want)
+                for entry in os.scandir(self._dir):
+                    os.unlink(entry.path)
+            tmp = fmt_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(want))
+            os.replace(tmp, fmt_path)
+
+    def _scan(self) -> None:
+        found: list[tuple[float, _Entry]] = []
+        for dirent in os.scandir(self._dir):
+            entry = self._parse(dirent.name)
+            if entry is None:
+                # our own leftovers (a write cut by a crash) or foreign files: not ours to keep
+                log.debug("disk cache: removing stray %s", dirent.name)
+                os.unlink(dirent.path)
+                continue
+            st = dirent.stat()
+            entry.length = st.st_size
+            entry.cost = self._cost(st.st_size)
+            entry.ready = True
+            found.append((st.st_mtime, entry))
+        found.sort(key=lambda item: item[0])
+        for _, entry in found:
+            self._add_locked(entry)
+        while self._used > self._capacity and self._index:
+            _, victim = self._index.popitem(last=False)
+            self._forget_node_locked(victim)
+            os.unlink(self._dir / victim.name)
+            self._used -= victim.cost
+
+    @staticmethod
+    def _parse(name: str) -> _Entry | None:
+        if not name.endswith(_SUFFIX):
+            return None
+        parts = name[: -len(_SUFFIX)].split(".")
+        if len(parts) != 4:
+            return None
+        node_hex, digest, index, crc = parts
+        try:
+            stem = (node_hex, digest, int(index))
+            return _Entry(stem=stem, name=name, length=0, cost=0, crc=int(crc, 16))
+        except ValueError:
+            return None
+
+    def _cost(self, length: int) -> int:
+        return -(-length // self._block) * self._block + _ENTRY_OVERHEAD
+
+    # ---- index helpers (lock held) ------------------------------------------------------------
+
+    def _add_locked(self, entry: _Entry) -> None:
+        self._index[entry.stem] = entry
+        self._by_node.setdefault(entry.stem[0], set()).add(entry.stem)
+        self._used += entry.cost
+
+    def _forget_node_locked(self, entry: _Entry) -> None:
+        stems = self._by_node.get(entry.stem[0])
+        if stems is not None:
+            stems.discard(entry.stem)
+            if not stems:
+                del self._by_node[entry.stem[0]]
+
+    def _doom_locked(self, entry: _Entry) -> bool:
+        """Take an entry out of the index; True if the caller must unlink it now."""
+        if self._index.get(entry.stem) is entry:
+            del self._index[entry.stem]
+            self._forget_node_locked(entry)
+        entry.doomed = True
+        return entry.pins == 0 and entry.ready
+
+    def _unlink(self, entries: list[_Entry]) -> None:
+        """Remove files of doomed entries, then stop counting them (never the other way round)."""
+        if not entries:
+            return
+        freed = 0
+        for entry in entries:
+            try:
+                os.unlink(self._dir / entry.name)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                # still counted: better a smaller cache than a broken cap
+                log.warning("disk cache: cannot remove %s: %s", entry.name, exc)
+                continue
+            freed += entry.cost
+        with self._lock:
+            self._used -= freed
+
+    # ---- public ----------------------------------------------------------------------------
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def contains(self, stem: Stem) -> bool:
+        with self._lock:
+            entry = self._index.get(stem)
+            return entry is not None and entry.ready
+
+    def get(self, stem: Stem, length: int) -> memoryview | None:
+        """The chunk's bytes if a sound copy of ``length`` bytes is on disk, else None."""
+        if not self._enabled:
+            return None
+        with self._lock:
+            entry = self._index.get(stem)
+            if entry is None or not entry.ready:
+                return None
+            entry.pins += 1
+            self._index.move_to_end(stem)
+        path = self._dir / entry.name
+        data: bytearray | None = None
+        problem = ""
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                if os.fstat(fh.fileno()).st_size != length:
+                    problem = "wrong size"
+                else:
+                    data = bytearray(length)
+                    if fh.readinto(data) != length:
+                        problem = "short file"
+                    elif zlib.crc32(data) != entry.crc:
+                        problem = "checksum mismatch"
+            if not problem:
+                # mtime carries the LRU order over a restart
+                os.utime(path)
+        except OSError as exc:
+            problem = f"unreadable ({exc})"
+        finally:
+            with self._lock:
+                entry.pins -= 1
+                if problem:
+                    self.corrupt += 1
+                    self._doom_locked(entry)
+                release = entry.doomed and entry.pins == 0
+        if release:
+            self._unlink([entry])
+        if problem:
+            log.warning("disk cache: dropping chunk %s: %s", entry.name, problem)
+            return None
+        assert data is not None
+        return memoryview(data).toreadonly()
+
+    def put(self, stem: Stem, data: memoryview) -> bool:
+        """Store a chunk if the budget allows; False if it was not stored (never an error)."""
+        if not self._enabled or time.monotonic() < self._writes_off_until:
+            return False
+        length = data.nbytes
+        crc = zlib.crc32(data)
+        entry = _Entry(stem=stem, name=f"{stem[0]}.{stem[1]}.{stem[2]}.{crc:08x}{_SUFFIX}", length=length,
+                       cost=self._cost(length), crc=crc)
+        if entry.cost + _FIXED_OVERHEAD > self._capacity:
+            return False
+        for _attempt in range(4):
+            victims: list[_Entry] = []
+            with self._lock:
+                if stem in self._index:
+                    return False
+                if self._used + entry.cost <= self._capacity:
+                    self._add_locked(entry)  # reserved; not readable until ready
+                    break
+                room = self._capacity - self._used
+                for victim in self._index.values():
+                    if room >= entry.cost:
+                        break
+                    if victim.ready and victim.pins == 0:
+                        victims.append(victim)
+                        room += victim.cost
+                if room < entry.cost:
+                    # what is left is pinned or being written: skip this chunk rather than overshoot
+                    return False
+                for victim in victims:
+                    self._doom_locked(victim)
+            self._unlink(victims)
+            if not victims:
+                return False
+        else:
+            return False
+        tmp = self._dir / (entry.name + ".tmp")
+        try:
+            _write_file(tmp, data)
+            os.replace(tmp, self._dir / entry.name)
+        except OSError as exc:
+            self._write_failed(entry, tmp, exc)
+            return False
+        with self._lock:
+            entry.ready = True
+            release = entry.doomed and entry.pins == 0
+        if release:
+            self._unlink([entry])
+        return True
+
+    def _write_failed(self, entry: _Entry, tmp: Path, exc: OSError) -> None:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError as unlink_exc:
+            log.warning("disk cache: cannot remove %s: %s", tmp, unlink_exc)
+        with self._lock:
+            if self._index.get(entry.stem) is entry:
+                del self._index[entry.stem]
+                self._forget_node_locked(entry)
+            self._used -= entry.cost
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            self._writes_off_until = time.monotonic() + _FULL_BACKOFF
+            log.warning("disk cache %s is full (%s); caching in memory only for %.0f s",
+                        self._root, exc, _FULL_BACKOFF)
+        else:
+            log.warning("disk cache: cannot write %s: %s", entry.name, exc)
+
+    def invalidate(self, node_id: str, keep_content: str | None = None) -> int:
+        """Drop a node's chunks, except those of ``keep_content``; returns how many went."""
+        node_hex = node_id.encode().hex()
+        keep = content_digest(keep_content) if keep_content is not None else None
+        unlink_now: list[_Entry] = []
+        dropped = 0
+        with self._lock:
+            for stem in list(self._by_node.get(node_hex, ())):
+                if stem[1] == keep:
+                    continue
+                entry = self._index[stem]
+                dropped += 1
+                if self._doom_locked(entry):
+                    unlink_now.append(entry)
+        self._unlink(unlink_now)
+        return dropped
+
+    def has_other_content(self, node_id: str, content_key: str) -> bool:
+        node_hex = node_id.encode().hex()
+        digest = content_digest(content_key)
+        with self._lock:
+            return any(stem[1] != digest for stem in self._by_node.get(node_hex, ()))
+
+    @property
+    def used(self) -> int:
+        with self._lock:
+            return self._used
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._index)

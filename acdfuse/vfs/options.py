@@ -1,0 +1,51 @@
+"""Tunables of the content read path, built once at the CLI edge and passed down unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    """Budgets and limits of a :class:`~acdfuse.vfs.ContentReader`.
+
+    ``cache_dir`` holds the disk tier (``None`` means memory only).  ``memory_cache`` and
+    ``cache_size`` are byte budgets of the two tiers; ``read_ahead`` is the largest window one
+    sequential reader may run ahead; ``read_ahead_budget`` bounds the bytes of all read-ahead
+    fetches in flight together, whatever the number of open files; ``streams`` is how many
+    read-ahead range requests run concurrently; ``timeout`` is how long one ``read`` may wait
+    before it fails with EIO.
+    """
+
+    cache_dir: Path | None = None
+    memory_cache: int = 256 * MiB
+    cache_size: int = 2 * GiB
+    chunk_size: int = 1 * MiB
+    read_ahead: int = 64 * MiB
+    streams: int = 4
+    read_ahead_budget: int = 128 * MiB
+    timeout: float = 30.0
+    # Largest single range request; read-ahead joins adjacent chunks up to this size because each
+    # HTTP request costs far more Python time than the bytes it carries on a fast link.
+    request_size: int = 8 * MiB
+    # Workers beyond ``streams`` kept free for reads the caller is waiting on.
+    demand_workers: int = 2
+    # Window a sequential reader starts with; it doubles up to ``read_ahead``.
+    initial_window: int = 1 * MiB
+
+    def __post_init__(self) -> None:
+        if self.chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        if self.streams < 1 or self.demand_workers < 1:
+            raise ValueError("streams and demand_workers must be at least 1")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        for name in ("memory_cache", "cache_size", "read_ahead", "read_ahead_budget"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.request_size < self.chunk_size:
+            raise ValueError("request_size must be at least chunk_size")

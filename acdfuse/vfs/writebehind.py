@@ -1,0 +1,97 @@
+"""Write-behind of fetched chunks to the disk tier, so slow disk writes stay off the fetch path.
+
+Chunks wait in a queue bounded in bytes; a producer blocks (backpressure) only when the disk
+falls that far behind, which bounds the memory the queue can hold.  A later write-back spool can
+reuse the same shape for uploads.
+
+Lock order: ``WriteBehind._cond`` is a leaf lock; disk writes run with no lock held.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from .diskcache import DiskCache, Stem
+
+log = logging.getLogger(__name__)
+
+Done = Callable[[], None]
+
+
+class WriteBehind:
+    def __init__(self, disk: DiskCache, max_bytes: int, threads: int = 2) -> None:
+        self._disk = disk
+        self._max_bytes = max_bytes
+        self._nthreads = threads
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: deque[tuple[list[tuple[Stem, memoryview]], int, Done]] = deque()
+        self._queued = 0
+        self._busy = 0
+        self._closed = False
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for i in range(self._nthreads):
+            t = threading.Thread(target=self._loop, name=f"acdfuse-cachewrite-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def submit(self, chunks: list[tuple[Stem, memoryview]], done: Done) -> None:
+        """Queue chunks for the disk; ``done`` runs after they were written (or skipped)."""
+        size = sum(view.nbytes for _, view in chunks)
+        with self._cond:
+            # admit at least one batch even if it alone is over the bound
+            while self._queued and self._queued + size > self._max_bytes and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                run_now = True
+            else:
+                run_now = False
+                self._queue.append((chunks, size, done))
+                self._queued += size
+                self._cond.notify_all()
+        if run_now:
+            done()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far is on disk (tests, benchmarks, shutdown)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write out what is queued (bounded by ``timeout``), then stop the threads."""
+        deadline = time.monotonic() + timeout
+        if not self.flush(timeout):
+            log.warning("disk cache: %d bytes of chunks not written at shutdown", self._queued)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    if self._closed:
+                        return
+                    self._cond.wait()
+                chunks, size, done = self._queue.popleft()
+                self._busy += 1
+            try:
+                for stem, view in chunks:
+                    self._disk.put(stem, view)
+            except Exception:
+                log.exception("disk cache write crashed")
+            finally:
+                try:
+                    done()
+                finally:
+                    with self._cond:
+                        self._queued -= size
+                        self._busy -= 1
+                        self._cond.notify_all()
