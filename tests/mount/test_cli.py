@@ -1,0 +1,89 @@
+"""The mount command line: option parsing, the Options it builds, the FUSE options it passes on, and the
+foreground command a background mount re-runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from acdfuse.cli import build_parser
+from acdfuse.fs.options import GiB, MiB
+from acdfuse.mount import build_options, child_argv, fuse_kwargs, parse_size
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+@pytest.fixture(autouse=True)
+def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+
+
+def test_sizes() -> None:
+    assert parse_size("512M") == 512 * MiB
+    assert parse_size("4G") == 4 * GiB
+    assert parse_size("64KiB") == 64 << 10
+    assert parse_size("1048576") == MiB
+    assert parse_size("1.5G") == 3 * GiB // 2
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_size("lots")
+
+
+def test_defaults_choose_the_embedded_drive(tmp_path: Path) -> None:
+    opts = build_options(parse("mount", str(tmp_path / "m")))
+    assert opts.embedded
+    assert opts.config_dir == tmp_path / "xdg_data_home" / "acdfuse" / "credentials"
+    assert opts.cache_dir == tmp_path / "xdg_cache_home" / "acdfuse" / "embedded"
+    assert opts.log_file.parent == opts.cache_dir
+    assert opts.timeout == 30 and opts.read_ahead == 64 * MiB and opts.streams == 4
+    assert not opts.foreground and not opts.read_only
+
+
+def test_a_configured_account_is_used(tmp_path: Path) -> None:
+    cdir = tmp_path / "xdg_config_home" / "acdfuse"
+    cdir.mkdir(parents=True)
+    (cdir / "oauth_data").write_text("{}")
+    opts = build_options(parse("mount", str(tmp_path / "m")))
+    assert not opts.embedded and opts.config_dir == cdir
+    assert opts.cache_dir.parent == tmp_path / "xdg_cache_home" / "acdfuse"
+
+
+def test_every_flag(tmp_path: Path) -> None:
+    args = parse("mount", str(tmp_path / "m"), "--config-dir", str(tmp_path / "c"), "--cache-dir",
+                 str(tmp_path / "cache"), "--foreground", "--read-only", "--interval", "5",
+                 "--allow-other", "--uid", "12", "--gid", "34", "--umask", "027", "-o", "max_read=65536",
+                 "-o", "nonempty,fsname=x", "--memory-cache", "64M", "--cache-size", "1G",
+                 "--read-ahead", "8M", "--streams", "6", "--timeout", "7", "--debug")
+    opts = build_options(args)
+    assert opts.config_dir == tmp_path / "c" and opts.cache_dir == tmp_path / "cache"
+    assert opts.foreground and opts.read_only and opts.allow_other and opts.debug
+    assert (opts.interval, opts.uid, opts.gid, opts.umask) == (5, 12, 34, 0o027)
+    assert opts.fuse_options == ("max_read=65536", "nonempty", "fsname=x")
+    assert (opts.memory_cache, opts.cache_size, opts.read_ahead) == (64 * MiB, GiB, 8 * MiB)
+    assert (opts.streams, opts.timeout) == (6, 7)
+
+    kw = fuse_kwargs(opts)
+    assert kw["use_ino"] is True and kw["ro"] is True and kw["allow_other"] is True
+    assert kw["max_read"] == "65536" and kw["nonempty"] is True and kw["fsname"] == "x"
+    assert kw["attr_timeout"] == kw["entry_timeout"] == opts.attr_timeout
+
+    # the background mount re-runs itself with exactly these settings
+    again = build_options(parse(*child_argv(opts)[3:]))
+    assert again == opts
+
+
+def test_child_of_an_embedded_mount_stays_embedded(tmp_path: Path) -> None:
+    opts = build_options(parse("mount", str(tmp_path / "m")))
+    argv = child_argv(opts)
+    assert "--config-dir" not in argv and "--foreground" in argv
+    assert build_options(parse(*argv[3:])) == opts.__class__(**{**opts.__dict__, "foreground": True})
+
+
+def test_bad_values_are_refused(tmp_path: Path) -> None:
+    for bad in (["--interval", "0"], ["--timeout", "-1"], ["--umask", "99"], ["--cache-size", "x"]):
+        with pytest.raises(SystemExit):
+            parse("mount", str(tmp_path), *bad)

@@ -1,0 +1,132 @@
+"""The embedded default: `acdfuse mount MNT` with no account starts the bundled server, mounts it in the
+background, `acdfuse umount MNT` stops both, and the next mount finds the same data."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mount_helpers import fusermount_u, log_problems, require_fuse
+
+from acdfuse.api.client import ACDClient
+
+pytestmark = pytest.mark.mount
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+@pytest.fixture
+def xdg(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = dict(os.environ)
+    for var, sub in (("XDG_DATA_HOME", "data"), ("XDG_CACHE_HOME", "cache"),
+                     ("XDG_CONFIG_HOME", "config"), ("XDG_RUNTIME_DIR", "run")):
+        (tmp_path / sub).mkdir(mode=0o700)
+        env[var] = str(tmp_path / sub)
+    yield env
+    # whatever a failed test left behind: our mount, our server (pids from our own state file)
+    mnt = tmp_path / "mnt"
+    if os.path.ismount(mnt):
+        fusermount_u(mnt, lazy=True)
+    state = tmp_path / "data" / "acdfuse" / "server.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, ProcessLookupError):
+        pid = int(json.loads(state.read_text())["pid"])
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def acdfuse(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "acdfuse", *args], env=env, capture_output=True,
+                          text=True, timeout=180, check=False)
+
+
+def wait_until(check: object, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_embedded_mount_umount_cycle(tmp_path: Path, xdg: dict[str, str], expect_errors: list[str]) -> None:
+    require_fuse()
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    data_root = tmp_path / "data" / "acdfuse"
+
+    first = acdfuse(xdg, "mount", str(mnt))
+    assert first.returncode == 0, first.stderr
+    assert "local drive" in first.stdout and str(mnt) in first.stdout
+    assert len(first.stdout.strip().splitlines()) == 1       # one short message
+    assert os.path.ismount(mnt)
+    assert os.listdir(mnt) == []
+    state = json.loads((data_root / "server.json").read_text())
+    server_pid = state["pid"]
+    assert alive(server_pid)
+    assert (data_root / "drive").is_dir()
+
+    # someone else writes to the drive; the mount sees it after a sync
+    client = ACDClient(str(data_root / "credentials"))
+    client.upload_stream(io.BytesIO(b"persisted\n"), "hello.txt")
+    mount_pid = int(next((tmp_path / "run" / "acdfuse").glob("mount-*.pid")).read_text().split()[0])
+    os.kill(mount_pid, signal.SIGUSR1)
+    wait_until(lambda: os.listdir(mnt) == ["hello.txt"], "the synced file")
+    assert (mnt / "hello.txt").read_bytes() == b"persisted\n"
+
+    down = acdfuse(xdg, "umount", str(mnt))
+    assert down.returncode == 0, down.stderr
+    assert not os.path.ismount(mnt)
+    assert not alive(mount_pid)
+    assert not alive(server_pid)
+    assert not (data_root / "server.json").exists()
+
+    # the next mount finds the same data (a new server process on the same data dir)
+    second = acdfuse(xdg, "mount", str(mnt))
+    assert second.returncode == 0, second.stderr
+    try:
+        assert os.listdir(mnt) == ["hello.txt"]
+        assert (mnt / "hello.txt").read_bytes() == b"persisted\n"
+        assert json.loads((data_root / "server.json").read_text())["pid"] != server_pid
+    finally:
+        down = acdfuse(xdg, "umount", str(mnt))
+    assert down.returncode == 0, down.stderr
+    assert not os.path.ismount(mnt)
+
+    log = tmp_path / "cache" / "acdfuse" / "embedded" / "acdfuse.log"
+    assert log.exists()
+    assert not log_problems(log, expect_errors)
+
+
+def test_umount_of_something_not_mounted(tmp_path: Path, xdg: dict[str, str]) -> None:
+    (tmp_path / "mnt").mkdir()
+    result = acdfuse(xdg, "umount", str(tmp_path / "mnt"))
+    assert result.returncode != 0
+    assert "not mounted" in result.stderr
+
+
+def test_background_mount_reports_failures(tmp_path: Path, xdg: dict[str, str]) -> None:
+    missing = acdfuse(xdg, "mount", str(tmp_path / "does-not-exist"))
+    assert missing.returncode != 0 and "not a directory" in missing.stderr
+    empty_cdir = tmp_path / "nocreds"
+    empty_cdir.mkdir()
+    (tmp_path / "mnt").mkdir()
+    nocreds = acdfuse(xdg, "mount", str(tmp_path / "mnt"), "--config-dir", str(empty_cdir))
+    assert nocreds.returncode != 0 and "credentials" in nocreds.stderr
+    assert not os.path.ismount(tmp_path / "mnt")

@@ -1,0 +1,166 @@
+"""Reading through a real mount: chunk edges, EOF, concurrency, mmap, sync of remote changes, and the
+disk cache across remounts (counted on the server)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import mmap
+import os
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mount_helpers import Mount, pattern, upload
+
+pytestmark = pytest.mark.mount
+
+MiB = 1 << 20
+CHUNK = MiB     # the reader's default chunk size; the edges below straddle it
+SIZE = 3 * MiB + 12345
+
+
+@pytest.fixture
+def big(client: Any) -> tuple[dict[str, Any], bytes]:
+    data = pattern(SIZE, 7)
+    return upload(client, "big.bin", data), data
+
+
+def pread(path: Path, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+def test_reads_at_chunk_edges_and_eof(mount: Mount, big: tuple[dict[str, Any], bytes]) -> None:
+    _, data = big
+    mount.start("-o", "direct_io")   # every pread reaches the reader, no kernel page rounding
+    path = mount.mnt / "big.bin"
+    cases = [(0, 1), (0, 4096), (CHUNK - 1, 1), (CHUNK - 1, 2), (CHUNK, 1), (CHUNK - 100, 200),
+             (2 * CHUNK - 5, CHUNK + 10), (3 * CHUNK, 12345), (SIZE - 1, 1), (SIZE - 10, 100),
+             (SIZE, 10), (SIZE + 4096, 10), (12345, 3 * CHUNK)]
+    for offset, length in cases:
+        assert pread(path, offset, length) == data[offset:offset + length], (offset, length)
+    assert path.read_bytes() == data
+
+
+def test_reads_through_the_page_cache(mount: Mount, big: tuple[dict[str, Any], bytes]) -> None:
+    _, data = big
+    mount.start()
+    path = mount.mnt / "big.bin"
+    for offset, length in [(CHUNK - 3, 7), (SIZE - 5, 50), (SIZE, 1), (0, SIZE)]:
+        assert pread(path, offset, length) == data[offset:offset + length], (offset, length)
+    with open(path, "rb") as f:
+        f.seek(SIZE - 100)
+        assert f.read() == data[-100:]
+        assert f.read() == b""
+
+
+def test_concurrent_readers_of_one_file(mount: Mount, big: tuple[dict[str, Any], bytes]) -> None:
+    _, data = big
+    mount.start()
+    path = mount.mnt / "big.bin"
+    want = hashlib.sha256(data).hexdigest()
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def sequential(block: int) -> None:
+        h = hashlib.sha256()
+        with open(path, "rb", buffering=0) as f:
+            while chunk := f.read(block):
+                h.update(chunk)
+        results.append(h.hexdigest())
+
+    def scattered(seed: int) -> None:
+        rng = random.Random(seed)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for _ in range(60):
+                off = rng.randrange(SIZE)
+                n = rng.randrange(1, 300_000)
+                assert os.pread(fd, n, off) == data[off:off + n]
+        finally:
+            os.close(fd)
+        results.append(want)
+
+    def run(fn: Any, arg: int) -> None:
+        try:
+            fn(arg)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(sequential, b)) for b in (4096, 65536, MiB + 7, 131072)]
+    threads += [threading.Thread(target=run, args=(scattered, s)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert results == [want] * len(threads)
+
+
+def test_mmap_reads(mount: Mount, big: tuple[dict[str, Any], bytes]) -> None:
+    _, data = big
+    mount.start()
+    with open(mount.mnt / "big.bin", "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        assert len(m) == SIZE
+        assert m[CHUNK - 10:CHUNK + 10] == data[CHUNK - 10:CHUNK + 10]
+        assert m[SIZE - 77:] == data[SIZE - 77:]
+        assert m[:4096] == data[:4096]
+        assert hashlib.md5(m).hexdigest() == hashlib.md5(data).hexdigest()
+
+
+def test_remote_change_is_picked_up_by_sync(mount: Mount, client: Any) -> None:
+    v1 = pattern(300_000, 1)
+    node = upload(client, "changing.bin", v1)
+    upload(client, "other.txt", b"unchanged")
+    mount.start()
+    path = mount.mnt / "changing.bin"
+    assert path.read_bytes() == v1
+    before = os.stat(path)
+
+    # same size, new bytes: only the content identity tells the caches apart
+    v2 = pattern(300_000, 2)
+    client.overwrite_stream(io.BytesIO(v2), node["id"])
+    mount.sync(check=lambda: path.read_bytes() == v2)
+    assert os.stat(path).st_size == len(v2)
+
+    # a new size and mtime
+    v3 = pattern(1_500_000, 3)
+    client.overwrite_stream(io.BytesIO(v3), node["id"])
+    mount.sync(check=lambda: os.stat(path).st_size == len(v3))
+    assert path.read_bytes() == v3
+    after = os.stat(path)
+    assert after.st_mtime >= before.st_mtime
+    assert after.st_ino == before.st_ino
+
+    # new and trashed nodes appear and disappear
+    upload(client, "appeared.txt", b"new")
+    client.move_to_trash(node["id"])
+    mount.sync(check=lambda: sorted(os.listdir(mount.mnt)) == ["appeared.txt", "other.txt"])
+    assert (mount.mnt / "appeared.txt").read_bytes() == b"new"
+    assert not path.exists()
+
+
+def test_cache_survives_a_remount_with_no_http(mounts: Any, cdir: Path, drive_server: Any, client: Any,
+                                                big: tuple[dict[str, Any], bytes]) -> None:
+    _, data = big
+    small = pattern(5000, 9)
+    upload(client, "small.bin", small)
+    m = mounts(cdir).start()
+    assert (m.mnt / "big.bin").read_bytes() == data
+    assert (m.mnt / "small.bin").read_bytes() == small
+    assert drive_server.stats.snapshot()["download"] > 0
+    m.stop()
+
+    m.start()
+    drive_server.stats.reset()
+    assert (m.mnt / "big.bin").read_bytes() == data
+    assert (m.mnt / "small.bin").read_bytes() == small
+    assert pread(m.mnt / "big.bin", CHUNK - 10, 20) == data[CHUNK - 10:CHUNK + 10]
+    assert drive_server.stats.snapshot()["download"] == 0
+
