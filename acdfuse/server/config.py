@@ -1,0 +1,43 @@
+"""Settings of one server instance (``ServerConfig``), built once at the edge and never mutated.
+
+The fault fields are only the start values: tests change them at run time via ``DriveServer.faults``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token_lifetime: float = 3600
+    # fault switches (off by default), see faults.py
+    latency_ms: float = 0
+    bandwidth: int = 0
+    error_rate: float = 0.0
+    cut_rate: float = 0.0
+    fault_seed: int | None = None
+    # storage quota reported by account/quota and enforced on uploads
+    quota: int = 1024 * GiB
+    # Amazon accepted about 50,000 MiB per file; bigger uploads get 413 before any byte is stored
+    max_file_size: int = 50_000 * 1024**2
+    # JSON request bodies are small; anything bigger is a mistake or an attack -> 413
+    max_json_body: int = 1024 * 1024
+    # nextToken of a listing expires like Amazon's (10 min) -> 400 "Next token is expired"
+    next_token_lifetime: float = 600
+    # Trashed nodes older than this are purged (Amazon: 30 days); None disables the sweeper.
+    trash_retention: float | None = 30 * 86400
+    # how often the sweeper looks for expired trash
+    purge_interval: float = 3600
+    # if set, the /ap/oa login page asks for this password (the server is loopback-only by default)
+    login_password: str | None = None
+    # nodes per object in a `changes` stream unless the client sends chunkSize
+    changes_chunk_size: int = 1000
+    # idle keep-alive connections are closed after this many seconds
+    idle_timeout: float = 120

@@ -1,0 +1,179 @@
+"""SQLite metadata store of the server: schema, PRAGMAs, per-thread connections, one writer.
+
+Lock order: ``Database.write_lock`` is the only lock here and is never held across network I/O.
+Readers use their own thread-local connection and never wait for the writer (WAL).
+
+Schema notes (why each index exists):
+- ``nodes(account, seq)``: ``changes`` pages through one account's modifications in order.
+- ``parents(parent, child)`` (primary key): children listing and ``parents:X`` filters.
+- ``parents(parent, lname)``: case-insensitive name-conflict checks and child lookup by name;
+  ``lname`` is the child's lower-cased name, denormalised so the check never touches ``nodes`` first.
+- ``parents(child)``: a node's parent list when rendering JSON, for trash/restore and moves.
+- ``nodes(account, lname)``: ``name:`` filters over the whole drive.
+- ``nodes(account, md5)``: duplicate-content detection on upload.
+- ``nodes(account, status, trashed)``: trash listing and the expired-trash sweeper.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    root TEXT NOT NULL,
+    quota INTEGER NOT NULL,
+    -- change sequence numbers <= horizon may have been forgotten (tombstones dropped):
+    -- a checkpoint older than that gets a reset
+    horizon INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    id TEXT PRIMARY KEY,
+    account INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT,
+    lname TEXT,
+    status TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    labels TEXT NOT NULL DEFAULT '[]',
+    description TEXT NOT NULL DEFAULT '',
+    created_by TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    modified INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    is_root INTEGER NOT NULL DEFAULT 0,
+    size INTEGER,
+    md5 TEXT,
+    content_type TEXT,
+    extension TEXT,
+    content_version INTEGER,
+    content_date INTEGER,
+    blob TEXT,
+    local_id TEXT,
+    seq INTEGER NOT NULL,
+    trashed INTEGER
+);
+CREATE INDEX IF NOT EXISTS nodes_seq ON nodes(account, seq);
+CREATE INDEX IF NOT EXISTS nodes_lname ON nodes(account, lname);
+CREATE INDEX IF NOT EXISTS nodes_md5 ON nodes(account, md5) WHERE md5 IS NOT NULL;
+CREATE INDEX IF NOT EXISTS nodes_trash ON nodes(account, status, trashed) WHERE trashed IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS nodes_local ON nodes(account, local_id) WHERE local_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS parents (
+    parent TEXT NOT NULL,
+    child TEXT NOT NULL,
+    lname TEXT,
+    PRIMARY KEY (parent, child)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS parents_child ON parents(child);
+CREATE INDEX IF NOT EXISTS parents_lname ON parents(parent, lname);
+CREATE TABLE IF NOT EXISTS properties (
+    node TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (node, owner, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    account INTEGER NOT NULL,
+    issued REAL NOT NULL,
+    expires REAL NOT NULL,
+    extra TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+"""
+
+
+class SchemaError(RuntimeError):
+    pass
+
+
+class Database:
+    """Owns the SQLite file. ``read()`` gives this thread's connection; ``write()`` a transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.write_lock = threading.RLock()
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        # WAL: readers never block the writer and vice versa.
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash (kill -9); only a power loss may lose the last commits.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        # a bigger page cache keeps the indexes of a 1M-node tree in memory (value in KiB)
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        return conn
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self.conn()
+        with self.write_lock:
+            conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise SchemaError(f"{self.path}: schema {row[0]} is newer than this server ({SCHEMA_VERSION})")
+
+    def conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            if self._closed:
+                raise sqlite3.ProgrammingError("database is closed")
+            c = self._connect()
+            self._local.conn = c
+            with self._all_lock:
+                self._all.append(c)
+        return c
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction under the writer lock (BEGIN IMMEDIATE avoids upgrade deadlocks)."""
+        conn = self.conn()
+        with self.write_lock:
+            if conn.in_transaction:  # nested use by the same thread: join the outer transaction
+                yield conn
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        self._closed = True
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for c in conns:
+            try:
+                c.close()
+            except sqlite3.ProgrammingError:
+                # a connection created in another thread that is still busy; it dies with that thread
+                log.debug("connection of a live thread left open")
+        self._local = threading.local()

@@ -1,0 +1,300 @@
+"""HTTP/1.1 plumbing: one ``RequestHandler`` per connection (keep-alive), framing, faults, sendfile.
+
+A request goes: count -> latency -> route -> auth -> injected error -> endpoint -> response. The body
+of a request is always consumed (or the connection closed) before the next request is read, so a
+rejected upload cannot desynchronise a keep-alive connection. Downloads use ``socket.sendfile``
+(zero copy) unless the bandwidth cap or a cut needs to shape the bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from acdfuse.server.bodies import BodyError, BodyReader, ChunkedReader, LengthReader, drain
+from acdfuse.server.errors import ApiError
+from acdfuse.server.faults import Throttle
+from acdfuse.server.messages import AnyResponse, FileResponse, Request, Response, StreamResponse
+from acdfuse.server.multipart import MultipartError
+from acdfuse.server.util import dumps
+
+if TYPE_CHECKING:
+    from acdfuse.server.server import DriveServer
+
+log = logging.getLogger(__name__)
+
+# A rejected request body smaller than this is read and thrown away to keep the connection;
+# a bigger one closes the connection instead.
+DRAIN_LIMIT = 64 * 1024 * 1024
+_BLOCK = 256 * 1024
+
+
+class _CutConnection(Exception):
+    """A fault cut the response body; the connection is closed."""
+
+
+class HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], drive_server: DriveServer) -> None:
+        self.drive_server = drive_server
+        self.open_connections: set[socket.socket] = set()
+        super().__init__(address, RequestHandler)
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "acdfuse"
+    sys_version = ""
+    server: HTTPServer
+
+    def setup(self) -> None:
+        # socketserver reads ``timeout`` in setup(); per-server value, so set on the instance
+        self.timeout = self.server.drive_server.config.idle_timeout  # type: ignore[misc]
+        super().setup()
+        self.server.open_connections.add(self.connection)
+        self._throttle: Throttle | None = None
+        self._throttle_rate = 0
+
+    def finish(self) -> None:
+        self.server.open_connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            log.debug("connection closed while flushing")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # e.g. request line too long or a timeout; the client got (or gets) a 4xx, nothing broke here
+        log.info("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._send_simple(405, b'{"message":"HEAD is not supported"}')
+
+    # -- the request ------------------------------------------------------------------------------
+    def _throttle_fn(self) -> Throttle | None:
+        rate = self.server.drive_server.faults.settings.bandwidth
+        if rate <= 0:
+            return None
+        if self._throttle is None or self._throttle_rate != rate:
+            self._throttle = Throttle(rate)
+            self._throttle_rate = rate
+        return self._throttle
+
+    def _body_reader(self) -> tuple[BodyReader, int | None]:
+        te = self.headers.get("Transfer-Encoding", "")
+        throttle = self._throttle_fn()
+        if te:
+            if te.strip().lower() != "chunked":
+                raise ApiError(501, f"Transfer-Encoding {te!r} not supported")
+            return ChunkedReader(self.rfile, throttle), None
+        cl = self.headers.get("Content-Length")
+        if cl is None:
+            return LengthReader(self.rfile, 0), 0
+        try:
+            length = int(cl)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            raise ApiError(400, f"Invalid Content-Length {cl!r}") from None
+        return LengthReader(self.rfile, length, throttle), length
+
+    def _dispatch(self) -> None:
+        srv = self.server.drive_server
+        srv.stats.incr("requests")
+        self.request_id = str(uuid.uuid4())
+        latency = srv.faults.settings.latency_ms
+        if latency > 0:
+            time.sleep(latency / 1000.0)
+        url = urlsplit(self.path)
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        body: BodyReader | None = None
+        try:
+            body, length = self._body_reader()
+            req = Request(self.command, url.path, query, self.headers, body, length, srv.config.max_json_body)
+            resp = self._handle(req)
+            self._send(resp)
+        except ApiError as e:
+            self._send_error(e)
+        except (BodyError, MultipartError) as e:
+            self._send_error(ApiError(400, f"Cannot read from request: {e}"))
+        except _CutConnection:
+            self.close_connection = True
+            return
+        except (BrokenPipeError, ConnectionResetError, TimeoutError) as e:
+            log.debug("client went away: %s", e)
+            self.close_connection = True
+            return
+        except Exception:
+            log.exception("internal error on %s %s", self.command, url.path)
+            self._send_error(ApiError(500, "Internal failure", bare=True))
+        finally:
+            if body is not None and not body.complete:
+                try:
+                    if not drain(body, DRAIN_LIMIT):
+                        self.close_connection = True
+                except (BodyError, OSError):
+                    self.close_connection = True
+
+    def _handle(self, req: Request) -> AnyResponse:
+        srv = self.server.drive_server
+        if not (req.path.startswith("/drive/v1/") or req.path.startswith("/cdproxy/")):
+            if req.path.startswith("/ap/") or req.path.startswith("/auth/o2/"):
+                srv.stats.incr("oauth")
+            resp = srv.oauth.handle(req)
+            if resp is None:
+                raise ApiError(404, f"No such resource: {req.path}", "NOT_FOUND")
+            return resp
+        route, params = srv.api.match(req.method, req.path)
+        req.params = params
+        try:
+            acc_id = srv.auth.account_for(self.headers.get("Authorization"))
+        except ApiError:
+            srv.stats.incr("unauthorized")
+            raise
+        req.account = srv.drive.account(acc_id)
+        srv.stats.incr(route.stat)
+        injected = srv.faults.pick_error()
+        if injected is not None:
+            srv.stats.incr("injected_errors")
+            if injected == 429:
+                raise ApiError(429, "Rate exceeded", bare=True, headers={"Retry-After": "1"})
+            if injected == 503:
+                raise ApiError(503, "Service Unavailable", bare=True, headers={"Retry-After": "1"})
+            raise ApiError(500, "Internal failure", bare=True)
+        return srv.api.call(route, req)
+
+    # -- responses --------------------------------------------------------------------------------
+    def _start(self, status: int, content_type: str, length: int | None, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("x-amzn-RequestId", self.request_id)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        if length is None:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(length))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+
+    def _write(self, data: bytes | memoryview) -> None:
+        throttle = self._throttle_fn()
+        if throttle is None:
+            self.wfile.write(data)
+            return
+        view = memoryview(data)
+        step = max(1024, min(65536, throttle.rate // 10))
+        for i in range(0, len(view), step):
+            piece = view[i : i + step]
+            throttle(len(piece))
+            self.wfile.write(piece)
+
+    def _cut(self, partial: bytes | memoryview) -> None:
+        self.server.drive_server.stats.incr("cut_bodies")
+        self._write(partial)
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            log.debug("shutdown after cut failed")
+        raise _CutConnection()
+
+    def _send_simple(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self._start(status, content_type, len(body), {})
+        self.wfile.write(body)
+
+    def _send_error(self, e: ApiError) -> None:
+        if e.status >= 500:
+            log.info("answering %d: %s", e.status, e.message)
+        if e.raw is not None:
+            ctype, body = e.raw
+        else:
+            ctype, body = "application/json", dumps(e.body())
+        headers = dict(e.headers)
+        headers["x-amzn-ErrorType"] = e.error_type
+        try:
+            self._start(e.status, ctype, len(body), headers)
+            self._write(body)
+        except OSError as err:
+            log.debug("could not send error reply: %s", err)
+            self.close_connection = True
+
+    def _send(self, resp: AnyResponse) -> None:
+        faults = self.server.drive_server.faults
+        ok = 200 <= resp.status < 300
+        if isinstance(resp, Response):
+            self._start(resp.status, resp.content_type, len(resp.body), resp.headers)
+            cut = faults.pick_cut(len(resp.body)) if ok else None
+            if cut is not None:
+                self._cut(resp.body[:cut])
+            self._write(resp.body)
+        elif isinstance(resp, FileResponse):
+            self._send_file(resp, faults.pick_cut(resp.length) if ok else None)
+        else:
+            self._send_stream(resp)
+
+    def _send_file(self, resp: FileResponse, cut: int | None) -> None:
+        with open(resp.path, "rb") as f:
+            self._start(resp.status, resp.content_type, resp.length, resp.headers)
+            throttle = self._throttle_fn()
+            if throttle is None and cut is None:
+                sent = self.connection.sendfile(f, resp.start, resp.length)
+                if sent != resp.length:
+                    raise BrokenPipeError(f"sendfile stopped after {sent} of {resp.length} bytes")
+                return
+            f.seek(resp.start)
+            left = resp.length if cut is None else cut
+            while left > 0:
+                data = f.read(min(_BLOCK, left))
+                if not data:
+                    raise BrokenPipeError("blob shorter than its recorded size")
+                left -= len(data)
+                self._write(data)
+            if cut is not None:
+                self._cut(b"")
+
+    def _send_stream(self, resp: StreamResponse) -> None:
+        faults = self.server.drive_server.faults
+        cutting = faults.pick_cut(1) is not None
+        self._start(resp.status, resp.content_type, None, resp.headers)
+        chunks = resp.chunks
+        try:
+            for data in chunks:
+                if cutting and (data.startswith(b'{"end"') or faults.chance(0.5)):
+                    # cut inside this chunk: the client never sees the end marker
+                    n = faults.randrange(len(data))
+                    self._cut(b"%x\r\n" % len(data) + data[:n])
+                self._write(b"%x\r\n" % len(data) + data + b"\r\n")
+            self._write(b"0\r\n\r\n")
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()

@@ -1,0 +1,438 @@
+"""URL table and endpoint functions of the REST API (metadata ``/drive/v1/`` and content ``/cdproxy/``).
+
+Each endpoint takes a ``Request`` (with the authenticated account) and returns a response value; the
+HTTP details (framing, faults, sendfile) stay in ``handler.py``. Path parameters are matched by
+strict patterns, so ids with path tricks (``..``, ``%2F``) never match and get 404.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from acdfuse.server import thumbnails
+from acdfuse.server.auth import Auth
+from acdfuse.server.blobs import BlobStore
+from acdfuse.server.bodies import BodyError
+from acdfuse.server.config import ServerConfig
+from acdfuse.server.drive import Drive, NewContent
+from acdfuse.server.errors import ApiError, bad_request
+from acdfuse.server.faults import Stats
+from acdfuse.server.messages import AnyResponse, FileResponse, Request, Response, StreamResponse
+from acdfuse.server.multipart import MultipartError, MultipartReader, Part, boundary_of
+from acdfuse.server.util import dumps, format_date, now_ms
+
+log = logging.getLogger(__name__)
+
+ID = r"(?P<id>[A-Za-z0-9_-]{22})"
+CHILD = r"(?P<child>[A-Za-z0-9_-]{22})"
+MAX_METADATA_PART = 64 * 1024
+
+Endpoint = Callable[[Request], AnyResponse]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    name: str
+    stat: str  # Stats key counted for this route
+
+
+def json_response(obj: Any, status: int = 200) -> Response:
+    return Response(status, dumps(obj))
+
+
+class Api:
+    def __init__(  # noqa: PLR0917 - composition root passes the parts once
+        self,
+        config: ServerConfig,
+        drive: Drive,
+        blobs: BlobStore,
+        auth: Auth,
+        stats: Stats,
+        base_url: Callable[[], str],
+    ) -> None:
+        self.config = config
+        self.drive = drive
+        self.blobs = blobs
+        self.auth = auth
+        self.stats = stats
+        self.base_url = base_url
+        m, c = r"/drive/v1/", r"/cdproxy/"
+        table = [
+            ("GET", m + r"account/endpoint", "endpoint", "metadata"),
+            ("GET", m + r"account/info", "account_info", "metadata"),
+            ("GET", m + r"account/quota", "account_quota", "metadata"),
+            ("GET", m + r"account/usage", "account_usage", "metadata"),
+            ("POST", m + r"nodes", "create_folder", "metadata"),
+            ("GET", m + r"nodes", "list_nodes", "metadata"),
+            ("GET", m + rf"nodes/{ID}", "get_node", "metadata"),
+            ("PATCH", m + rf"nodes/{ID}", "patch_node", "metadata"),
+            ("DELETE", m + rf"nodes/{ID}", "purge_node", "metadata"),
+            ("GET", m + rf"nodes/{ID}/children", "list_children", "metadata"),
+            ("POST", m + rf"nodes/{ID}/children", "move_child", "metadata"),
+            ("PUT", m + rf"nodes/{ID}/children/{CHILD}", "add_child", "metadata"),
+            ("DELETE", m + rf"nodes/{ID}/children/{CHILD}", "remove_child", "metadata"),
+            ("GET", m + rf"nodes/{ID}/properties/(?P<owner>[^/]*)", "list_properties", "metadata"),
+            (
+                "GET",
+                m + rf"nodes/{ID}/properties/(?P<owner>[^/]*)/(?P<key>[^/]+)",
+                "get_property",
+                "metadata",
+            ),
+            (
+                "PUT",
+                m + rf"nodes/{ID}/properties/(?P<owner>[^/]*)/(?P<key>[^/]+)",
+                "put_property",
+                "metadata",
+            ),
+            (
+                "DELETE",
+                m + rf"nodes/{ID}/properties/(?P<owner>[^/]*)/(?P<key>[^/]+)",
+                "delete_property",
+                "metadata",
+            ),
+            ("POST", m + r"changes", "changes", "changes"),
+            ("GET", m + r"trash", "list_trash", "metadata"),
+            ("PUT", m + rf"trash/{ID}", "trash", "metadata"),
+            ("POST", m + rf"trash/{ID}/restore", "restore", "metadata"),
+            ("POST", c + r"nodes", "upload", "upload"),
+            ("PUT", c + rf"nodes/{ID}/content", "overwrite", "overwrite"),
+            ("GET", c + rf"nodes/{ID}/content", "download", "download"),
+        ]
+        self.routes = [Route(meth, re.compile(pat + "/?$"), name, stat) for meth, pat, name, stat in table]
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route for a request path, or 404/405 ApiErrors."""
+        allowed = False
+        for r in self.routes:
+            mo = r.pattern.match(path)
+            if mo:
+                if r.method == method:
+                    return r, {k: unquote(v) for k, v in mo.groupdict().items() if v is not None}
+                allowed = True
+        if allowed:
+            raise ApiError(405, f"Method {method} not allowed on {path}")
+        raise ApiError(404, f"No such resource: {path}", "NOT_FOUND")
+
+    def call(self, route: Route, req: Request) -> AnyResponse:
+        fn: Endpoint = getattr(self, route.name)
+        return fn(req)
+
+    # -- account ----------------------------------------------------------------------------------
+    def endpoint(self, req: Request) -> AnyResponse:
+        base = self.base_url()
+        return json_response(
+            {"customerExists": True, "contentUrl": base + "/cdproxy/", "metadataUrl": base + "/drive/v1/"}
+        )
+
+    def account_info(self, req: Request) -> AnyResponse:
+        return json_response({"termsOfUse": "1.0.0", "status": "ACTIVE"})
+
+    def account_quota(self, req: Request) -> AnyResponse:
+        used = self.drive.used_bytes(req.acc)
+        return json_response(
+            {
+                "quota": req.acc.quota,
+                "available": max(0, req.acc.quota - used),
+                "lastCalculated": format_date(now_ms()),
+            }
+        )
+
+    def account_usage(self, req: Request) -> AnyResponse:
+        return json_response(self.drive.usage(req.acc))
+
+    # -- nodes ------------------------------------------------------------------------------------
+    def create_folder(self, req: Request) -> AnyResponse:
+        body = req.json()
+        return json_response(self.drive.create_folder(req.acc, body), 201)
+
+    def list_nodes(self, req: Request) -> AnyResponse:
+        return json_response(self.drive.list_nodes(req.acc, req.query))
+
+    def get_node(self, req: Request) -> AnyResponse:
+        node = self.drive.node(req.acc, req.params["id"])
+        return json_response(node)
+
+    def patch_node(self, req: Request) -> AnyResponse:
+        body = req.json()
+        return json_response(self.drive.patch(req.acc, req.params["id"], body))
+
+    def purge_node(self, req: Request) -> AnyResponse:
+        self.drive.row(req.acc, req.params["id"])  # unknown ids still get 404
+        raise ApiError(403, "Insufficient permissions granted for operation: purgeNode", bare=True)
+
+    def list_children(self, req: Request) -> AnyResponse:
+        return json_response(self.drive.list_nodes(req.acc, req.query, parent=req.params["id"]))
+
+    def move_child(self, req: Request) -> AnyResponse:
+        return json_response(self.drive.move(req.acc, req.params["id"], req.json()))
+
+    def add_child(self, req: Request) -> AnyResponse:
+        req.read_body()  # ignored, but consumed
+        return json_response(self.drive.add_child(req.acc, req.params["id"], req.params["child"]))
+
+    def remove_child(self, req: Request) -> AnyResponse:
+        return json_response(self.drive.remove_child(req.acc, req.params["id"], req.params["child"]))
+
+    # -- properties -------------------------------------------------------------------------------
+    def _owner(self, req: Request) -> str:
+        owner = req.params.get("owner", "")
+        if not owner:
+            # what Amazon's front end answered for an empty owner segment
+            raise ApiError(
+                404, "UnknownOperationException", raw=("application/xml", b"<UnknownOperationException/>")
+            )
+        return owner
+
+    def list_properties(self, req: Request) -> AnyResponse:
+        owner = self._owner(req)
+        return json_response({"data": self.drive.get_properties(req.acc, req.params["id"], owner)})
+
+    def get_property(self, req: Request) -> AnyResponse:
+        owner = self._owner(req)
+        props = self.drive.get_properties(req.acc, req.params["id"], owner)
+        key = req.params["key"]
+        if key not in props:
+            raise ApiError(404, f"Property {key} does not exist", "NOT_FOUND")
+        return json_response({"key": key, "value": props[key]})
+
+    def put_property(self, req: Request) -> AnyResponse:
+        owner = self._owner(req)
+        body = req.json()
+        if set(body) != {"value"}:
+            raise bad_request('expected {"value": "..."}')
+        node_id, key = req.params["id"], req.params["key"]
+        self.drive.set_property(req.acc, node_id, owner, key, body["value"])
+        location = f"{self.base_url()}/drive/v1/nodes/{node_id}/properties/{owner}/{key}"
+        return json_response({"key": key, "value": body["value"], "location": location}, 201)
+
+    def delete_property(self, req: Request) -> AnyResponse:
+        owner = self._owner(req)
+        self.drive.delete_property(req.acc, req.params["id"], owner, req.params["key"])
+        return Response(204, b"", "")
+
+    # -- trash ------------------------------------------------------------------------------------
+    def list_trash(self, req: Request) -> AnyResponse:
+        return json_response(self.drive.list_nodes(req.acc, req.query, trash=True))
+
+    def trash(self, req: Request) -> AnyResponse:
+        req.read_body()
+        return json_response(self.drive.trash(req.acc, req.params["id"]))
+
+    def restore(self, req: Request) -> AnyResponse:
+        req.read_body()
+        return json_response(self.drive.restore(req.acc, req.params["id"]))
+
+    # -- changes ----------------------------------------------------------------------------------
+    def changes(self, req: Request) -> AnyResponse:
+        body = req.json(optional=True)
+        checkpoint = body.get("checkpoint")
+        if checkpoint is not None and not isinstance(checkpoint, str):
+            raise bad_request("checkpoint must be a string")
+        chunk = _positive(body.get("chunkSize"), "chunkSize", self.config.changes_chunk_size) or 1
+        max_nodes = _positive(body.get("maxNodes"), "maxNodes", None)
+        purged = body.get("includePurged", False)
+        if purged not in (True, False, "true", "false", "True", "False"):
+            raise bad_request("includePurged must be true or false")
+        include_purged = purged in (True, "true", "True")
+        gen = self.drive.changes(
+            req.acc,
+            checkpoint,
+            chunk_size=min(chunk, 10000),
+            max_nodes=max_nodes,
+            include_purged=include_purged,
+        )
+        # the first object is computed here, so a bad request still gets a plain error status
+        first = next(gen)
+
+        def lines() -> Iterator[bytes]:
+            try:
+                yield dumps(first) + b"\n"
+                for obj in gen:
+                    yield dumps(obj) + b"\n"
+                yield b'{"end":true}\n'
+            finally:
+                gen.close()
+
+        return StreamResponse(200, lines())
+
+    # -- content ----------------------------------------------------------------------------------
+    def _content_part(self, part: Part) -> NewContent:
+        writer = self.blobs.writer(self.config.max_file_size)
+        try:
+            while True:
+                data = part.read()
+                if not data:
+                    break
+                writer.write(data)
+            self.stats.incr("upload_bytes", writer.size)
+            blob = writer.commit()
+        except OverflowError:
+            writer.discard()
+            raise ApiError(413, f"File larger than {self.config.max_file_size} bytes") from None
+        except BaseException:
+            writer.discard()
+            raise
+        return NewContent(blob, writer.size, writer.md5)
+
+    def _multipart(self, req: Request) -> MultipartReader:
+        ctype = req.headers.get("Content-Type", "")
+        if req.content_length is not None and req.content_length > self.config.max_file_size + 1024 * 1024:
+            raise ApiError(413, f"File larger than {self.config.max_file_size} bytes")
+        try:
+            return MultipartReader(req.body, boundary_of(ctype))
+        except MultipartError as e:
+            raise bad_request(f"Cannot read from request: {e}") from None
+
+    def upload(self, req: Request) -> AnyResponse:
+        suppress = "deduplication" in req.query.get("suppress", "").split(",")
+        local_id = req.query.get("localId")
+        reader = self._multipart(req)
+        meta: dict[str, Any] | None = None
+        content: NewContent | None = None
+        try:
+            try:
+                while (part := reader.next_part()) is not None:
+                    if part.name == "metadata" and meta is None and content is None:
+                        meta = _parse_metadata(part.read_all(MAX_METADATA_PART))
+                        if meta.get("kind", "FILE") != "FILE":
+                            raise bad_request(
+                                "kind must be FILE for uploads; folders are created on the metadata URL"
+                            )
+                        self.drive.check_new_file(req.acc, meta, local_id)
+                    elif part.name == "content" and content is None:
+                        if meta is None:
+                            raise bad_request("the metadata part must come before the content part")
+                        content = self._content_part(part)
+                    else:
+                        raise bad_request(f"unexpected multipart part {part.name!r}")
+            except (MultipartError, BodyError) as e:
+                raise bad_request(f"Cannot read from request: {e}") from None
+            if meta is None or content is None:
+                raise bad_request("an upload needs a metadata part and a content part")
+            node = self.drive.create_node(
+                req.acc, meta, kind="FILE", content=content, dedup=not suppress, local_id=local_id
+            )
+        except BaseException:
+            if content is not None:
+                self.blobs.delete(content.blob)
+            raise
+        return json_response(node, 201)
+
+    def overwrite(self, req: Request) -> AnyResponse:
+        self.drive.file_row(req.acc, req.params["id"])  # 404 before reading a big body
+        reader = self._multipart(req)
+        content: NewContent | None = None
+        try:
+            try:
+                while (part := reader.next_part()) is not None:
+                    if part.name == "content" and content is None:
+                        content = self._content_part(part)
+                    elif part.name == "metadata":
+                        part.read_all(MAX_METADATA_PART)  # tolerated (Duplicati sends it) and ignored
+                    else:
+                        raise bad_request(f"unexpected multipart part {part.name!r}")
+            except (MultipartError, BodyError) as e:
+                raise bad_request(f"Cannot read from request: {e}") from None
+            if content is None:
+                raise bad_request("an overwrite needs a content part")
+            node, old_blob = self.drive.overwrite(req.acc, req.params["id"], content)
+        except BaseException:
+            if content is not None:
+                self.blobs.delete(content.blob)
+            raise
+        self.blobs.delete(old_blob)
+        return json_response(node)
+
+    def download(self, req: Request) -> AnyResponse:
+        r = self.drive.file_row(req.acc, req.params["id"])
+        size = int(r["size"] or 0)
+        path = self.blobs.path(r["blob"]) if r["blob"] else None
+        ctype = r["content_type"] or "application/octet-stream"
+        if "viewBox" in req.query:
+            self.stats.incr("thumbnail")
+            if path is None:
+                raise ApiError(404, "No thumbnail for an empty file", "NOT_FOUND")
+            data, thumb_type = thumbnails.render(path, req.query["viewBox"])
+            return Response(200, data, thumb_type)
+        headers = {
+            "Accept-Ranges": "bytes",
+            "ETag": f'"{r["md5"]}"',
+            "Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(r["modified"] / 1000)),
+        }
+        rng = req.headers.get("Range")
+        start, length, status = 0, size, 200
+        if rng is not None:
+            parsed = parse_range(rng, size)
+            if parsed is None:
+                raise ApiError(
+                    416,
+                    f"Requested range not satisfiable: {rng}",
+                    headers={"Content-Range": f"bytes */{size}"},
+                )
+            start, end = parsed
+            length = end - start + 1
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        if path is None:  # empty file: no blob
+            return Response(status, b"", ctype, headers)
+        self.stats.incr("download_bytes", length)
+        return FileResponse(status, path, start, length, size, ctype, headers)
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """``bytes=a-b``, ``bytes=a-`` or ``bytes=-n`` -> inclusive (start, end), None if unsatisfiable.
+
+    A syntactically bad header or several ranges -> 400 (multipart/byteranges is not offered).
+    """
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or not spec or "," in spec:
+        raise ApiError(400, f"Invalid Range header: {header!r}")
+    first, dash, last = spec.strip().partition("-")
+    try:
+        if not dash:
+            raise ValueError
+        if first == "":
+            n = int(last)
+            if n <= 0:
+                return None
+            return (max(0, size - n), size - 1) if size else None
+        a = int(first)
+        b = int(last) if last else max(a, size - 1)
+        if a < 0 or b < a:
+            raise ValueError
+    except ValueError:
+        raise ApiError(400, f"Invalid Range header: {header!r}") from None
+    if a >= size:
+        return None
+    return a, min(b, size - 1)
+
+
+def _positive(value: Any, name: str, default: int | None) -> int | None:
+    if value is None:
+        return default
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise bad_request(f"{name} must be a positive number") from None
+    if n <= 0:
+        raise bad_request(f"{name} must be a positive number")
+    return n
+
+
+def _parse_metadata(raw: bytes) -> dict[str, Any]:
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise bad_request(f"Malformed JSON in the metadata part: {e}") from None
+    if not isinstance(meta, dict):
+        raise bad_request("the metadata part must be a JSON object")
+    return meta

@@ -1,0 +1,222 @@
+"""``DriveServer``: wires the database, blobs, auth, drive and HTTP threads of one server instance.
+
+The constructor does no I/O; ``start()`` opens (or creates) the data dir and serves in daemon
+threads; ``close()`` stops serving, cuts idle keep-alive connections and closes the database.
+In-process extras for tests and benchmarks: ``write_credentials``, ``generate_tree``, ``purge``,
+``forget_purged``, ``sweep_trash``, ``access_token``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from acdfuse.server.auth import Auth
+from acdfuse.server.blobs import BlobStore
+from acdfuse.server.config import ServerConfig
+from acdfuse.server.db import Database
+from acdfuse.server.drive import Account, Drive
+from acdfuse.server.faults import Faults, FaultSettings, Stats
+from acdfuse.server.generate import GeneratedTree, generate_tree
+from acdfuse.server.handler import HTTPServer
+from acdfuse.server.oauth import OAuthPages
+from acdfuse.server.routes import Api
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_VALIDITY = 259200  # 3 days, as acd_cli caches endpoints
+
+
+class DriveServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.faults = Faults(
+            FaultSettings(
+                latency_ms=config.latency_ms,
+                bandwidth=config.bandwidth,
+                error_rate=config.error_rate,
+                cut_rate=config.cut_rate,
+                seed=config.fault_seed,
+            )
+        )
+        self.stats = Stats()
+        data = Path(config.data_dir)
+        self.db = Database(data / "drive.sqlite3")
+        self.blobs = BlobStore(data)
+        self.auth = Auth(self.db, config.token_lifetime)
+        self.drive = Drive(
+            self.db, self.blobs, quota=config.quota, next_token_lifetime=config.next_token_lifetime
+        )
+        self.api = Api(config, self.drive, self.blobs, self.auth, self.stats, lambda: self.base_url)
+        self.oauth = OAuthPages(config, self.auth, self.drive, lambda: self.base_url)
+        self._httpd: HTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._port = 0
+
+    # -- life cycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._httpd is not None:
+            raise RuntimeError("server already started")
+        Path(self.config.data_dir).mkdir(parents=True, exist_ok=True)
+        self.db.open()
+        self.blobs.open()
+        self.auth.open()
+        self.drive.open()
+        self._httpd = HTTPServer((self.config.host, self.config.port), self)
+        self._port = int(self._httpd.server_address[1])
+        t = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name=f"acdfuse-serve-{self._port}",
+            daemon=True,
+        )
+        t.start()
+        self._threads.append(t)
+        if self.config.trash_retention is not None:
+            s = threading.Thread(target=self._sweeper, name="acdfuse-trash-sweeper", daemon=True)
+            s.start()
+            self._threads.append(s)
+        log.info("serving %s (data in %s)", self.base_url, self.config.data_dir)
+
+    def close(self) -> None:
+        self._stop.set()
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            for conn in list(httpd.open_connections):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    log.debug("connection already closed")
+            httpd.server_close()
+        for t in self._threads:
+            t.join(timeout=5)
+        self._threads = []
+        self.db.close()
+
+    def __enter__(self) -> DriveServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _sweeper(self) -> None:
+        retention = self.config.trash_retention
+        assert retention is not None
+        while not self._stop.wait(self.config.purge_interval):
+            try:
+                self.sweep_trash()
+                self.auth.purge_expired()
+            except Exception:
+                log.exception("trash sweeper failed")
+
+    # -- addresses --------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        host = self.config.host
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self._port}"
+
+    # -- in-process helpers -----------------------------------------------------------------------
+    def account(self, name: str = "default") -> Account:
+        """The account with this name, created (with its root folder) if it does not exist."""
+        return self.drive.ensure_account(name)
+
+    def access_token(self, account: str = "default", token_lifetime: float | None = None) -> str:
+        """A fresh bearer token for ``account`` (tests that talk raw HTTP)."""
+        return self.auth.issue(self.account(account).id, token_lifetime).access_token
+
+    def write_credentials(
+        self, cdir: Path, account: str = "default", token_lifetime: float | None = None
+    ) -> None:
+        """Write Contract 2's client files (endpoint_data, oauth_data, client_data, acdfuse_server), 0600."""
+        acc = self.account(account)
+        tokens = self.auth.issue(acc.id, token_lifetime)
+        base = self.base_url
+        cdir = Path(cdir)
+        cdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files: dict[str, dict[str, Any]] = {
+            "endpoint_data": {
+                "customerExists": True,
+                "metadataUrl": base + "/drive/v1/",
+                "contentUrl": base + "/cdproxy/",
+                "exp_time": time.time() + ENDPOINT_VALIDITY,
+            },
+            "oauth_data": {
+                **tokens.as_json(),
+                # acd_cli's convention: refresh two minutes before the end
+                "exp_time": tokens.issued + tokens.expires_in - 120,
+            },
+            "client_data": {"CLIENT_ID": self.auth.client_id, "CLIENT_SECRET": self.auth.client_secret},
+            "acdfuse_server": {"base_url": base},
+        }
+        for name, content in files.items():
+            _write_private(cdir / name, json.dumps(content, indent=4, sort_keys=True))
+
+    def generate_tree(
+        self,
+        account: str = "default",
+        *,
+        n_nodes: int = 100_000,
+        fanout: int = 10,
+        folders_per_folder: int = 3,
+        file_size: int = 0,
+        parent: str | None = None,
+        prefix: str = "",
+    ) -> GeneratedTree:
+        """Write a synthetic tree straight into the database (no HTTP); see ``generate.py``."""
+        return generate_tree(
+            self.drive,
+            self.account(account),
+            n_nodes=n_nodes,
+            fanout=fanout,
+            folders_per_folder=folders_per_folder,
+            file_size=file_size,
+            parent=parent,
+            prefix=prefix,
+        )
+
+    def purge(self, node_id: str, account: str = "default") -> int:
+        """Purge a node (and what is reachable only through it) as the trash sweeper would."""
+        return self.drive.purge(self.account(account), node_id)
+
+    def forget_purged(self, account: str = "default") -> int:
+        """Drop PURGED tombstones; older checkpoints then get ``reset: true``."""
+        return self.drive.forget_purged(self.account(account))
+
+    def sweep_trash(self, now: float | None = None) -> int:
+        """Purge trash older than ``trash_retention`` (relative to ``now``, epoch seconds)."""
+        retention = self.config.trash_retention
+        if retention is None:
+            return 0
+        cutoff = ((time.time() if now is None else now) - retention) * 1000
+        return self.drive.sweep_trash(int(cutoff))
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
