@@ -1,0 +1,150 @@
+"""The ``Node`` record the store hands out, and the conversions between node JSON, rows and Nodes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+FOLDER = "FOLDER"
+FILE = "FILE"
+AVAILABLE = "AVAILABLE"
+TRASH = "TRASH"
+PENDING = "PENDING"
+PURGED = "PURGED"
+
+# Separator used by group_concat() to pack a node's parent ids into one column; node ids are
+# [A-Za-z0-9_-] on the wire, and a control character never occurs in them.
+PARENT_SEP = "\x1f"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One drive node as mirrored locally. Times are epoch seconds (UTC)."""
+
+    id: str
+    name: str
+    kind: str
+    status: str
+    parents: tuple[str, ...]
+    size: int
+    md5: str | None
+    content_version: int
+    version: int
+    created: float
+    modified: float
+    ino: int
+    is_root: bool
+
+    @property
+    def is_folder(self) -> bool:
+        return self.kind == FOLDER
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == FILE
+
+    @property
+    def is_available(self) -> bool:
+        return self.status == AVAILABLE
+
+
+# Column list shared by every SELECT that builds a Node; keep in step with node_from_row().
+NODE_COLUMNS = (
+    "n.ino, n.id, n.name, n.kind, n.status, n.size, n.md5, n.content_version, n.version, "
+    "n.created, n.modified, n.is_root, "
+    "(SELECT group_concat(p.parent, char(31)) FROM {parentage} p WHERE p.child = n.ino)"
+)
+
+
+def node_from_row(row: tuple[Any, ...]) -> Node:
+    parents = row[12]
+    return Node(
+        id=row[1],
+        name=row[2],
+        kind=row[3],
+        status=row[4],
+        parents=tuple(parents.split(PARENT_SEP)) if parents else (),
+        size=row[5],
+        md5=row[6],
+        content_version=row[7],
+        version=row[8],
+        created=row[9] or 0.0,
+        modified=row[10] or 0.0,
+        ino=row[0],
+        is_root=bool(row[11]),
+    )
+
+
+# A node normalised for staging/writing: (id, name, kind, status, size, md5, content_version,
+# version, createdDate, modifiedDate, is_root, parents_json, properties_json).
+# Dates stay ISO strings here; SQLite's julianday() turns them into epoch seconds in C, which is
+# several times cheaper than datetime parsing for a million nodes.
+StagedRow = tuple[str, "str | None", str, str, int, "str | None", int, int,
+                  "str | None", "str | None", int, str, "str | None"]
+
+
+def staged_row(node: Mapping[str, Any]) -> StagedRow:
+    """Validate and flatten one node JSON object; raises ValueError on malformed input."""
+    if not isinstance(node, Mapping):
+        raise ValueError(f"change set entry is not a node object: {node!r:.200}")
+    node_id = node.get("id")
+    if not isinstance(node_id, str) or not node_id:
+        raise ValueError(f"node without a valid id: {dict(node)!r:.200}")
+    name = node.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"node {node_id} has a non-string name {name!r:.100}")
+    parents = node.get("parents") or []
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise ValueError(f"node {node_id} has malformed parents {parents!r:.200}")
+    content = node.get("contentProperties") or {}
+    if not isinstance(content, Mapping):
+        raise ValueError(f"node {node_id} has malformed contentProperties")
+    props = node.get("properties")
+    return (
+        node_id,
+        name,
+        str(node.get("kind") or ""),
+        str(node.get("status") or AVAILABLE),
+        int(content.get("size") or 0),
+        content.get("md5"),
+        int(content.get("version") or 0),
+        int(node.get("version") or 0),
+        node.get("createdDate"),
+        node.get("modifiedDate"),
+        1 if node.get("isRoot") else 0,
+        json.dumps(parents),
+        json.dumps(props) if isinstance(props, Mapping) and props else None,
+    )
+
+
+def purged_row(node_id: str) -> StagedRow:
+    if not isinstance(node_id, str) or not node_id:
+        raise ValueError(f"purged entry without a valid id: {node_id!r:.200}")
+    return (node_id, None, "", PURGED, 0, None, 0, 0, None, None, 0, "[]", None)
+
+
+def is_storable(status: str, name: str | None, is_root: int) -> bool:
+    """PENDING nodes (unfinished uploads) and nameless non-root nodes never enter the mirror."""
+    return status not in (PENDING, PURGED) and (bool(is_root) or bool(name))
+
+
+def iso_to_epoch(value: str | None) -> float:
+    """Python fallback for building a Node from JSON without touching the database."""
+    if not value:
+        return 0.0
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def transient_node(row: StagedRow, ino: int = 0) -> Node:
+    """A Node for an answer the mirror does not keep (PENDING, nameless, purged)."""
+    return Node(
+        id=row[0], name=row[1] or "", kind=row[2], status=row[3], parents=tuple(json.loads(row[11])),
+        size=row[4], md5=row[5], content_version=row[6], version=row[7],
+        created=iso_to_epoch(row[8]), modified=iso_to_epoch(row[9]), ino=ino, is_root=bool(row[10]),
+    )

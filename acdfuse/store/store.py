@@ -1,0 +1,257 @@
+"""``NodeStore``: the mount's view of the drive tree, read from the SQLite mirror.
+
+Reads go through a per-thread read-only connection and never wait for a sync (WAL). Writes
+(sync, apply_local) go through the single writer connection under ``Database.write_lock``.
+Lock order: ``_sync_lock`` -> ``Database.write_lock`` -> ``PathCache._lock``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from acdfuse.store.database import Database
+from acdfuse.store.errors import StoreError
+from acdfuse.store.node import FOLDER, NODE_COLUMNS, Node, node_from_row, staged_row, transient_node
+from acdfuse.store.pathcache import Edge, PathCache
+from acdfuse.store.schema import LIVE
+from acdfuse.store.sync import GetChanges, Synchronizer, SyncResult
+from acdfuse.store.writer import TreeWriter
+
+log = logging.getLogger(__name__)
+
+_COLS = NODE_COLUMNS.format(parentage=LIVE.parentage)
+_SQL_BY_ID = f"SELECT {_COLS} FROM {LIVE.nodes} n WHERE n.id = ?"
+_SQL_BY_INO = f"SELECT {_COLS} FROM {LIVE.nodes} n WHERE n.ino = ?"
+_SQL_ROOT = f"SELECT {_COLS} FROM {LIVE.nodes} n WHERE n.is_root ORDER BY n.ino LIMIT 1"
+_SQL_CHILDREN = (f"SELECT {_COLS} FROM {LIVE.dirents} d JOIN {LIVE.nodes} n ON n.ino = d.child "
+                 "WHERE d.parent = ? ORDER BY d.name")
+_SQL_CHILD = (f"SELECT {_COLS} FROM {LIVE.dirents} d JOIN {LIVE.nodes} n ON n.ino = d.child "
+              "WHERE d.parent = ? AND d.name = ?")
+_SQL_STEP = (f"SELECT n.ino, n.id, n.kind FROM {LIVE.dirents} d JOIN {LIVE.nodes} n ON n.ino = d.child "
+             "WHERE d.parent = ? AND d.name = ?")
+
+
+def normalize(path: str) -> str:
+    """'/a//b/' -> '/a/b'. Names are taken verbatim (exact case)."""
+    if path == "/" or (path.startswith("/") and not path.endswith("/") and "//" not in path):
+        return path
+    parts = [p for p in path.split("/") if p]
+    return "/" + "/".join(parts)
+
+
+class NodeStore:
+    """Persistent mirror of the drive's node tree (see the package docstring)."""
+
+    def __init__(self, db_path: Path, *, cache_size: int = 8192) -> None:
+        self.path = Path(db_path)
+        self._db = Database(self.path)
+        self._cache = PathCache(cache_size)
+        self._sync_lock = threading.Lock()
+        self._syncer = Synchronizer(self._db, self._cache)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def open(self) -> None:
+        """Create or migrate the database. A corrupt/foreign file is moved aside (warning) and an
+        empty mirror started; a newer schema raises SchemaTooNew and the file stays untouched."""
+        self._db.open()
+
+    def close(self) -> None:
+        self._db.close()
+        self._cache.clear()
+
+    def __enter__(self) -> NodeStore:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def recovered_from(self) -> Path | None:
+        """Where open() moved an unusable database file, if it did."""
+        return self._db.recovered_from
+
+    # ---- reads -----------------------------------------------------------------------------
+    def _one(self, sql: str, params: tuple[Any, ...]) -> Node | None:
+        try:
+            row = self._db.reader().execute(sql, params).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"node mirror {self.path}: {exc}") from exc
+        return node_from_row(row) if row else None
+
+    def root(self) -> Node | None:
+        return self._one(_SQL_ROOT, ())
+
+    def get(self, node_id: str) -> Node | None:
+        return self._one(_SQL_BY_ID, (node_id,))
+
+    def by_ino(self, ino: int) -> Node | None:
+        return self._one(_SQL_BY_INO, (ino,))
+
+    def child(self, folder_id: str, name: str) -> Node | None:
+        return self._one(_SQL_CHILD, (folder_id, name))
+
+    def children(self, folder_id: str) -> list[Node]:
+        """AVAILABLE named children, sorted by name."""
+        try:
+            rows = self._db.reader().execute(_SQL_CHILDREN, (folder_id,)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"node mirror {self.path}: {exc}") from exc
+        return [node_from_row(r) for r in rows]
+
+    def resolve(self, path: str) -> Node | None:
+        """The AVAILABLE node at ``path`` (exact-case names, '/' is the root), or None."""
+        key = normalize(path)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit[0]
+        token = self._cache.token()
+        con = self._db.reader()
+        try:
+            con.execute("BEGIN")  # one snapshot for the whole walk
+            try:
+                node, edges = self._walk(con, key)
+            finally:
+                con.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"node mirror {self.path}: resolving {key!r}: {exc}") from exc
+        self._cache.put(key, node, edges, token)
+        return node
+
+    def _walk(self, con: sqlite3.Connection, key: str) -> tuple[Node | None, tuple[Edge, ...]]:
+        if key == "/":
+            row = con.execute(_SQL_ROOT).fetchone()
+            return (node_from_row(row) if row else None), ()
+        parent_key, _, last = key.rpartition("/")
+        names: list[str]
+        prefix = self._cache.get(parent_key or "/")
+        if prefix is not None and prefix[0] is not None and prefix[0].kind == FOLDER:
+            # The parent folder is cached: one lookup instead of a walk from the root.
+            cur_id, edges, names = prefix[0].id, list(prefix[1]), [last]
+        else:
+            root = con.execute(_SQL_ROOT).fetchone()
+            if root is None:
+                return None, ()
+            cur_id, edges, names = root[1], [], key[1:].split("/")
+        ino = 0
+        for i, name in enumerate(names):
+            edges.append((cur_id, name))
+            row = con.execute(_SQL_STEP, (cur_id, name)).fetchone()
+            if row is None or (i < len(names) - 1 and row[2] != FOLDER):
+                return None, tuple(edges)
+            ino, cur_id = row[0], row[1]
+        row = con.execute(_SQL_BY_INO, (ino,)).fetchone()
+        return (node_from_row(row) if row else None), tuple(edges)
+
+    @property
+    def checkpoint(self) -> str | None:
+        row = self._db.reader().execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
+        return row[0] if row and row[0] else None
+
+    @property
+    def is_empty(self) -> bool:
+        return self._db.reader().execute(f"SELECT 1 FROM {LIVE.nodes} LIMIT 1").fetchone() is None
+
+    def count(self) -> int:
+        return int(self._db.reader().execute(f"SELECT count(*) FROM {LIVE.nodes}").fetchone()[0])
+
+    def path_of(self, node_id: str) -> str | None:
+        """One path of an AVAILABLE node (first parent at each level), or None if it is not
+        reachable from the root. Stops on cycles."""
+        names: list[str] = []
+        seen: set[str] = set()
+        node = self.get(node_id)
+        while node is not None and not node.is_root:
+            if node.id in seen or not node.is_available:
+                return None
+            seen.add(node.id)
+            names.append(node.name)
+            parent = next((p for p in (self.get(pid) for pid in node.parents)
+                           if p is not None and p.is_available
+                           and self.child(p.id, node.name) is not None), None)
+            node = parent
+        if node is None:
+            return None
+        return "/" + "/".join(reversed(names))
+
+    def walk(self, top: str = "/") -> Iterator[tuple[str, Node]]:
+        """Every (path, node) below ``top`` depth-first, a multi-parent folder under each of its
+        parents; a folder that is its own ancestor is not entered again (cycles end)."""
+        start = self.resolve(top)
+        if start is None:
+            return
+        stack: list[tuple[str, Node, frozenset[str]]] = [(normalize(top), start, frozenset())]
+        while stack:
+            path, node, ancestors = stack.pop()
+            yield path, node
+            if node.kind != FOLDER or node.id in ancestors:
+                continue
+            inner = ancestors | {node.id}
+            base = "" if path == "/" else path
+            for child in reversed(self.children(node.id)):
+                stack.append((f"{base}/{child.name}", child, inner))
+
+    def properties(self, node_id: str) -> dict[str, dict[str, str]]:
+        rows = self._db.reader().execute(
+            f"SELECT p.owner, p.key, p.value FROM {LIVE.properties} p JOIN {LIVE.nodes} n "
+            "ON n.ino = p.ino WHERE n.id = ?", (node_id,)).fetchall()
+        out: dict[str, dict[str, str]] = {}
+        for owner, key, value in rows:
+            out.setdefault(owner, {})[key] = value
+        return out
+
+    # ---- writes ----------------------------------------------------------------------------
+    def sync(self, get_changes: GetChanges) -> SyncResult:
+        """Apply ``get_changes(checkpoint=<stored>, include_purged=True)``; all or nothing.
+        Raises SyncError (mirror unchanged) if the stream fails."""
+        with self._sync_lock:
+            return self._syncer.run(get_changes, self.checkpoint)
+
+    def apply_local(self, node_json: Mapping[str, Any]) -> Node:
+        """Write a server answer (create, rename, move, trash, restore, overwrite) at once. The
+        same state arriving later through ``changes`` is applied idempotently."""
+        try:
+            row = staged_row(node_json)
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"cannot store server answer: {exc}") from exc
+        db = self._db
+        with db.write_lock:
+            con = db.writer
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                writer = TreeWriter(con, LIVE)
+                ino = writer.apply(row)
+                writer.finish()
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            if self._syncer.journal is not None:
+                self._syncer.journal.append(row)
+        self._cache.invalidate(writer.edges, writer.node_ids)
+        node = self.get(row[0])
+        if node is None or node.version > row[7]:
+            # Not kept (PENDING/nameless/purged), or the mirror already holds a newer state.
+            return node if node is not None else transient_node(row, ino or 0)
+        return node
+
+    def forget(self, node_id: str) -> bool:
+        """Drop a node from the mirror at once (e.g. after a purge); True if it was there."""
+        db = self._db
+        with db.write_lock:
+            con = db.writer
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                writer = TreeWriter(con, LIVE)
+                found = writer.purge(node_id)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        self._cache.invalidate(writer.edges, writer.node_ids)
+        return found

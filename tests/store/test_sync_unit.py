@@ -1,0 +1,219 @@
+"""Sync logic, path resolution and bad input with scripted change streams (no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from acdfuse.store import NodeStore, SyncError
+
+from .helpers import ChangeSet, Feed, file, folder, new_id
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _tree() -> tuple[dict, list[dict]]:
+    root = folder(None, [], is_root=True)
+    docs = folder("docs", [root["id"]])
+    a = file("a.txt", [docs["id"]], size=5)
+    sub = folder("Sub", [docs["id"]])
+    b = file("b.bin", [sub["id"]], size=7)
+    return root, [root, docs, a, sub, b]
+
+
+def test_first_sync_builds_tree(store: NodeStore, feed: Feed) -> None:
+    root, nodes = _tree()
+    feed.push(ChangeSet(nodes[:2], [], "cp1", True), ChangeSet(nodes[2:], [], "cp2", False))
+    assert store.is_empty and store.checkpoint is None
+    result = store.sync(feed)
+    assert feed.calls == [("", True)]
+    assert result.reset and result.stored == 5 and result.checkpoint == "cp2"
+    assert store.checkpoint == "cp2" and not store.is_empty
+    r = store.resolve("/")
+    assert r is not None and r.is_root and r.ino == 1 and r.id == root["id"]
+    b = store.resolve("/docs/Sub/b.bin")
+    assert b is not None and b.size == 7 and b.is_file and b.parents == (nodes[3]["id"],)
+    assert b.created == pytest.approx(1704164645.678)
+    assert store.resolve("/docs/sub/b.bin") is None          # exact case
+    assert [c.name for c in store.children(nodes[1]["id"])] == ["Sub", "a.txt"]
+    assert store.child(nodes[1]["id"], "a.txt").size == 5   # type: ignore[union-attr]
+    assert store.by_ino(b.ino) == b
+    assert store.get(b.id) == b
+
+
+def test_incremental_changes(store: NodeStore, feed: Feed) -> None:
+    root, nodes = _tree()
+    _, docs, a, sub, b = nodes
+    feed.push(ChangeSet(nodes, [], "cp1", True))
+    store.sync(feed)
+    ino_a = store.resolve("/docs/a.txt").ino  # type: ignore[union-attr]
+    assert store.resolve("/docs/Sub/b.bin") is not None
+    c = file("c", [root["id"]])
+    renamed = dict(a, name="A.txt", version=2)
+    moved = dict(sub, parents=[root["id"]], version=2)
+    trashed = dict(b, status="TRASH", version=2)
+    feed.push(ChangeSet([c, renamed], [], "cp2", False), ChangeSet([moved, trashed], [], "cp3", False))
+    result = store.sync(feed)
+    assert feed.calls[-1] == ("cp1", True)
+    assert not result.reset and store.checkpoint == "cp3"
+    assert store.resolve("/docs/a.txt") is None
+    assert store.resolve("/docs/A.txt").ino == ino_a  # type: ignore[union-attr]
+    assert store.resolve("/c") is not None
+    assert store.resolve("/docs/Sub") is None and store.resolve("/Sub") is not None
+    assert store.resolve("/Sub/b.bin") is None
+    assert store.get(b["id"]).status == "TRASH"  # type: ignore[union-attr]
+    # restore, then purge
+    feed.push(ChangeSet([dict(b, version=3)], [], "cp4", False))
+    store.sync(feed)
+    assert store.resolve("/Sub/b.bin") is not None
+    feed.push(ChangeSet([], [b["id"], c["id"]], "cp5", False))
+    result = store.sync(feed)
+    assert result.purged == 2
+    assert store.get(b["id"]) is None and store.resolve("/c") is None and store.resolve("/Sub/b.bin") is None
+
+
+def test_skips_pending_and_nameless(store: NodeStore, feed: Feed) -> None:
+    root = folder(None, [], is_root=True)
+    pend = file("p", [root["id"]], status="PENDING")
+    nameless = folder(None, [root["id"]])
+    ok = file("ok", [root["id"]])
+    feed.push(ChangeSet([root, pend, nameless, ok], [], "cp1", True))
+    result = store.sync(feed)
+    assert result.stored == 2 and result.skipped == 2
+    assert store.get(pend["id"]) is None and store.get(nameless["id"]) is None
+    assert [c.name for c in store.children(root["id"])] == ["ok"]
+
+
+def test_multi_parent_and_cycle(store: NodeStore, feed: Feed) -> None:
+    root = folder(None, [], is_root=True)
+    x = folder("x", [root["id"]])
+    y = folder("y", [root["id"]])
+    shared = folder("shared", [x["id"], y["id"]])
+    f = file("f", [shared["id"]])
+    feed.push(ChangeSet([root, x, y, shared, f], [], "cp1", True))
+    store.sync(feed)
+    assert store.resolve("/x/shared/f") == store.resolve("/y/shared/f") is not None
+    assert set(store.get(shared["id"]).parents) == {x["id"], y["id"]}  # type: ignore[union-attr]
+    # link x into its own subtree: x -> shared -> x
+    cyc = dict(x, parents=[root["id"], shared["id"]], version=2)
+    feed.push(ChangeSet([cyc], [], "cp2", False))
+    store.sync(feed)
+    assert store.resolve("/x/shared/x/shared/x/shared/f") is not None
+    paths = [p for p, _ in store.walk("/")]
+    assert "/x/shared/x" in paths and len(paths) == len(set(paths)) < 30
+    assert store.path_of(f["id"]) in {"/x/shared/f", "/y/shared/f"}
+
+
+def test_case_only_rename_and_cache_invalidation(store: NodeStore, feed: Feed) -> None:
+    root = folder(None, [], is_root=True)
+    a = folder("a", [root["id"]])
+    inner = file("inner", [a["id"]])
+    feed.push(ChangeSet([root, a, inner], [], "cp1", True))
+    store.sync(feed)
+    assert store.resolve("/a/inner") is not None
+    assert store.resolve("/A/inner") is None          # cached negative answer
+    feed.push(ChangeSet([dict(a, name="A", version=2)], [], "cp2", False))
+    store.sync(feed)
+    assert store.resolve("/a/inner") is None
+    assert store.resolve("/A/inner") is not None
+    assert store.resolve("/A").name == "A"  # type: ignore[union-attr]
+
+
+def test_apply_local_then_same_change(store: NodeStore, feed: Feed) -> None:
+    root = folder(None, [], is_root=True)
+    feed.push(ChangeSet([root], [], "cp1", True))
+    store.sync(feed)
+    assert store.resolve("/new") is None
+    created = folder("new", [root["id"]])
+    node = store.apply_local(created)
+    assert node.name == "new" and node.ino >= 2
+    assert store.resolve("/new") == node
+    renamed = store.apply_local(dict(created, name="newer", version=2))
+    assert renamed.ino == node.ino and store.resolve("/new") is None
+    # the change stream now reports the creation (older) and then the rename: idempotent
+    feed.push(ChangeSet([created], [], "cp2", False), ChangeSet([dict(created, name="newer", version=2)], [],
+                                                                "cp3", False))
+    store.sync(feed)
+    assert store.resolve("/newer").ino == node.ino  # type: ignore[union-attr]
+    assert store.resolve("/new") is None
+    # an older state alone never overrides a newer local answer
+    feed.push(ChangeSet([created], [], "cp4", False))
+    store.sync(feed)
+    assert store.resolve("/newer") is not None
+    trashed = store.apply_local(dict(created, name="newer", version=3, status="TRASH"))
+    assert trashed.status == "TRASH" and store.resolve("/newer") is None
+
+
+@pytest.mark.parametrize("failure", ["truncated", "bad-node", "no-checkpoint"])
+def test_failed_sync_leaves_mirror(store: NodeStore, feed: Feed, failure: str) -> None:
+    root, nodes = _tree()
+    feed.push(ChangeSet(nodes, [], "cp1", True))
+    store.sync(feed)
+    before = [(p, n) for p, n in store.walk("/")]
+    extra = file("extra", [root["id"]])
+    if failure == "truncated":
+        tail: object = ConnectionError("stream cut")
+    elif failure == "bad-node":
+        tail = ChangeSet([{"name": "no id"}], [], "cp3", False)
+    else:
+        tail = ChangeSet([], [], "", False)
+    feed.push(ChangeSet([extra, dict(nodes[2], status="TRASH", version=5)], [nodes[4]["id"]], "cp2", False), tail)
+    with pytest.raises(SyncError):
+        store.sync(feed)
+    assert store.checkpoint == "cp1"
+    assert [(p, n) for p, n in store.walk("/")] == before
+    # the next sync retries from the stored checkpoint
+    feed.push(ChangeSet([extra], [], "cp2", False))
+    store.sync(feed)
+    assert feed.calls[-1][0] == "cp1" and store.resolve("/extra") is not None
+
+
+def test_failed_reset_keeps_old_tree(store: NodeStore, feed: Feed) -> None:
+    root, nodes = _tree()
+    feed.push(ChangeSet(nodes, [], "cp1", True))
+    store.sync(feed)
+    before = list(store.walk("/"))
+    feed.push(ChangeSet([root], [], "cpX", True), ChangeSet([folder("zz", [root["id"]])], [], "cpY", False),
+              ConnectionError("cut"))
+    with pytest.raises(SyncError):
+        store.sync(feed)
+    assert list(store.walk("/")) == before and store.checkpoint == "cp1"
+
+
+def test_reset_rebuild_keeps_inodes(store: NodeStore, feed: Feed) -> None:
+    root, nodes = _tree()
+    feed.push(ChangeSet(nodes, [], "cp1", True))
+    store.sync(feed)
+    inos = {n["id"]: store.get(n["id"]).ino for n in nodes}  # type: ignore[union-attr]
+    fresh = file("fresh", [root["id"]])
+    # the reset dump no longer has b; it has a new file
+    feed.push(ChangeSet(nodes[:4] + [fresh], [], "cp9", True))
+    result = store.sync(feed)
+    assert result.reset and store.checkpoint == "cp9"
+    assert store.get(nodes[4]["id"]) is None
+    for n in nodes[:4]:
+        assert store.get(n["id"]).ino == inos[n["id"]]  # type: ignore[union-attr]
+    assert store.resolve("/fresh").ino not in inos.values()  # type: ignore[union-attr]
+
+
+def test_duplicate_entries_last_wins(store: NodeStore, feed: Feed) -> None:
+    root = folder(None, [], is_root=True)
+    f = file("one", [root["id"]])
+    feed.push(ChangeSet([root, f], [], "cp1", True), ChangeSet([dict(f, name="two", version=2)], [], "cp2", False))
+    store.sync(feed)
+    assert store.resolve("/one") is None and store.resolve("/two") is not None
+    assert store.count() == 2
+
+
+def test_properties_stored(store: NodeStore, feed: Feed) -> None:
+    root = folder(None, [], is_root=True)
+    f = dict(file("p", [root["id"]]), properties={"app": {"k": "v"}})
+    feed.push(ChangeSet([root, f], [], "cp1", True))
+    store.sync(feed)
+    assert store.properties(f["id"]) == {"app": {"k": "v"}}
+    store.apply_local(dict(f, properties={"app": {"k": "w", "k2": "x"}}, version=2))
+    assert store.properties(f["id"]) == {"app": {"k": "w", "k2": "x"}}
+
+
+def test_unknown_ids_and_empty_store(store: NodeStore) -> None:
+    assert store.root() is None and store.resolve("/") is None and store.resolve("/a") is None
+    assert store.get(new_id()) is None and store.children(new_id()) == []
