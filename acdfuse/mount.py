@@ -307,8 +307,12 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
         raise MountError(f"the node mirror {opts.db_path} cannot be opened: {exc}") from exc
     stack.callback(store.close)
 
+    # Any: the store's ChangeSetLike protocol declares writable fields and the client yields a
+    # namedtuple; the shapes agree at run time (reported in mount-needs.md)
+    get_changes: Any = client.get_changes
+
     def sync() -> Any:
-        return store.sync(client.get_changes)
+        return store.sync(get_changes)
 
     synced_before_mount = False
     if store.is_empty:
@@ -328,7 +332,13 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
     quota = QuotaCache()
     owner = Ownership(opts.uid, opts.gid, opts.umask, writable=False)
     ops = DriveOperations(store, reader, quota, owner)
-    loop = SyncLoop(sync, fetch_quota=client.fs_sizes, quota=quota, on_synced=lambda result: ops.invalidate(),
+    def on_synced(result: Any) -> None:
+        # link counts derive from the tree; drop them when the tree moved (a SyncResult says how much)
+        if getattr(result, "reset", True) or getattr(result, "stored", 1) or getattr(result, "purged", 1):
+            ops.invalidate()
+        log.debug("sync: %s", result)
+
+    loop = SyncLoop(sync, fetch_quota=client.fs_sizes, quota=quota, on_synced=on_synced,
                     interval=opts.interval, quota_interval=opts.quota_interval,
                     sync_first=not synced_before_mount)
     if synced_before_mount:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 import pytest
+from mount_helpers import log_problems
 
 from acdfuse.cli import build_parser
 from acdfuse.fs.options import GiB, MiB
@@ -87,3 +88,16 @@ def test_bad_values_are_refused(tmp_path: Path) -> None:
     for bad in (["--interval", "0"], ["--timeout", "-1"], ["--umask", "99"], ["--cache-size", "x"]):
         with pytest.raises(SystemExit):
             parse("mount", str(tmp_path), *bad)
+
+
+def test_log_check_catches_errors_and_tracebacks(tmp_path: Path) -> None:
+    log = tmp_path / "acdfuse.log"
+    log.write_text(
+        "2026-01-01 10:00:00,000 1 MainThread INFO acdfuse.mount: mounting\n"
+        "2026-01-01 10:00:01,000 1 Dummy-1 WARNING acdfuse.fs.operations: read /x: EIO\n"
+        "2026-01-01 10:00:02,000 1 Dummy-1 ERROR acdfuse.fs.operations: getattr /y failed\n"
+        "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: boom\n")
+    problems = log_problems(log, [])
+    assert len(problems) == 2
+    assert "getattr /y" in problems[0] and "ValueError: boom" in problems[1]
+    assert log_problems(log, ["getattr /y", "boom"]) == []
