@@ -186,7 +186,7 @@ class _Parser:
                 raise _err("missing ')'")
             self.i += 1
             return node
-        if c in "[{":
+        if c and c in "[{":
             return self.range_(key)
         return self.count(Term(key, value=self.value()))
 

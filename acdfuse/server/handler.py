@@ -264,6 +264,8 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _send_file(self, resp: FileResponse, cut: int | None) -> None:
         with open(resp.path, "rb") as f:
             self._start(resp.status, resp.content_type, resp.length, resp.headers)
+            if resp.length == 0:
+                return
             throttle = self._throttle_fn()
             if throttle is None and cut is None:
                 sent = self.connection.sendfile(f, resp.start, resp.length)

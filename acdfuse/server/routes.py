@@ -398,7 +398,8 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
         raise ApiError(400, f"Invalid Range header: {header!r}")
     first, dash, last = spec.strip().partition("-")
     try:
-        if not dash:
+        first, last = first.strip(), last.strip()
+        if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
             raise ValueError
         if first == "":
             n = int(last)
