@@ -233,15 +233,16 @@ class DiskCache:
             entry.pins += 1
             self._index.move_to_end(stem)
         path = self._dir / entry.name
-        data: bytearray | None = None
+        data: bytes | None = None
         problem = ""
         try:
             with open(path, "rb", buffering=0) as fh:
                 if os.fstat(fh.fileno()).st_size != length:
                     problem = "wrong size"
                 else:
-                    data = bytearray(length)
-                    if fh.readinto(data) != length:
+                    # read() into a new bytes object: no zero-filling pass as with bytearray+readinto
+                    data = fh.read(length)
+                    if len(data) != length:
                         problem = "short file"
                     elif zlib.crc32(data) != entry.crc:
                         problem = "checksum mismatch"
@@ -263,7 +264,7 @@ class DiskCache:
             log.warning("disk cache: dropping chunk %s: %s", entry.name, problem)
             return None
         assert data is not None
-        return memoryview(data).toreadonly()
+        return memoryview(data)
 
     def put(self, stem: Stem, data: memoryview) -> bool:
         """Store a chunk if the budget allows; False if it was not stored (never an error)."""
