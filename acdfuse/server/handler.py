@@ -52,6 +52,8 @@ class HTTPServer(ThreadingHTTPServer):
 
 class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes; without TCP_NODELAY, Nagle + delayed ACK add 40 ms
+    disable_nagle_algorithm = True
     server_version = "acdfuse"
     sys_version = ""
     server: HTTPServer
