@@ -69,7 +69,7 @@ class ContentMixin(ClientBase):
         body: dict[str, Any] = {"kind": "FOLDER", "name": name}
         if parent:
             body["parents"] = [parent]
-        operation = f"create folder {name!r}"
+        operation = f"create folder {name!r} in {parent or 'root'}"
         payload = json.dumps(body)
 
         def send(backoff: Backoff) -> requests.Response:
@@ -80,14 +80,14 @@ class ContentMixin(ClientBase):
                 headers={"Content-Type": "application/json"},
                 backoff=backoff,
                 operation=operation,
-                node=parent,
+                node=None,
             )
 
         def confirm() -> dict | None:
             node = self._find_child(parent, name)
             return node if node and node.get("kind") == "FOLDER" else None
 
-        return self.BOReq.request_confirmed(send, [_CREATED], confirm, operation=operation, node=parent)
+        return self.BOReq.request_confirmed(send, [_CREATED], confirm, operation=operation)
 
     def create_file(self, file_name: str, parent: str | None = None) -> dict:
         """An empty file called ``basename(file_name)`` in ``parent`` (root if None)."""
@@ -141,8 +141,8 @@ class ContentMixin(ClientBase):
             body,
             params=params,
             ok_codes=[_CREATED],
-            operation=f"upload {file_name!r}",
-            node=parent,
+            operation=f"upload {file_name!r} into {parent or 'root'}",
+            node=None,
             confirm=confirm,
         )
 

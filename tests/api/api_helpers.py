@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 from acdfuse.api.client import ACDClient
 
@@ -35,3 +36,7 @@ def pattern_bytes(size: int, seed: int = 7) -> bytes:
     while chunk := r.read(65536):
         out += chunk
     return bytes(out)
+
+
+MakeClient = Callable[..., ACDClient]
+"""type of the ``make_client`` fixture"""

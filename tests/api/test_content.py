@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from api_helpers import PatternReader, pattern_bytes, put_file
+from PIL import Image
 
 from acdfuse.api import content
 from acdfuse.api.client import ACDClient
 from acdfuse.api.common import Conflict, NotFound, RequestError
+from acdfuse.server import DriveServer
 
 
 def _md5(data: bytes) -> str:
@@ -180,14 +182,16 @@ def test_download_empty_file(client: ACDClient, tmp_path: Path) -> None:
     assert (tmp_path / "zero").read_bytes() == b""
 
 
-def test_download_file_resumes_partial(client: ACDClient, drive_server, tmp_path: Path) -> None:
+def test_download_file_resumes_partial(client: ACDClient, drive_server: DriveServer, tmp_path: Path) -> None:
     data = pattern_bytes(1_500_000)
     node = put_file(client, "big.bin", data)
     part = tmp_path / ("big.bin" + content.PARTIAL_SUFFIX)
     part.write_bytes(data[:900_000])
     drive_server.stats.reset()
     seen: list[bytes] = []
-    client.download_file(node["id"], "big.bin", str(tmp_path), length=len(data), write_callbacks=[seen.append])
+    client.download_file(
+        node["id"], "big.bin", str(tmp_path), length=len(data), write_callbacks=[seen.append]
+    )
     assert (tmp_path / "big.bin").read_bytes() == data
     assert not part.exists()
     # callbacks saw the whole file: the kept part was replayed, the rest downloaded
@@ -206,7 +210,9 @@ def test_download_file_resume_false_starts_over(client: ACDClient, tmp_path: Pat
     assert (tmp_path / "r.bin").read_bytes() == data
 
 
-def test_download_file_relative_to_cwd(client: ACDClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_file_relative_to_cwd(
+    client: ACDClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     node = put_file(client, "cwd.txt", b"here")
     monkeypatch.chdir(tmp_path)
     client.download_file(node["id"], "cwd.txt")
@@ -220,8 +226,6 @@ def test_download_missing_node(client: ACDClient, tmp_path: Path) -> None:
 
 
 def test_download_thumbnail(client: ACDClient, tmp_path: Path) -> None:
-    from PIL import Image
-
     img = Image.new("RGB", (640, 320), (200, 30, 30))
     buf = io.BytesIO()
     img.save(buf, "JPEG")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+import acdfuse.api
 from acdfuse.api import account, backoff_req, client, common, content, metadata, oauth, trash
 
 
@@ -31,7 +32,9 @@ def assert_compatible(func: Callable[..., Any], spec: str) -> None:
         assert h.default == w.default, f"{func.__qualname__}: default of {h.name}"
     for extra in have[len(want) :]:
         assert extra.kind is inspect.Parameter.KEYWORD_ONLY, f"{func.__qualname__}: extra {extra.name}"
-        assert extra.default is not inspect.Parameter.empty, f"{func.__qualname__}: {extra.name} needs a default"
+        assert extra.default is not inspect.Parameter.empty, (
+            f"{func.__qualname__}: {extra.name} needs a default"
+        )
 
 
 # (object, seed signature) straight from the seed text
@@ -43,7 +46,10 @@ SEED_SIGNATURES: list[tuple[Callable[..., Any], str]] = [
     (content.ContentMixin.download_chunk, "(self, node_id, offset, length, **kwargs)"),
     (content.ContentMixin.download_file, "(self, node_id, basename, dirname=None, **kwargs)"),
     (content.ContentMixin.download_thumbnail, "(self, node_id, file_name, max_dim=128)"),
-    (content.ContentMixin.overwrite_file, "(self, node_id, file_name, read_callbacks=None, deduplication=False)"),
+    (
+        content.ContentMixin.overwrite_file,
+        "(self, node_id, file_name, read_callbacks=None, deduplication=False)",
+    ),
     (content.ContentMixin.overwrite_stream, "(self, stream, node_id, read_callbacks=None)"),
     (content.ContentMixin.response_chunk, "(self, node_id, offset, length, **kwargs)"),
     (metadata.MetadataMixin.add_child, "(self, parent_id, child_id)"),
@@ -77,7 +83,10 @@ ISSUE_SIGNATURES: list[tuple[Callable[..., Any], str]] = [
     (backoff_req.BackOffRequest.paginated_get, "(self, url, params=None)"),
     (content.ContentMixin.create_folder, "(self, name, parent=None)"),
     (content.ContentMixin.create_file, "(self, file_name, parent=None)"),
-    (content.ContentMixin.upload_file, "(self, file_name, parent=None, read_callbacks=None, deduplication=False)"),
+    (
+        content.ContentMixin.upload_file,
+        "(self, file_name, parent=None, read_callbacks=None, deduplication=False)",
+    ),
     (
         content.ContentMixin.upload_stream,
         "(self, stream, file_name, parent=None, read_callbacks=None, deduplication=False)",
@@ -108,7 +117,9 @@ ISSUE_SIGNATURES: list[tuple[Callable[..., Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("func", "spec"), SEED_SIGNATURES + ISSUE_SIGNATURES, ids=lambda x: getattr(x, "__qualname__", x))
+@pytest.mark.parametrize(
+    ("func", "spec"), SEED_SIGNATURES + ISSUE_SIGNATURES, ids=lambda x: getattr(x, "__qualname__", x)
+)
 def test_signature_matches_seed(func: Callable[..., Any], spec: str) -> None:
     assert_compatible(func, spec)
 
@@ -195,7 +206,5 @@ def test_is_valid_id() -> None:
 
 
 def test_import_has_no_side_effects() -> None:
-    import acdfuse.api
-
     assert requests.utils.default_user_agent().startswith("python-requests/")
     assert acdfuse.api.__doc__ and "ACDClient()" in acdfuse.api.__doc__

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from api_helpers import put_file
+import requests
+from api_helpers import MakeClient, put_file
 
 from acdfuse.api.client import ACDClient
 from acdfuse.api.common import Conflict, Forbidden, NotFound, RequestError
 from acdfuse.api.metadata import ChangeSet
+from acdfuse.server import DriveServer
 
 # --- lookup and listing ------------------------------------------------------------------------
 
@@ -30,8 +32,6 @@ def test_get_metadata(client: ACDClient) -> None:
 def test_get_metadata_temp_link(client: ACDClient) -> None:
     node = put_file(client, "tl.txt", b"temp link")
     link = client.get_metadata(node["id"])["tempLink"]  # temp_link=True is the default
-    import requests
-
     assert requests.get(link, timeout=10).content == b"temp link"  # no Authorization needed
 
 
@@ -148,7 +148,7 @@ def test_changes_full_then_incremental(client: ACDClient, root_id: str) -> None:
     assert changed[node["id"]]["name"] == "c1-renamed.txt"
 
 
-def test_changes_trash_and_purged(client: ACDClient, drive_server) -> None:  # type: ignore[no-untyped-def]
+def test_changes_trash_and_purged(client: ACDClient, drive_server: DriveServer) -> None:
     node = put_file(client, "p.txt", b"x")
     checkpoint = _drain(client)[-1].checkpoint
     client.move_to_trash(node["id"])
@@ -160,7 +160,7 @@ def test_changes_trash_and_purged(client: ACDClient, drive_server) -> None:  # t
     assert node["id"] not in {n["id"] for cs in sets for n in cs.nodes}
 
 
-def test_changes_chunks_into_several_sets(make_client, drive_server) -> None:  # type: ignore[no-untyped-def]
+def test_changes_chunks_into_several_sets(make_client: MakeClient, drive_server: DriveServer) -> None:
     client = make_client()
     folder = client.create_folder("lots")
     for i in range(30):
