@@ -55,14 +55,15 @@ def test_node_lists_and_filters(client: ACDClient) -> None:
     assert [n["name"] for n in named] == ["a.txt"]
 
 
-def test_list_children_pages(client: ACDClient) -> None:
+def test_list_children_pages(client: ACDClient, drive_server: DriveServer) -> None:
     folder = client.create_folder("many")
-    names = {f"f{i:03}" for i in range(230)}  # more than one page of 200
-    for name in names:
-        client.create_folder(name, folder["id"])
+    # 450 nodes (1 folder, 449 files) written straight into the server's DB: three pages of at most 200
+    drive_server.generate_tree(n_nodes=450, fanout=450, folders_per_folder=1, parent=folder["id"])
     children = client.list_children(folder["id"])
-    assert {c["name"] for c in children} == names
-    assert len(children) == 230
+    assert len(children) == 450
+    assert len({c["id"] for c in children}) == 450
+    assert all(c["parents"] == [folder["id"]] for c in children)
+    assert len(client.get_file_list()) == 449
 
 
 def test_trashed_lists(client: ACDClient) -> None:
