@@ -161,23 +161,29 @@ class NodeStore:
         return int(self._db.reader().execute(f"SELECT count(*) FROM {LIVE.nodes}").fetchone()[0])
 
     def path_of(self, node_id: str) -> str | None:
-        """One path of an AVAILABLE node (first parent at each level), or None if it is not
-        reachable from the root. Stops on cycles."""
-        names: list[str] = []
-        seen: set[str] = set()
-        node = self.get(node_id)
-        while node is not None and not node.is_root:
-            if node.id in seen or not node.is_available:
-                return None
-            seen.add(node.id)
-            names.append(node.name)
-            parent = next((p for p in (self.get(pid) for pid in node.parents)
-                           if p is not None and p.is_available
-                           and self.child(p.id, node.name) is not None), None)
-            node = parent
-        if node is None:
+        """A shortest path of an AVAILABLE node from the root, or None if it is not reachable.
+        Breadth-first over parents with a visited set, so cycles end."""
+        start = self.get(node_id)
+        if start is None or not start.is_available:
             return None
-        return "/" + "/".join(reversed(names))
+        # frontier of (node, names from it down to the start node)
+        frontier: list[tuple[Node, tuple[str, ...]]] = [(start, ())]
+        seen = {start.id}
+        while frontier:
+            nxt: list[tuple[Node, tuple[str, ...]]] = []
+            for node, below in frontier:
+                if node.is_root:
+                    return "/" + "/".join(below)
+                names = (node.name, *below)
+                for pid in node.parents:
+                    if pid in seen or self.child(pid, node.name) is None:
+                        continue
+                    seen.add(pid)
+                    parent = self.get(pid)
+                    if parent is not None and parent.is_available:
+                        nxt.append((parent, names))
+            frontier = nxt
+        return None
 
     def walk(self, top: str = "/") -> Iterator[tuple[str, Node]]:
         """Every (path, node) below ``top`` depth-first, a multi-parent folder under each of its
