@@ -30,8 +30,12 @@ def folder(name: str | None, parents: list[str], *, node_id: str | None = None, 
     return node
 
 
-def file(name: str, parents: list[str], *, node_id: str | None = None, size: int = 3, status: str = "AVAILABLE",
-         version: int = 1, content_version: int = 1, md5: str = "d41d8cd98f00b204e9800998ecf8427e") -> dict[str, Any]:
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+
+
+def file(name: str, parents: list[str], *, node_id: str | None = None, size: int = 3,
+         status: str = "AVAILABLE", version: int = 1, content_version: int = 1,
+         md5: str = EMPTY_MD5) -> dict[str, Any]:
     node = folder(name, parents, node_id=node_id, status=status, version=version)
     node["kind"] = "FILE"
     node["contentProperties"] = {"size": size, "md5": md5, "version": content_version,

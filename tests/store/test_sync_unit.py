@@ -42,7 +42,7 @@ def test_first_sync_builds_tree(store: NodeStore, feed: Feed) -> None:
 
 def test_incremental_changes(store: NodeStore, feed: Feed) -> None:
     root, nodes = _tree()
-    _, docs, a, sub, b = nodes
+    _, _docs, a, sub, b = nodes
     feed.push(ChangeSet(nodes, [], "cp1", True))
     store.sync(feed)
     ino_a = store.resolve("/docs/a.txt").ino  # type: ignore[union-attr]
@@ -156,7 +156,8 @@ def test_failed_sync_leaves_mirror(store: NodeStore, feed: Feed, failure: str) -
         tail = ChangeSet([{"name": "no id"}], [], "cp3", False)
     else:
         tail = ChangeSet([], [], "", False)
-    feed.push(ChangeSet([extra, dict(nodes[2], status="TRASH", version=5)], [nodes[4]["id"]], "cp2", False), tail)
+    changed = [extra, dict(nodes[2], status="TRASH", version=5)]
+    feed.push(ChangeSet(changed, [nodes[4]["id"]], "cp2", False), tail)
     with pytest.raises(SyncError):
         store.sync(feed)
     assert store.checkpoint == "cp1"
@@ -186,7 +187,7 @@ def test_reset_rebuild_keeps_inodes(store: NodeStore, feed: Feed) -> None:
     inos = {n["id"]: store.get(n["id"]).ino for n in nodes}  # type: ignore[union-attr]
     fresh = file("fresh", [root["id"]])
     # the reset dump no longer has b; it has a new file
-    feed.push(ChangeSet(nodes[:4] + [fresh], [], "cp9", True))
+    feed.push(ChangeSet([*nodes[:4], fresh], [], "cp9", True))
     result = store.sync(feed)
     assert result.reset and store.checkpoint == "cp9"
     assert store.get(nodes[4]["id"]) is None
@@ -198,7 +199,8 @@ def test_reset_rebuild_keeps_inodes(store: NodeStore, feed: Feed) -> None:
 def test_duplicate_entries_last_wins(store: NodeStore, feed: Feed) -> None:
     root = folder(None, [], is_root=True)
     f = file("one", [root["id"]])
-    feed.push(ChangeSet([root, f], [], "cp1", True), ChangeSet([dict(f, name="two", version=2)], [], "cp2", False))
+    feed.push(ChangeSet([root, f], [], "cp1", True),
+              ChangeSet([dict(f, name="two", version=2)], [], "cp2", False))
     store.sync(feed)
     assert store.resolve("/one") is None and store.resolve("/two") is not None
     assert store.count() == 2
