@@ -83,13 +83,16 @@ class UploadBody:
 
         self.started = False
         self.complete = False
+        # a failure reading our own source: requests would report it as a connection error
+        self.source_error: OSError | None = None
         self.sent = 0
         self._md5 = hashlib.md5()
         self._reported = 0  # bytes already passed to read callbacks
 
     @property
     def replayable(self) -> bool:
-        return self._start is not None or self.size == 0
+        # unsent bodies can always go (the peeked first piece is kept); sent ones only if seekable
+        return not self.started or self._start is not None or self.size == 0
 
     @property
     def md5(self) -> str:
@@ -127,7 +130,11 @@ class UploadBody:
         remaining = None if self.size is None else self.size - self.sent
         while remaining is None or remaining > 0:
             want = self._chunk_size if remaining is None else min(self._chunk_size, remaining)
-            data = self._stream.read(want)
+            try:
+                data = self._stream.read(want)
+            except OSError as exc:
+                self.source_error = exc
+                raise
             if not data:
                 break
             self._account(data)

@@ -22,7 +22,7 @@ import requests
 from ._base import ClientBase
 from ._upload_body import UploadBody
 from .backoff_req import Backoff
-from .common import OK_CODES, RequestError, error_from_response, make_error
+from .common import OK_CODES, ConnectionFailed, RequestError, error_from_response, make_error
 
 logger = logging.getLogger(__name__)
 
@@ -213,18 +213,23 @@ class ContentMixin(ClientBase):
 
         def send(backoff: Backoff) -> requests.Response:
             body.rewind()
-            return self.BOReq.request(
-                method,
-                url,
-                ok_codes,
-                idempotent=False,
-                backoff=backoff,
-                operation=operation,
-                node=node,
-                params=params,
-                data=body,
-                headers=headers,
-            )
+            try:
+                return self.BOReq.request(
+                    method,
+                    url,
+                    ok_codes,
+                    idempotent=False,
+                    backoff=backoff,
+                    operation=operation,
+                    node=node,
+                    params=params,
+                    data=body,
+                    headers=headers,
+                )
+            except ConnectionFailed:
+                if body.source_error is not None:  # our own file failed, not the network: no retry
+                    raise body.source_error from None
+                raise
 
         def parse(r: requests.Response) -> dict:
             answer = r.json()

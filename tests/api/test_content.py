@@ -237,3 +237,33 @@ def test_download_thumbnail(client: ACDClient, tmp_path: Path) -> None:
         assert max(thumb.size) <= 64
         assert thumb.size[0] > thumb.size[1]
     assert os.path.getsize(out) > 0
+
+
+class _FailingSource(io.RawIOBase):
+    """Yields ``good`` bytes, then fails like a dying disk."""
+
+    def __init__(self, good: int) -> None:
+        self.left = good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+        if self.left <= 0:
+            raise OSError(5, "Input/output error")
+        n = min(len(b), self.left)
+        b[:n] = b"s" * n
+        self.left -= n
+        return n
+
+
+def test_failing_source_is_a_local_error_not_retried(client: ACDClient, drive_server: DriveServer) -> None:
+    root = client.get_root_id()
+    drive_server.stats.reset()
+    with pytest.raises(OSError) as info:
+        client.upload_stream(io.BufferedReader(_FailingSource(400_000)), "half.bin")
+    assert not isinstance(info.value, RequestError)
+    assert info.value.errno == 5
+    assert drive_server.stats.snapshot()["upload"] <= 1  # sent once, never repeated
+    assert client.list_children(root) == []  # the cut upload left nothing behind
+    assert put_file(client, "half.bin", b"whole")["contentProperties"]["size"] == 5
