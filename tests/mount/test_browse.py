@@ -133,3 +133,21 @@ def test_tools_walk_the_tree(mount: Mount, tree: dict[str, Any], tmp_path: Path)
     subprocess.run(["cp", "-r", str(mount.mnt), str(copy)], check=True)
     assert (copy / "docs" / "sub" / "b.bin").read_bytes() == pattern(70_000, 1)
     assert (copy / "empty").read_bytes() == b""
+
+
+def test_many_lookups_do_not_leak_descriptors(mount: Mount, client: Any, drive_server: Any) -> None:
+    # Each FUSE callback runs on a libfuse thread; if per-thread state (the store's SQLite connection)
+    # were rebuilt per call, every lookup would leave an open file behind.
+    folder = client.create_folder("many")
+    drive_server.generate_tree(n_nodes=1500, fanout=1500, folders_per_folder=1, parent=folder["id"])
+    mount.start()
+    assert mount.proc is not None
+    fds = Path(f"/proc/{mount.proc.pid}/fd")
+    os.listdir(mount.mnt)
+    before = len(os.listdir(fds))
+    names = os.listdir(mount.mnt / "many")
+    assert len(names) == 1500
+    for name in names:
+        os.stat(mount.mnt / "many" / name)
+    subprocess.run(["find", str(mount.mnt), "-ls"], stdout=subprocess.DEVNULL, check=True)
+    assert len(os.listdir(fds)) - before < 40
