@@ -8,6 +8,8 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 import threading
 import time
 import webbrowser
@@ -233,3 +235,34 @@ def test_os_level_file_permissions_of_new_dir_files(client: ACDClient, cdir: Pat
     for name in ("oauth_data",):
         assert _mode(cdir / name) == 0o600
     assert os.access(cdir / "oauth_data", os.R_OK)
+
+
+_WORKER = """
+import sys, time
+from acdfuse.api.client import ACDClient
+c = ACDClient(sys.argv[1])
+root = c.get_root_id()
+end = time.monotonic() + float(sys.argv[2])
+n = 0
+while time.monotonic() < end:
+    c.list_children(root)
+    n += 1
+print(n)
+"""
+
+
+def test_processes_sharing_a_dir(drive_server: DriveServer, short_cdir: Path) -> None:
+    """Two real processes, tokens expiring every 2 s: both keep working, the file stays valid."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(short_cdir), "5"], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert all(int(o) > 0 for o in outs)
+    assert drive_server.stats.snapshot()["oauth"] >= 2
+    data = _oauth(short_cdir)
+    assert data["access_token"].startswith("Atza|")
+    assert _mode(short_cdir / "oauth_data") == 0o600
