@@ -107,6 +107,14 @@ def mounted(argv: list[str], mnt: Path, what: str, env: dict[str, str] | None = 
             out.close()  # type: ignore[union-attr]
 
 
+def wait_for(path: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} did not appear within {timeout}s")
+        time.sleep(0.1)
+
+
 def timed(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -345,6 +353,7 @@ class Bench:
                                                                  stdout=subprocess.DEVNULL, check=True)))
             m, ctx = self.our_mount(self.work / "meta-cache" if has_tree else None)
             with ctx:
+                wait_for(m / "big.bin")     # a warm mirror mounts first and catches up behind
                 our_read.append(rate(size, timed(lambda m=m: dd(m / "big.bin"))))
                 if has_tree:
                     our_find.append(timed(lambda m=m: subprocess.run(["find", str(m / "tree"), "-ls"],

@@ -166,9 +166,11 @@ class DriveOperations:
 
     @_guard
     def access(self, path: str, amode: int) -> int:
-        self._node(path)
+        node = self._node(path)
         if amode & os.W_OK and not self._owner.writable:
             raise FuseOSError(errno.EROFS)
+        if amode & os.X_OK and not node.is_folder:
+            raise FuseOSError(errno.EACCES)   # the drive has no executable files
         return 0
 
     @_guard

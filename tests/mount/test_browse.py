@@ -122,7 +122,9 @@ def test_every_change_is_refused_with_erofs(mount: Mount, tree: dict[str, Any]) 
     assert sorted(os.listdir(mnt / "docs")) == ["a.txt", "sub"]
     assert (mnt / "docs" / "a.txt").read_bytes() == b"hello world\n"
     assert not os.access(mnt / "docs" / "a.txt", os.W_OK)
+    assert not os.access(mnt / "docs" / "a.txt", os.X_OK)
     assert os.access(mnt / "docs" / "a.txt", os.R_OK)
+    assert os.access(mnt / "docs", os.R_OK | os.X_OK)
 
 
 def test_tools_walk_the_tree(mount: Mount, tree: dict[str, Any], tmp_path: Path) -> None:
