@@ -38,6 +38,7 @@ FS_RW_CHUNK_SZ = 131072
 _CREATED = 201
 _PARTIAL = 206
 _RANGE_NOT_SATISFIABLE = 416
+_PRECONDITION_FAILED = 412
 # byte counts must match what is on the wire, so content is never transfer-compressed
 _IDENTITY = {"Accept-Encoding": "identity"}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -58,6 +59,14 @@ def _range_of(r: requests.Response) -> tuple[int | None, int | None, int | None]
         return first, last - first + 1, total
     length = r.headers.get("Content-Length")
     return None, (int(length) if length and length.isdigit() else None), None
+
+
+def _etag_md5(r: requests.Response) -> str | None:
+    """The content MD5 in a download's ETag (``"<md5>"``), if the server sent one."""
+    tag = r.headers.get("ETag", "").strip()
+    tag = tag[2:] if tag.startswith("W/") else tag
+    tag = tag.strip('"').lower()
+    return tag if re.fullmatch(r"[0-9a-f]{32}", tag) else None
 
 
 class ContentMixin(ClientBase):
@@ -261,7 +270,12 @@ class ContentMixin(ClientBase):
     # --- downloading ---------------------------------------------------------------------------
 
     def response_chunk(self, node_id: str, offset: int, length: int, **kwargs: Any) -> requests.Response:
-        """The open (streaming) answer for ``length`` bytes at ``offset``; the caller closes it."""
+        """The open (streaming) answer for ``length`` bytes at ``offset``; the caller closes it.
+
+        ``content_md5=`` (optional): the content the caller expects; if the server's ETag names another
+        one (the file was overwritten meanwhile), ``RequestError(412)`` is raised instead.
+        """
+        content_md5 = kwargs.pop("content_md5", None)
         end = offset + length - 1
         headers = {**_IDENTITY, **kwargs.pop("headers", {}), "Range": f"bytes={offset}-{end}"}
         operation = f"download bytes {offset}-{end}"
@@ -283,18 +297,29 @@ class ContentMixin(ClientBase):
                 RequestError.CODE.FAILED_SUBREQUEST,
                 f"{operation} (node {node_id}): server sent a range from {first}",
             )
+        served = _etag_md5(r)
+        if content_md5 and served and served != content_md5:
+            r.close()
+            raise make_error(
+                _PRECONDITION_FAILED,
+                f"{operation} (node {node_id}): content changed on the server (md5 {served}, "
+                f"expected {content_md5})",
+            )
         return r
 
     def download_chunk(self, node_id: str, offset: int, length: int, **kwargs: Any) -> bytearray:
         """Load a file chunk into memory (thread-safe). A cut answer is continued where it stopped.
 
         :param length: the length of the download chunk; less comes back only at the end of the file
+        :param kwargs: ``content_md5`` (see :meth:`response_chunk`), passed on to the request
         """
         buffer = bytearray()
         backoff = self.BOReq.policy.start()
         while len(buffer) < length:
             pos = offset + len(buffer)
             r = self.response_chunk(node_id, pos, length - len(buffer), backoff=backoff, **kwargs)
+            # a continuation must come from the same content version as the first part
+            kwargs["content_md5"] = kwargs.get("content_md5") or _etag_md5(r)
             _, expected, _ = _range_of(r)
             got, cut = self._drain(r, buffer.extend)
             if cut is None and (expected is None or got >= expected):
@@ -332,10 +357,13 @@ class ContentMixin(ClientBase):
             offset (int): byte offset -- start byte for ranged request
             length (int): total file length[!], equal to end + 1
             write_callbacks (list[function]): called with each piece written
+            content_md5 (str): expected content; else the first answer's ETag pins the version, and a
+                later chunk of other content raises ``RequestError(412)`` rather than mixing versions
         """
         pos = int(kwargs.get("offset") or 0)
         length: int | None = kwargs.get("length") or None
         write_callbacks = kwargs.get("write_callbacks") or []
+        content_md5: str | None = kwargs.get("content_md5")
         total: int | None = None
         failures = 0
         backoff = self.BOReq.policy.start()
@@ -351,11 +379,12 @@ class ContentMixin(ClientBase):
                 break
             want = CHUNK_SIZE if bound is None else min(CHUNK_SIZE, bound - pos)
             try:
-                r = self.response_chunk(node_id, pos, want)
+                r = self.response_chunk(node_id, pos, want, content_md5=content_md5)
             except RequestError as exc:
                 if exc.status_code == _RANGE_NOT_SATISFIABLE:
                     break  # at the end of a file of unknown length (or an empty one)
                 raise
+            content_md5 = content_md5 or _etag_md5(r)  # every chunk from the same content version
             _, expected, total = _range_of(r)
             got, cut = self._drain(r, write)
             pos += got
@@ -419,7 +448,12 @@ class ContentMixin(ClientBase):
             f = open(part_path, "wb")
         with f:
             self.chunked_download(
-                node_id, f, offset=f.tell(), length=length or None, write_callbacks=write_callbacks
+                node_id,
+                f,
+                offset=f.tell(),
+                length=length or None,
+                write_callbacks=write_callbacks,
+                content_md5=kwargs.get("content_md5"),
             )
             pos = f.tell()
         if length > 0 and pos < length:

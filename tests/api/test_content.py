@@ -267,3 +267,28 @@ def test_failing_source_is_a_local_error_not_retried(client: ACDClient, drive_se
     assert drive_server.stats.snapshot()["upload"] <= 1  # sent once, never repeated
     assert client.list_children(root) == []  # the cut upload left nothing behind
     assert put_file(client, "half.bin", b"whole")["contentProperties"]["size"] == 5
+
+
+def test_content_version_is_checked(client: ACDClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader pinned to one content (by md5, or by the first answer) never mixes in a newer one."""
+    old = pattern_bytes(900_000, seed=1)
+    node = put_file(client, "v.bin", old)
+    md5 = node["contentProperties"]["md5"]
+    assert client.download_chunk(node["id"], 0, 1000, content_md5=md5) == old[:1000]
+    client.overwrite_stream(io.BytesIO(pattern_bytes(900_000, seed=2)), node["id"])
+    with pytest.raises(RequestError) as info:
+        client.download_chunk(node["id"], 0, 1000, content_md5=md5)
+    assert info.value.status_code == 412 and "content changed" in info.value.msg
+
+    # an overwrite between two ranged requests of one download
+    monkeypatch.setattr(content, "CHUNK_SIZE", 300_000)
+    calls = []
+
+    def overwrite_once(_: bytes) -> None:
+        if not calls:
+            calls.append(1)
+            client.overwrite_stream(io.BytesIO(pattern_bytes(900_000, seed=3)), node["id"])
+
+    with pytest.raises(RequestError) as mixed:
+        client.chunked_download(node["id"], io.BytesIO(), length=900_000, write_callbacks=[overwrite_once])
+    assert mixed.value.status_code == 412
