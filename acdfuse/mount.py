@@ -222,10 +222,10 @@ def _fail(message: str) -> int:
 def run_mount(args: argparse.Namespace) -> int:
     opts = build_options(args)
     mnt = opts.mountpoint
+    if daemon.is_mounted(mnt):
+        return _fail(f"{mnt} is already a mount point (`acdfuse umount {mnt}` first)")
     if not mnt.is_dir():
         return _fail(f"{mnt} is not a directory")
-    if os.path.ismount(mnt):
-        return _fail(f"{mnt} is already a mount point")
     if not opts.embedded and not has_account(opts.config_dir):
         return _fail(f"no credentials in {opts.config_dir} (oauth_data missing)")
     if opts.foreground:
@@ -260,7 +260,8 @@ def run_foreground(opts: Options) -> int:
         return _fail(f"the cache dir {opts.cache_dir} is in use by another mount")
     except OSError as exc:
         return _fail(f"cannot use the cache dir {opts.cache_dir}: {exc}")
-    setup_logging(opts.log_file, opts.debug, to_stderr=True)
+    # a terminal gets warnings too; a background mount's stderr is a file nobody rotates
+    setup_logging(opts.log_file, opts.debug, to_stderr=sys.stderr.isatty())
     # before any thread exists, so every thread inherits the mask (see syncer.py)
     block_sync_signal()
     try:
@@ -362,7 +363,7 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
 def run_umount(args: argparse.Namespace) -> int:
     mnt = args.mountpoint.expanduser().resolve()
     pid = daemon.read_pid_file(mnt)
-    if os.path.ismount(mnt):
+    if daemon.is_mounted(mnt):
         ok, err = daemon.unmount(mnt)
         if not ok:
             print(f"acdfuse umount: cannot unmount {mnt}: {err}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -49,6 +50,22 @@ def remove_pid_file(mountpoint: Path) -> None:
     with contextlib.suppress(OSError, ValueError, IndexError):
         if int(path.read_text().split()[0]) == os.getpid():
             path.unlink()
+
+
+def _unescape(field: str) -> str:
+    # /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo octal
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def is_mounted(mountpoint: Path) -> bool:
+    """Whether the kernel lists mountpoint as a mount, even a dead FUSE mount that no longer answers
+    (where os.path.ismount fails with ENOTCONN and says no)."""
+    target = str(mountpoint.resolve()) if mountpoint.exists() else str(mountpoint)
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return os.path.ismount(mountpoint)
+    return any(len(f := line.split()) > 4 and _unescape(f[4]) == target for line in lines)
 
 
 def mount_answers(mountpoint: Path) -> bool:

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mount_helpers import fusermount_u, log_problems, require_fuse
@@ -130,3 +131,21 @@ def test_background_mount_reports_failures(tmp_path: Path, xdg: dict[str, str]) 
     nocreds = acdfuse(xdg, "mount", str(tmp_path / "mnt"), "--config-dir", str(empty_cdir))
     assert nocreds.returncode != 0 and "credentials" in nocreds.stderr
     assert not os.path.ismount(tmp_path / "mnt")
+
+
+def test_umount_cleans_up_after_a_killed_mount(mounts: Any, cdir: Path, tmp_path: Path) -> None:
+    from acdfuse.fs.daemon import is_mounted  # noqa: PLC0415
+
+    m = mounts(cdir).start()
+    assert m.proc is not None
+    m.proc.kill()                   # our own child: the kernel keeps a dead mount behind
+    m.proc.wait(timeout=30)
+    m.proc = None
+    assert is_mounted(m.mnt)
+    with pytest.raises(OSError):
+        os.listdir(m.mnt)           # "Transport endpoint is not connected"
+    down = acdfuse(dict(os.environ), "umount", str(m.mnt))
+    assert down.returncode == 0, down.stderr
+    assert not is_mounted(m.mnt)
+    m.start()                       # and the mount point is usable again
+    assert os.listdir(m.mnt) == []
