@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -86,38 +87,52 @@ StagedRow = tuple[str, "str | None", str, str, int, "str | None", int, int,
                   "str | None", "str | None", int, str, "str | None"]
 
 
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _parents_json(parents: list[str]) -> str:
+    # Hot path of a first sync: node ids are plain [A-Za-z0-9_-], so the JSON array can be
+    # assembled directly; anything else goes through json.dumps.
+    if len(parents) == 1 and _PLAIN_ID.fullmatch(parents[0]):
+        return f'["{parents[0]}"]'
+    return json.dumps(parents)
+
+
 def staged_row(node: Mapping[str, Any]) -> StagedRow:
     """Validate and flatten one node JSON object; raises ValueError on malformed input."""
-    if not isinstance(node, Mapping):
-        raise ValueError(f"change set entry is not a node object: {node!r:.200}")
-    node_id = node.get("id")
-    if not isinstance(node_id, str) or not node_id:
-        raise ValueError(f"node without a valid id: {dict(node)!r:.200}")
-    name = node.get("name")
-    if name is not None and not isinstance(name, str):
-        raise ValueError(f"node {node_id} has a non-string name {name!r:.100}")
-    parents = node.get("parents") or []
-    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
-        raise ValueError(f"node {node_id} has malformed parents {parents!r:.200}")
-    content = node.get("contentProperties") or {}
-    if not isinstance(content, Mapping):
-        raise ValueError(f"node {node_id} has malformed contentProperties")
-    props = node.get("properties")
-    return (
-        node_id,
-        name,
-        str(node.get("kind") or ""),
-        str(node.get("status") or AVAILABLE),
-        int(content.get("size") or 0),
-        content.get("md5"),
-        int(content.get("version") or 0),
-        int(node.get("version") or 0),
-        node.get("createdDate"),
-        node.get("modifiedDate"),
-        1 if node.get("isRoot") else 0,
-        json.dumps(parents),
-        json.dumps(props) if isinstance(props, Mapping) and props else None,
-    )
+    try:
+        node_id = node["id"]
+        name = node.get("name")
+        parents = node.get("parents") or []
+        content = node.get("contentProperties")
+        if (type(node_id) is not str or not node_id or (name is not None and type(name) is not str)
+                or type(parents) is not list or not all(type(p) is str for p in parents)
+                or (content is not None and not isinstance(content, Mapping))):
+            raise TypeError
+        props = node.get("properties")
+        if content:
+            size = int(content.get("size") or 0)
+            md5 = content.get("md5")
+            content_version = int(content.get("version") or 0)
+        else:
+            size, md5, content_version = 0, None, 0
+        return (
+            node_id,
+            name,
+            str(node.get("kind") or ""),
+            str(node.get("status") or AVAILABLE),
+            size,
+            md5,
+            content_version,
+            int(node.get("version") or 0),
+            node.get("createdDate"),
+            node.get("modifiedDate"),
+            1 if node.get("isRoot") else 0,
+            _parents_json(parents),
+            json.dumps(props) if isinstance(props, Mapping) and props else None,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ValueError(f"malformed node in change set: {node!r:.300}") from None
 
 
 def purged_row(node_id: str) -> StagedRow:

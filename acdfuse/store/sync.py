@@ -37,6 +37,7 @@ from acdfuse.store.database import Database
 from acdfuse.store.errors import SyncError
 from acdfuse.store.node import StagedRow, purged_row, staged_row
 from acdfuse.store.pathcache import PathCache
+from acdfuse.store.prefetch import prefetch
 from acdfuse.store.schema import BUILD, LIVE, RETIRED, ROOT_INO, create_tables, index_statements
 from acdfuse.store.writer import EPOCH_SQL, TreeWriter
 
@@ -94,8 +95,8 @@ class Synchronizer:
         last_checkpoint: str | None = None
         self._reset_staging()
         try:
-            stream: Iterator[ChangeSetLike] = iter(
-                get_changes(checkpoint=checkpoint or "", include_purged=True))
+            stream: Iterator[ChangeSetLike] = prefetch(
+                get_changes(checkpoint=checkpoint or "", include_purged=True), name="acdfuse-changes")
             for cs in stream:
                 if cs.reset:
                     if changesets:

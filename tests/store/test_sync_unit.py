@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from acdfuse.store import NodeStore, SyncError
+from acdfuse.store.prefetch import prefetch
 
 from .helpers import ChangeSet, Feed, file, folder, new_id
 
@@ -219,3 +222,34 @@ def test_properties_stored(store: NodeStore, feed: Feed) -> None:
 def test_unknown_ids_and_empty_store(store: NodeStore) -> None:
     assert store.root() is None and store.resolve("/") is None and store.resolve("/a") is None
     assert store.get(new_id()) is None and store.children(new_id()) == []
+
+
+def test_prefetch_passes_items_and_errors() -> None:
+    assert list(prefetch(iter(range(100)), depth=2)) == list(range(100))
+
+    def broken():
+        yield 1
+        yield 2
+        raise ConnectionError("cut")
+
+    got = []
+    with pytest.raises(ConnectionError):
+        for x in prefetch(broken(), depth=1):
+            got.append(x)
+    assert got == [1, 2]
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    it = prefetch(endless(), depth=2)
+    assert next(it) == 0
+    it.close()  # the consumer stops early: the producer must exit and close its source
+    assert closed.wait(10)
