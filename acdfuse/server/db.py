@@ -9,9 +9,11 @@ Schema notes (why each index exists):
 - ``parents(parent, lname)``: case-insensitive name-conflict checks and child lookup by name;
   ``lname`` is the child's lower-cased name, denormalised so the check never touches ``nodes`` first.
 - ``parents(child)``: a node's parent list when rendering JSON, for trash/restore and moves.
-- ``nodes(account, lname)``: ``name:`` filters over the whole drive.
-- ``nodes(account, md5)``: duplicate-content detection on upload.
-- ``nodes(account, status, trashed)``: trash listing and the expired-trash sweeper.
+- ``nodes(lname)``: ``name:`` filters over the whole drive. Deliberately without the account column:
+  an index led by the unselective account lured the planner away from rowid/keyset order.
+- ``nodes(md5)``: duplicate-content detection on upload.
+- ``nodes(status, trashed)`` (partial): trash listing and the expired-trash sweeper.
+- ``nodes(is_root) WHERE is_root``: the ``isRoot:true`` lookup every client starts with.
 """
 
 from __future__ import annotations
@@ -67,9 +69,14 @@ CREATE TABLE IF NOT EXISTS nodes (
     trashed INTEGER
 );
 CREATE INDEX IF NOT EXISTS nodes_seq ON nodes(account, seq);
-CREATE INDEX IF NOT EXISTS nodes_lname ON nodes(account, lname);
-CREATE INDEX IF NOT EXISTS nodes_md5 ON nodes(account, md5) WHERE md5 IS NOT NULL;
-CREATE INDEX IF NOT EXISTS nodes_trash ON nodes(account, status, trashed) WHERE trashed IS NOT NULL;
+DROP INDEX IF EXISTS nodes_lname;
+DROP INDEX IF EXISTS nodes_md5;
+DROP INDEX IF EXISTS nodes_trash;
+CREATE INDEX IF NOT EXISTS nodes_name ON nodes(lname);
+CREATE INDEX IF NOT EXISTS nodes_md5sum ON nodes(md5) WHERE md5 IS NOT NULL;
+CREATE INDEX IF NOT EXISTS nodes_trashed ON nodes(status, trashed) WHERE trashed IS NOT NULL;
+DROP INDEX IF EXISTS nodes_root;
+CREATE INDEX IF NOT EXISTS nodes_isroot ON nodes(is_root) WHERE is_root = 1;
 CREATE UNIQUE INDEX IF NOT EXISTS nodes_local ON nodes(account, local_id) WHERE local_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS parents (
     parent TEXT NOT NULL,

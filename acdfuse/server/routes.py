@@ -155,7 +155,7 @@ class Api:
         return json_response(self.drive.create_folder(req.acc, body), 201)
 
     def list_nodes(self, req: Request) -> AnyResponse:
-        return json_response(self.drive.list_nodes(req.acc, req.query))
+        return Response(200, self.drive.list_nodes(req.acc, req.query).to_bytes())
 
     def get_node(self, req: Request) -> AnyResponse:
         node = self.drive.node(req.acc, req.params["id"])
@@ -170,7 +170,7 @@ class Api:
         raise ApiError(403, "Insufficient permissions granted for operation: purgeNode", bare=True)
 
     def list_children(self, req: Request) -> AnyResponse:
-        return json_response(self.drive.list_nodes(req.acc, req.query, parent=req.params["id"]))
+        return Response(200, self.drive.list_nodes(req.acc, req.query, parent=req.params["id"]).to_bytes())
 
     def move_child(self, req: Request) -> AnyResponse:
         return json_response(self.drive.move(req.acc, req.params["id"], req.json()))
@@ -221,7 +221,7 @@ class Api:
 
     # -- trash ------------------------------------------------------------------------------------
     def list_trash(self, req: Request) -> AnyResponse:
-        return json_response(self.drive.list_nodes(req.acc, req.query, trash=True))
+        return Response(200, self.drive.list_nodes(req.acc, req.query, trash=True).to_bytes())
 
     def trash(self, req: Request) -> AnyResponse:
         req.read_body()
@@ -255,9 +255,8 @@ class Api:
 
         def lines() -> Iterator[bytes]:
             try:
-                yield dumps(first) + b"\n"
-                for obj in gen:
-                    yield dumps(obj) + b"\n"
+                yield first
+                yield from gen
                 yield b'{"end":true}\n'
             finally:
                 gen.close()

@@ -25,7 +25,7 @@ def _server_node(srv: DriveServer, path: str) -> dict:
     acc = srv.account()
     node_id = acc.root
     for name in [p for p in path.split("/") if p]:
-        page = srv.drive.list_nodes(acc, {"filters": f'name:"{name}"'}, parent=node_id)
+        page = srv.drive.list_nodes(acc, {"filters": f'name:"{name}"'}, parent=node_id).to_dict()
         matches = [n for n in page["data"] if n["name"] == name]
         assert matches, f"{path}: {name} not found on the server"
         node_id = matches[0]["id"]
