@@ -27,6 +27,7 @@ from requests.adapters import HTTPAdapter
 from .common import (
     OK_CODES,
     ConnectionFailed,
+    IncompleteResult,
     RequestError,
     describe,
     error_from_response,
@@ -200,7 +201,14 @@ class BackOffRequest:
                 response = self._session.request(method, url, auth=self.auth_callback, **kwargs)
             except requests.RequestException as exc:
                 sent = _request_was_sent(exc)
-                err = ConnectionFailed(RequestError.CODE.CONN_EXCEPTION, f"{what}: {exc}", request_sent=sent)
+                err: RequestError
+                if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+                    # the server answered, but its body was cut short of its length
+                    err = IncompleteResult(RequestError.CODE.INCOMPLETE_RESULT, f"{what}: answer cut: {exc}")
+                else:
+                    err = ConnectionFailed(
+                        RequestError.CODE.CONN_EXCEPTION, f"{what}: {exc}", request_sent=sent
+                    )
                 may_repeat = retry and (idempotent or not sent) and _rewind_possible(data)
                 delay = backoff.next_delay() if may_repeat else None
                 if delay is None:
@@ -254,8 +262,8 @@ class BackOffRequest:
             failure: RequestError
             try:
                 response = send(backoff)
-            except ConnectionFailed as exc:
-                if not exc.request_sent:
+            except (ConnectionFailed, IncompleteResult) as exc:
+                if not getattr(exc, "request_sent", True):
                     raise
                 failure = exc
             else:

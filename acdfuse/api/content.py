@@ -22,7 +22,14 @@ import requests
 from ._base import ClientBase
 from ._upload_body import UploadBody
 from .backoff_req import Backoff
-from .common import OK_CODES, ConnectionFailed, RequestError, error_from_response, make_error
+from .common import (
+    OK_CODES,
+    ConnectionFailed,
+    IncompleteResult,
+    RequestError,
+    error_from_response,
+    make_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +242,7 @@ class ContentMixin(ClientBase):
                     data=body,
                     headers=headers,
                 )
-            except ConnectionFailed:
+            except (ConnectionFailed, IncompleteResult):
                 if body.source_error is not None:  # our own file failed, not the network: no retry
                     raise body.source_error from None
                 raise

@@ -223,3 +223,14 @@ def test_retry_policy_defaults() -> None:
     p = RetryPolicy()
     assert p.max_retries >= 3 and p.deadline is not None and p.max_delay <= 60
     assert backoff_req.RETRY_STATUS == {429, 500, 502, 503, 504}
+
+
+def test_cut_json_answer_raises_incomplete(make_client: MakeClient, faulty: Faults) -> None:
+    client = make_client(retry_deadline=3)
+    root = client.get_root_id()
+    faulty.configure(cut_rate=1.0, seed=9)
+    with pytest.raises(IncompleteResult) as info:
+        client.get_metadata(root)
+    faulty.configure(cut_rate=0.0)
+    assert info.value.status_code == RequestError.CODE.INCOMPLETE_RESULT
+    assert f"get metadata (node {root}): answer cut" in info.value.msg
