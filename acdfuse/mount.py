@@ -191,7 +191,14 @@ def child_argv(opts: Options) -> list[str]:
 
 
 def fuse_kwargs(opts: Options) -> dict[str, Any]:
-    """Mount options for fusepy's FUSE(); each becomes one ``-o key[=value]``."""
+    """Mount options for fusepy's FUSE(); each becomes one ``-o key[=value]``.
+
+    libfuse2's high-level API takes attr_timeout/entry_timeout/negative_timeout (seconds, floats) and
+    use_ino. The page cache is kept per open through fusepy's raw_fi (``fi.keep_cache``, set only while
+    the content key is unchanged, see fs/handles.py) rather than ``kernel_cache`` (keeps stale pages
+    after a remote change) or ``auto_cache`` (decides by mtime and size, which a same-size overwrite
+    within one second of the old mtime would fool).
+    """
     kw: dict[str, Any] = {
         "fsname": "acdfuse",
         "subtype": "acdfuse",
