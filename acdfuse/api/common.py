@@ -196,7 +196,10 @@ def error_from_response(response: requests.Response, operation: str, node: str |
     text, parsed = _server_message(body)
     status = response.status_code
     request_id = response.headers.get("x-amzn-RequestId")
-    detail = f"HTTP {status}" + (f", request {request_id}" if request_id else "")
+    code = parsed.get("code") if isinstance(parsed, dict) else None
+    detail = (
+        f"HTTP {status}" + (f" {code}" if code else "") + (f", request {request_id}" if request_id else "")
+    )
     msg = f"{describe(operation, node)}: {text or 'no body received'} [{detail}]"
     info = parsed.get("info") if isinstance(parsed, dict) else None
     if not isinstance(info, dict):
