@@ -11,6 +11,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from acdfuse.store.errors import SchemaTooNew, StoreError
@@ -62,6 +63,23 @@ READER_PRAGMAS: tuple[tuple[str, str, str], ...] = (
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
 
 
+class _Reader:
+    """Holds one thread's read connection. Lives in that thread's ``threading.local``: when the
+    thread ends (FUSE worker threads come and go) the holder is dropped and the connection closed,
+    so connections do not pile up over a long mount."""
+
+    __slots__ = ("__weakref__", "con")
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+
+    def __del__(self) -> None:
+        try:
+            self.con.close()
+        except sqlite3.Error as exc:  # pragma: no cover - closing a read-only connection
+            log.debug("closing a reader connection failed: %s", exc)
+
+
 class Database:
     """Owns the SQLite file: one writer connection (use under ``write_lock``) and one read-only
     connection per reader thread."""
@@ -71,7 +89,7 @@ class Database:
         self.write_lock = threading.RLock()
         self._writer: sqlite3.Connection | None = None
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
         self._readers_lock = threading.Lock()
         self._closed = True
         self.recovered_from: Path | None = None  # where a corrupt file was moved, if it was
@@ -198,22 +216,27 @@ class Database:
 
     def reader(self) -> sqlite3.Connection:
         """This thread's read-only connection (created on first use)."""
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
-        if con is None:
+        holder: _Reader | None = getattr(self._local, "reader", None)
+        if holder is None:
             if self._closed:
                 raise StoreError(f"node mirror {self.path} is not open")
-            con = self._connect(READER_PRAGMAS)
+            holder = _Reader(self._connect(READER_PRAGMAS))
             with self._readers_lock:
-                self._readers.append(con)
-            self._local.con = con
-        return con
+                self._readers.add(holder)
+            self._local.reader = holder
+        return holder.con
+
+    def reader_count(self) -> int:
+        with self._readers_lock:
+            return len(self._readers)
 
     def close(self) -> None:
         self._closed = True
         with self._readers_lock:
-            readers, self._readers = self._readers, []
-        for con in readers:
-            con.close()
+            readers = list(self._readers)
+            self._readers = weakref.WeakSet()
+        for holder in readers:
+            holder.con.close()
         self._local = threading.local()
         with self.write_lock:
             if self._writer is not None:

@@ -155,3 +155,19 @@ def test_path_cache_hits_and_invalidation(store: NodeStore, feed: Feed) -> None:
     assert store.resolve("/d/f3").size == 99  # type: ignore[union-attr]
     store.apply_local(dict(folder("D", [root["id"]], node_id=d.id, version=2)))
     assert store.resolve("/d/f3") is None and store.resolve("/D/f3") is not None
+
+
+def test_reader_connections_end_with_their_threads(store: NodeStore, feed: Feed) -> None:
+    _fill(store, feed)
+    store.resolve("/d/f1")
+    base = store._db.reader_count()
+
+    def work() -> None:
+        store._cache.clear()
+        assert store.resolve("/d/f1") is not None
+
+    for _ in range(20):
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+    assert store._db.reader_count() <= base + 1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
 
+from acdfuse.api.common import IncompleteResult, RequestError
 from acdfuse.store import NodeStore, SyncError
 from acdfuse.store.prefetch import prefetch
 
@@ -253,3 +255,41 @@ def test_prefetch_passes_items_and_errors() -> None:
     assert next(it) == 0
     it.close()  # the consumer stops early: the producer must exit and close its source
     assert closed.wait(10)
+
+
+_INCOMPLETE = RequestError.CODE.INCOMPLETE_RESULT
+
+
+@pytest.mark.parametrize("error", [
+    IncompleteResult(_INCOMPLETE, "get changes: invalid JSON in change set 1 (stream cut?)"),
+    RequestError(RequestError.CODE.FAILED_SUBREQUEST,
+                 "get changes: partial failure in change set 1, statusCode 500"),
+    IncompleteResult(_INCOMPLETE, 'get changes: stream ended without {"end": true}'),
+])
+def test_client_stream_errors_leave_mirror(store: NodeStore, feed: Feed, error: RequestError,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The errors acdfuse.api raises for a bad changes stream (invalid JSON line, non-200 statusCode
+    inside, missing end mark), after some good change sets were already handed out."""
+    root, nodes = _tree()
+    feed.push(ChangeSet(nodes, [], "cp1", True))
+    store.sync(feed)
+    before = list(store.walk("/"))
+    feed.push(ChangeSet([file("half", [root["id"]])], [nodes[2]["id"]], "cp2", False), error)
+    with caplog.at_level(logging.WARNING, logger="acdfuse.store"), pytest.raises(SyncError) as info:
+        store.sync(feed)
+    assert info.value.__cause__ is error
+    assert list(store.walk("/")) == before and store.checkpoint == "cp1"
+    assert "mirror and checkpoint left as they were" in caplog.text and error.msg in caplog.text
+    # same for a first sync that fails: the mirror stays empty and the next sync starts over
+    empty = NodeStore(store.path.with_name("other.db"))
+    empty.open()
+    try:
+        feed.push(ChangeSet(nodes[:2], [], "cpA", True), error)
+        with pytest.raises(SyncError):
+            empty.sync(feed)
+        assert empty.is_empty and empty.checkpoint is None
+        feed.push(ChangeSet(nodes, [], "cpB", True))
+        empty.sync(feed)
+        assert feed.calls[-1] == ("", True) and empty.resolve("/docs/Sub/b.bin") is not None
+    finally:
+        empty.close()
