@@ -256,10 +256,14 @@ class AppspotOAuthHandler(OAuthHandler):
         """:raises: RequestError"""
         logger.info("Refreshing authentication token.")
         started = time.time()
-        new = self._token_request(
-            self.APPSPOT_URL, {self.KEYS.REFR_TOKEN: self.oauth_data[self.KEYS.REFR_TOKEN]}, "refresh token"
-        )
-        self._store_new_token(new, started)
+        form = {self.KEYS.REFR_TOKEN: self.oauth_data[self.KEYS.REFR_TOKEN]}
+        url = self.APPSPOT_URL
+        if self.urls.base_url is not None:
+            # an acdfuse server is its own OAuth provider: a refresh grant without client credentials,
+            # which is what the relay did on the client's behalf
+            url = self.urls.token
+            form["grant_type"] = "refresh_token"
+        self._store_new_token(self._token_request(url, form, "refresh token"), started)
 
 
 class LocalOAuthHandler(OAuthHandler):
