@@ -35,6 +35,9 @@ _SQL_CHILD = (f"SELECT {_COLS} FROM {LIVE.dirents} d JOIN {LIVE.nodes} n ON n.in
 _SQL_STEP = (f"SELECT n.ino, n.id, n.kind FROM {LIVE.dirents} d JOIN {LIVE.nodes} n ON n.ino = d.child "
              "WHERE d.parent = ? AND d.name = ?")
 
+_SQL_SUBFOLDERS = (f"SELECT count(*) FROM {LIVE.dirents} d JOIN {LIVE.nodes} n ON n.ino = d.child "
+                   "WHERE d.parent = ? AND n.kind = 'FOLDER'")
+
 
 def normalize(path: str) -> str:
     """'/a//b/' -> '/a/b'. Names are taken verbatim (exact case)."""
@@ -147,6 +150,10 @@ class NodeStore:
             ino, cur_id = row[0], row[1]
         row = con.execute(_SQL_BY_INO, (ino,)).fetchone()
         return (node_from_row(row) if row else None), tuple(edges)
+
+    def subfolder_count(self, folder_id: str) -> int:
+        """Number of AVAILABLE subfolders (for st_nlink = 2 + n): one range scan of the index."""
+        return int(self._db.reader().execute(_SQL_SUBFOLDERS, (folder_id,)).fetchone()[0])
 
     @property
     def checkpoint(self) -> str | None:

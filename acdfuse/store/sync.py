@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,18 +47,24 @@ STAGE_BATCH = 2000        # rows per staging transaction
 APPLY_BATCH = 2000        # staged rows read back per step of an incremental apply
 # Beyond this many touched entries a targeted invalidation costs more than refilling the cache.
 INVALIDATE_ALL_ABOVE = 2000
+CHANGED_IDS_MAX = 10000
 
 _COLUMNS = ("id, name, kind, status, size, md5, content_version, version, created, modified, "
             "is_root, parents, props")
 
 
 class ChangeSetLike(Protocol):
-    """What the client's get_changes yields (acdfuse.api ChangeSet or anything shaped like it)."""
+    """What the client's get_changes yields (acdfuse.api ChangeSet or anything shaped like it).
+    Read-only members, so a NamedTuple matches."""
 
-    nodes: list[dict[str, Any]]
-    purged_nodes: list[Any]
-    checkpoint: str
-    reset: bool
+    @property
+    def nodes(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def purged_nodes(self) -> Sequence[Any]: ...  # ids (or node objects with an "id")
+    @property
+    def checkpoint(self) -> str: ...
+    @property
+    def reset(self) -> bool: ...
 
 
 GetChanges = Callable[..., Iterable[ChangeSetLike]]
@@ -74,6 +80,9 @@ class SyncResult:
     purged: int              # nodes removed from the mirror
     skipped: int             # PENDING, nameless or stale entries left out
     seconds: float
+    # ids of the nodes written or removed by an incremental sync; None after a rebuild or when
+    # more than CHANGED_IDS_MAX changed (then treat everything as changed)
+    changed: frozenset[str] | None = None
 
 
 class Synchronizer:
@@ -113,11 +122,13 @@ class Synchronizer:
                 last_checkpoint = cs.checkpoint
             if last_checkpoint is None:
                 # Nothing at all (not even an empty change set): nothing to commit.
-                return SyncResult(checkpoint, False, 0, 0, 0, 0, 0, time.monotonic() - started)
+                return SyncResult(checkpoint, False, 0, 0, 0, 0, 0, time.monotonic() - started,
+                                  frozenset())
+            changed: frozenset[str] | None = None
             if rebuild:
                 counts = self._rebuild(last_checkpoint)
             else:
-                counts = self._apply(last_checkpoint)
+                counts, changed = self._apply(last_checkpoint)
         except Exception as exc:
             self._abort()
             log.warning("sync from checkpoint %r failed after %d change set(s) and %d node(s); "
@@ -127,7 +138,7 @@ class Synchronizer:
         finally:
             self._reset_staging()
         result = SyncResult(last_checkpoint, rebuild, changesets, received, *counts,
-                            seconds=time.monotonic() - started)
+                            seconds=time.monotonic() - started, changed=changed)
         log.info("sync done: %s", result)
         return result
 
@@ -183,7 +194,7 @@ class Synchronizer:
         con.execute("INSERT INTO temp.final (seq) SELECT max(seq) FROM temp.staged GROUP BY id")
 
     # ---- incremental -----------------------------------------------------------------------
-    def _apply(self, checkpoint: str) -> tuple[int, int, int]:
+    def _apply(self, checkpoint: str) -> tuple[tuple[int, int, int], frozenset[str] | None]:
         with self.db.write_lock:
             con = self.db.writer
             con.execute("BEGIN IMMEDIATE")
@@ -210,7 +221,8 @@ class Synchronizer:
             self.cache.clear()
         else:
             self.cache.invalidate(writer.edges, writer.node_ids)
-        return writer.stored, writer.purged, writer.skipped
+        changed = frozenset(writer.node_ids) if len(writer.node_ids) <= CHANGED_IDS_MAX else None
+        return (writer.stored, writer.purged, writer.skipped), changed
 
     # ---- reset: build a new table set, then swap -------------------------------------------
     def _step(self, *statements: tuple[str, tuple[Any, ...]]) -> None:

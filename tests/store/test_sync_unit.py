@@ -293,3 +293,18 @@ def test_client_stream_errors_leave_mirror(store: NodeStore, feed: Feed, error: 
         assert feed.calls[-1] == ("", True) and empty.resolve("/docs/Sub/b.bin") is not None
     finally:
         empty.close()
+
+
+def test_sync_result_lists_changed_ids_and_subfolder_count(store: NodeStore, feed: Feed) -> None:
+    root, nodes = _tree()
+    feed.push(ChangeSet(nodes, [], "cp1", True))
+    first = store.sync(feed)
+    assert first.changed is None                        # a rebuild: everything may have changed
+    assert store.subfolder_count(root["id"]) == 1 and store.subfolder_count(nodes[1]["id"]) == 1
+    extra = folder("extra", [root["id"]])
+    feed.push(ChangeSet([extra, dict(nodes[3], status="TRASH", version=2)], [nodes[2]["id"]], "cp2", False))
+    result = store.sync(feed)
+    assert result.changed == {extra["id"], nodes[3]["id"], nodes[2]["id"]}
+    assert store.subfolder_count(root["id"]) == 2 and store.subfolder_count(nodes[1]["id"]) == 0
+    feed.push(ChangeSet([], [], "cp3", False))
+    assert store.sync(feed).changed == frozenset()
