@@ -187,6 +187,7 @@ class Drive:
         self.epoch = ""
         self._token_key = b""
         self._accounts: dict[int, Account] = {}
+        self._used: dict[int, int] = {}  # account -> stored bytes; changed only under the writer lock
 
     def open(self) -> None:
         conn = self.db.conn()
@@ -276,16 +277,28 @@ class Drive:
         return None if row is None else self.account(int(row[0]))
 
     def used_bytes(self, acc: Account) -> int:
-        row = (
-            self.db.conn()
-            .execute(
-                "SELECT COALESCE(SUM(size), 0) FROM nodes "
-                "WHERE account=? AND kind='FILE' AND status != 'PURGED'",
-                (acc.id,),
+        """Bytes stored by the account (trash included). Summed once, then kept up to date in memory,
+        so an upload into a million-node drive does not scan it for the quota check."""
+        used = self._used.get(acc.id)
+        if used is None:
+            row = (
+                self.db.conn()
+                .execute(
+                    "SELECT COALESCE(SUM(size), 0) FROM nodes "
+                    "WHERE account=? AND kind='FILE' AND status != 'PURGED'",
+                    (acc.id,),
+                )
+                .fetchone()
             )
-            .fetchone()
-        )
-        return int(row[0])
+            used = self._used[acc.id] = int(row[0])
+        return used
+
+    def _add_used(self, acc: Account, delta: int) -> None:
+        if acc.id in self._used:
+            self._used[acc.id] += delta
+
+    def forget_usage(self, acc: Account) -> None:
+        self._used.pop(acc.id, None)
 
     def usage(self, acc: Account) -> dict[str, Any]:
         rows = (
@@ -536,7 +549,10 @@ class Drive:
             )
             for owner, kv in props.items():
                 self._put_properties(c, node_id, owner, kv)
-            return self._fetch(c, node_id)
+            node = self._fetch(c, node_id)
+            if content is not None:
+                self._add_used(acc, content.size)  # still under the writer lock, nothing can fail now
+        return node
 
     def _put_properties(self, c: sqlite3.Connection, node_id: str, owner: Any, kv: Any) -> None:
         if not isinstance(owner, str) or not owner or not isinstance(kv, dict):
@@ -569,7 +585,9 @@ class Drive:
                 "content_date = ?, status = CASE status WHEN 'PENDING' THEN 'AVAILABLE' ELSE status END",
                 (content.size, content.md5, content.blob, now_ms()),
             )
-            return self._fetch(c, node_id), r["blob"]
+            node = self._fetch(c, node_id)
+            self._add_used(acc, grow)
+        return node, r["blob"]
 
     # -- metadata updates ---------------------------------------------------------------------------
     def patch(self, acc: Account, node_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -718,6 +736,7 @@ class Drive:
                 raise bad_request("The root folder cannot be purged")
             doomed = self._purge_set(c, node_id)
             blobs = self._purge_locked(c, doomed)
+            self.forget_usage(acc)
         for b in blobs:
             self.blobs.delete(b)
         return len(doomed)

@@ -140,6 +140,7 @@ def generate_tree(
                     if len(nodes_rows) >= _BATCH:
                         _flush(c, nodes_rows, parent_rows)
             _flush(c, nodes_rows, parent_rows)
+            drive.forget_usage(acc)
         except BaseException:
             for b in blobs:
                 drive.blobs.delete(b)

@@ -1,0 +1,74 @@
+"""App-scoped properties: put/get/list/delete, limits, the XML 404 for an empty owner."""
+
+from __future__ import annotations
+
+from .conftest import RawDrive
+
+
+def test_property_round_trip(api: RawDrive) -> None:
+    f = api.upload("f.txt", b"x")
+    owner = f["createdBy"]
+    base = f"nodes/{f['id']}/properties/{owner}"
+    r = api.put(f"{base}/color", {"value": "blue"})
+    assert r.status_code == 201
+    body = r.json()
+    assert body["key"] == "color" and body["value"] == "blue"
+    assert body["location"].endswith(f"/drive/v1/nodes/{f['id']}/properties/{owner}/color")
+    assert api.get(base).json() == {"data": {"color": "blue"}}
+    assert api.get(f"{base}/color").json() == {"key": "color", "value": "blue"}
+    api.put(f"{base}/color", {"value": "red"})  # replace
+    api.put(f"{base}/size", {"value": "L"})
+    assert api.get(base).json() == {"data": {"color": "red", "size": "L"}}
+    # other owners see an empty map
+    assert api.get(f"nodes/{f['id']}/properties/someone-else").json() == {"data": {}}
+    r = api.delete(f"{base}/color")
+    assert r.status_code == 204 and r.content == b""
+    assert api.get(base).json() == {"data": {"size": "L"}}
+    assert api.delete(f"{base}/color").status_code == 404
+    assert api.get(f"{base}/color").status_code == 404
+    # properties changes bump the node version
+    assert api.get(f"nodes/{f['id']}").json()["version"] > f["version"]
+
+
+def test_property_limits(api: RawDrive) -> None:
+    f = api.upload("f.txt", b"x")
+    base = f"nodes/{f['id']}/properties/app"
+    for i in range(10):
+        assert api.put(f"{base}/k{i}", {"value": str(i)}).status_code == 201
+    r = api.put(f"{base}/k10", {"value": "too many"})
+    assert r.status_code == 400
+    assert api.put(f"{base}/k3", {"value": "replacing is fine"}).status_code == 201
+    assert api.put(f"nodes/{f['id']}/properties/other/k", {"value": "x" * 500}).status_code == 201
+    assert api.put(f"nodes/{f['id']}/properties/other/k2", {"value": "x" * 501}).status_code == 400
+    assert api.put(f"{base}/k3", {"value": 5}).status_code == 400
+    assert api.put(f"{base}/k3", {"nope": "x"}).status_code == 400
+    assert api.put(f"{base}/k3", data="{bad").status_code == 400
+    assert len(api.get(base).json()["data"]) == 10
+
+
+def test_empty_owner_is_xml_404(api: RawDrive) -> None:
+    f = api.upload("f.txt", b"x")
+    for method, path in (
+        ("GET", f"nodes/{f['id']}/properties/"),
+        ("GET", f"nodes/{f['id']}/properties//k"),
+        ("PUT", f"nodes/{f['id']}/properties//k"),
+    ):
+        r = api.s.request(method, api.meta + path, data='{"value": "v"}', timeout=10)
+        assert r.status_code == 404, path
+        assert r.text == "<UnknownOperationException/>"
+        assert r.headers["Content-Type"].startswith("application/xml")
+
+
+def test_properties_of_unknown_node(api: RawDrive) -> None:
+    assert api.get("nodes/AAAAAAAAAAAAAAAAAAAAAA/properties/app").status_code == 404
+    assert api.put("nodes/AAAAAAAAAAAAAAAAAAAAAA/properties/app/k", {"value": "v"}).status_code == 404
+
+
+def test_properties_in_upload_metadata(api: RawDrive) -> None:
+    import json
+
+    meta = {"name": "p.txt", "kind": "FILE", "properties": {"app": {"a": "1"}}}
+    files = {"metadata": (None, json.dumps(meta)), "content": ("x", b"data")}
+    r = api.s.post(api.content + "nodes", params={"suppress": "deduplication"}, files=files, timeout=10)
+    assert r.status_code == 201
+    assert api.get(f"nodes/{r.json()['id']}/properties/app").json() == {"data": {"a": "1"}}
