@@ -146,7 +146,14 @@ class OAuthHandler(AuthBase):
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
-        with open(self.oauth_data_path + ".lock", "a") as lock_file:
+        try:
+            lock_file = open(self.oauth_data_path + ".lock", "a")
+        except OSError as exc:
+            # e.g. a read-only config dir: refreshing still works, only without the cross-process guard
+            logger.warning("cannot lock %s.lock (%s); refreshing without it", self.oauth_data_path, exc)
+            yield
+            return
+        with lock_file:
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -179,7 +186,7 @@ class OAuthHandler(AuthBase):
                 last = make_error(RequestError.CODE.CONN_EXCEPTION, f"{operation}: {exc}")
                 continue
             if response.status_code == requests.codes.ok:
-                return self.validate(response.text)
+                return self._token_answer(response.text)
             err = error_from_response(response, operation)
             if response.status_code < 500 and response.status_code != 429:
                 raise RequestError(RequestError.CODE.REFRESH_FAILED, err.msg)
@@ -187,12 +194,26 @@ class OAuthHandler(AuthBase):
         assert last is not None
         raise RequestError(RequestError.CODE.REFRESH_FAILED, last.msg)
 
+    def _token_answer(self, text: str) -> dict[str, Any]:
+        """Validate a token endpoint's answer; a refresh answer may omit the (unchanged) refresh token."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        old_refresh = self.oauth_data.get(self.KEYS.REFR_TOKEN)
+        if isinstance(data, dict) and self.KEYS.REFR_TOKEN not in data and old_refresh:
+            data[self.KEYS.REFR_TOKEN] = old_refresh
+            text = json.dumps(data)
+        return self.validate(text)
+
     def _store_new_token(self, new: dict[str, Any], started: float) -> None:
-        # a refresh answer may omit the refresh token; the old one then stays valid
-        new.setdefault(self.KEYS.REFR_TOKEN, self.oauth_data.get(self.KEYS.REFR_TOKEN))
         self.oauth_data = new
         self.treat_auth_token(started)
-        self.write_oauth_data()
+        try:
+            self.write_oauth_data()
+        except OSError as exc:
+            # the new token still serves this process; other processes will refresh on their own
+            logger.warning("cannot save the refreshed token to %s: %s", self.oauth_data_path, exc)
 
     def write_oauth_data(self) -> None:
         """Dumps (treated) OAuth dict to file as JSON, atomically and with mode 0600."""

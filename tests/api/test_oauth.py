@@ -277,3 +277,11 @@ def test_appspot_handler_refreshes_against_our_server(short_cdir: Path) -> None:
     client = ACDClient(str(short_cdir))
     assert type(client.handler) is oauth.AppspotOAuthHandler
     assert client.get_root_id()  # the token is already due: this refreshes
+
+
+def test_refresh_works_when_the_lock_file_cannot_be_opened(short_cdir: Path) -> None:
+    (short_cdir / "oauth_data.lock").mkdir()  # open() fails even for root
+    client = ACDClient(str(short_cdir))
+    before = _oauth(short_cdir)["access_token"]
+    assert client.get_root_id()
+    assert _oauth(short_cdir)["access_token"] != before
