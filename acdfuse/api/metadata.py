@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections import namedtuple
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 
@@ -16,8 +15,17 @@ from .common import OK_CODES, IncompleteResult, NotFound, RequestError, error_fr
 
 logger = logging.getLogger(__name__)
 
-# the seed names the tuple type "Changes" and exports it as ChangeSet
-ChangeSet = namedtuple("Changes", ["nodes", "purged_nodes", "checkpoint", "reset"])  # type: ignore[name-match]
+class Changes(NamedTuple):
+    """One object of a changes stream: the nodes changed since the last checkpoint."""
+
+    nodes: list[dict]  # changed nodes, including TRASH ones
+    purged_nodes: list[str]  # ids of PURGED nodes (only with include_purged)
+    checkpoint: str
+    reset: bool  # True: drop everything known and rebuild from these sets
+
+
+# the seed exports the tuple type "Changes" under this name
+ChangeSet = Changes
 
 # read size for the changes stream; lines are parsed one by one, never the whole stream at once
 _CHANGES_READ_SIZE = 64 * 1024
