@@ -91,9 +91,9 @@ class Synchronizer:
     def __init__(self, db: Database, cache: PathCache) -> None:
         self.db = db
         self.cache = cache
-        # Answers written by apply_local while a rebuild is in progress; replayed onto the new
+        # Answers written by apply_local while a sync runs; a rebuild replays them onto the new
         # table set before the swap so the swap never hides a local create/rename/trash.
-        # Guarded by db.write_lock. None when no rebuild is running.
+        # Guarded by db.write_lock. None when no sync is running.
         self.journal: list[StagedRow] | None = None
 
     # ---- entry point -----------------------------------------------------------------------
@@ -103,6 +103,10 @@ class Synchronizer:
         changesets = received = 0
         last_checkpoint: str | None = None
         self._reset_staging()
+        with self.db.write_lock:
+            # From the start of the sync (the dump's snapshot may be older than any answer the
+            # mount writes from now on); only a rebuild uses it.
+            self.journal = []
         try:
             stream: Iterator[ChangeSetLike] = prefetch(
                 get_changes(checkpoint=checkpoint or "", include_purged=True), name="acdfuse-changes")
@@ -113,8 +117,6 @@ class Synchronizer:
                                  "restarting the rebuild", changesets)
                     rebuild = True
                     self._reset_staging()
-                    with self.db.write_lock:
-                        self.journal = []
                 received += self._stage(cs)
                 changesets += 1
                 if not isinstance(cs.checkpoint, str) or not cs.checkpoint:
@@ -136,6 +138,8 @@ class Synchronizer:
                         checkpoint, changesets, received, type(exc).__name__, exc)
             raise SyncError(f"sync failed, mirror unchanged: {type(exc).__name__}: {exc}") from exc
         finally:
+            with self.db.write_lock:
+                self.journal = None  # also after KeyboardInterrupt & co, so it never grows unbounded
             self._reset_staging()
         result = SyncResult(last_checkpoint, rebuild, changesets, received, *counts,
                             seconds=time.monotonic() - started, changed=changed)
@@ -314,7 +318,7 @@ class Synchronizer:
             con.execute("BEGIN IMMEDIATE")
             try:
                 journal, self.journal = self.journal or [], None
-                writer = TreeWriter(con, BUILD)
+                writer = TreeWriter(con, BUILD, inos_from=LIVE)
                 for row in journal:
                     writer.apply(row)
                 writer.finish()

@@ -21,9 +21,12 @@ Edge = tuple[str, str]  # (parent id, name): the key of one directory entry
 class TreeWriter:
     """Applies node states to one table set and records what it touched, for cache invalidation."""
 
-    def __init__(self, con: sqlite3.Connection, ts: TableSet) -> None:
+    def __init__(self, con: sqlite3.Connection, ts: TableSet, *, inos_from: TableSet | None = None) -> None:
         self.con = con
         self.ts = ts
+        # When writing into a table set being built, a node new to it takes the inode number it
+        # has in ``inos_from`` (the live set), so replayed local answers keep their inode.
+        self._inos_from = inos_from
         self.edges: set[Edge] = set()     # directory entries removed or added
         self.node_ids: set[str] = set()   # nodes whose row changed or vanished
         self.stored = 0
@@ -39,7 +42,13 @@ class TreeWriter:
         )
 
     # ---- inode numbers ---------------------------------------------------------------------
-    def _allocate(self, is_root: int) -> int:
+    def _allocate(self, node_id: str, is_root: int) -> int:
+        if self._inos_from is not None:
+            row = self.con.execute(f"SELECT ino FROM {self._inos_from.nodes} WHERE id = ?",
+                                   (node_id,)).fetchone()
+            if row is not None and self.con.execute(
+                    f"SELECT 1 FROM {self.ts.nodes} WHERE ino = ?", (row[0],)).fetchone() is None:
+                return int(row[0])
         if is_root and self.con.execute(
                 f"SELECT 1 FROM {self.ts.nodes} WHERE ino = ?", (ROOT_INO,)).fetchone() is None:
             return ROOT_INO
@@ -77,7 +86,7 @@ class TreeWriter:
             ino = int(old[0])
             self._drop_entries(ino)
         else:
-            ino = self._allocate(row[10])
+            ino = self._allocate(node_id, row[10])
         con = self.con
         con.execute(self._sql_node, (ino, node_id, name or "", row[2], status, row[4], row[5],
                                      row[6], row[7], row[8], row[9], row[10]))

@@ -308,3 +308,26 @@ def test_sync_result_lists_changed_ids_and_subfolder_count(store: NodeStore, fee
     assert store.subfolder_count(root["id"]) == 2 and store.subfolder_count(nodes[1]["id"]) == 0
     feed.push(ChangeSet([], [], "cp3", False))
     assert store.sync(feed).changed == frozenset()
+
+
+def test_local_answers_during_a_rebuild_survive_the_swap(store: NodeStore, feed: Feed) -> None:
+    root, nodes = _tree()
+    feed.push(ChangeSet(nodes, [], "cp1", True))
+    store.sync(feed)
+    made = folder("made-locally", [root["id"]])
+    renamed = dict(nodes[1], name="docs2", version=7)
+    local: dict[str, object] = {}
+
+    def changes(**kwargs: object):
+        yield ChangeSet(nodes[:3], [], "r1", True)
+        # while the rebuild stages, the mount creates and renames things
+        local["made"] = store.apply_local(made)
+        local["renamed"] = store.apply_local(renamed)
+        assert store.resolve("/made-locally") is not None and store.resolve("/docs2") is not None
+        yield ChangeSet(nodes[3:], [], "r2", False)
+
+    result = store.sync(changes)
+    assert result.reset and store.checkpoint == "r2"
+    after = store.resolve("/made-locally")
+    assert after is not None and after.ino == local["made"].ino  # type: ignore[attr-defined]
+    assert store.resolve("/docs") is None and store.resolve("/docs2/Sub/b.bin") is not None
