@@ -26,6 +26,7 @@ from requests.adapters import HTTPAdapter
 
 from .common import (
     OK_CODES,
+    Conflict,
     ConnectionFailed,
     IncompleteResult,
     RequestError,
@@ -258,6 +259,7 @@ class BackOffRequest:
         """
         ok = set(ok_codes)
         backoff = self.policy.start()
+        unsure_before = False
         while True:
             failure: RequestError
             try:
@@ -270,8 +272,17 @@ class BackOffRequest:
                 if response.status_code in ok:
                     return parse(response)
                 failure = error_from_response(response, operation, node)
-                if response.status_code not in UNSURE_STATUS:
+                # a 409 after an unsure try may be our own earlier try, finished late (acd-api.md 13.5)
+                late = unsure_before and isinstance(failure, Conflict)
+                if response.status_code not in UNSURE_STATUS and not late:
                     raise failure
+                if late:
+                    found = confirm()
+                    if found is None:
+                        raise failure
+                    logger.info("%s: an earlier try did it after all", describe(operation, node))
+                    return found
+            unsure_before = True
             found = confirm()
             if found is not None:
                 logger.info("%s: the server did it despite %s", describe(operation, node), failure)

@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from api_helpers import MakeClient, PatternReader, pattern_bytes, put_file
 
 from acdfuse.api import backoff_req
 from acdfuse.api.backoff_req import Backoff, RetryPolicy
 from acdfuse.api.client import ACDClient
 from acdfuse.api.common import (
+    Conflict,
     ConnectionFailed,
     IncompleteResult,
     NotFound,
@@ -234,3 +236,34 @@ def test_cut_json_answer_raises_incomplete(make_client: MakeClient, faulty: Faul
     faulty.configure(cut_rate=0.0)
     assert info.value.status_code == RequestError.CODE.INCOMPLETE_RESULT
     assert f"get metadata (node {root}): answer cut" in info.value.msg
+
+
+def test_conflict_after_unsure_try_is_checked(client: ACDClient) -> None:
+    """acd-api.md 13.5: a try that failed unsure may finish late; the repeat then meets our own node."""
+    existing = client.create_folder("late")
+    sends: list[int] = []
+    confirms: list[int] = []
+    body = json.dumps({"kind": "FOLDER", "name": "late"})
+
+    def send(backoff: Backoff) -> requests.Response:
+        sends.append(1)
+        if len(sends) == 1:
+            raise ConnectionFailed(RequestError.CODE.CONN_EXCEPTION, "reply lost", request_sent=True)
+        return client.BOReq.post(client.metadata_url + "nodes", acc_codes=[201], data=body, backoff=backoff)
+
+    def confirm() -> dict | None:
+        confirms.append(1)
+        return None if len(confirms) == 1 else client._find_child(None, "late")  # "appears later"
+
+    node = client.BOReq.request_confirmed(send, [201], confirm, operation="create folder 'late'")
+    assert node["id"] == existing["id"]
+    assert (len(sends), len(confirms)) == (2, 2)
+
+    # without an unsure try before it, a 409 is just a conflict
+    with pytest.raises(Conflict):
+        client.BOReq.request_confirmed(
+            lambda b: client.BOReq.post(client.metadata_url + "nodes", acc_codes=[201], data=body, backoff=b),
+            [201],
+            lambda: pytest.fail("no confirm without an unsure failure"),
+            operation="create folder 'late'",
+        )
