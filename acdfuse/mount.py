@@ -327,11 +327,26 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
         # nothing to serve offline: the first sync must succeed before the mount appears
         try:
             sync()
-        except RequestError as exc:
+        except (RequestError, StoreError) as exc:
             raise MountError(f"the local mirror is empty and the server did not answer: {exc}") from exc
         synced_before_mount = True
 
-    reader = ContentReader(client.download_chunk, ReaderOptions(
+    loop_ref: list[SyncLoop] = []
+
+    def fetch(node_id: str, offset: int, length: int) -> bytes | bytearray:
+        # Pin the bytes to the content the mirror knows: if the server has newer content, the client
+        # raises 412 (ESTALE to the reader) instead of handing out a mix, and a sync is due at once.
+        node = store.get(node_id)
+        md5 = node.md5 if node is not None else None
+        try:
+            return client.download_chunk(node_id, offset, length, content_md5=md5)
+        except RequestError as exc:
+            if exc.status_code == 412 and loop_ref:
+                log.info("%s changed on the server; syncing now", node_id)
+                loop_ref[0].request_sync()
+            raise
+
+    reader = ContentReader(fetch, ReaderOptions(
         cache_dir=opts.chunk_dir, memory_cache=opts.memory_cache, cache_size=opts.cache_size,
         read_ahead=opts.read_ahead, streams=opts.streams, timeout=opts.timeout))
     reader.start()
@@ -341,14 +356,15 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
     owner = Ownership(opts.uid, opts.gid, opts.umask, writable=False)
     ops = DriveOperations(store, reader, quota, owner)
     def on_synced(result: Any) -> None:
-        # link counts derive from the tree; drop them when the tree moved (a SyncResult says how much)
-        if getattr(result, "reset", True) or getattr(result, "stored", 1) or getattr(result, "purged", 1):
-            ops.invalidate()
+        # derived state (link counts, chunks of old content) goes when the tree moved
+        if result.reset or result.stored or result.purged:
+            ops.invalidate(None if result.reset else result.changed)
         log.debug("sync: %s", result)
 
     loop = SyncLoop(sync, fetch_quota=client.fs_sizes, quota=quota, on_synced=on_synced,
                     interval=opts.interval, quota_interval=opts.quota_interval,
                     sync_first=not synced_before_mount)
+    loop_ref.append(loop)
     if synced_before_mount:
         loop.refresh_quota()
     loop.start()

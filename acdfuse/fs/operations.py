@@ -16,7 +16,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fuse import FuseOSError
@@ -39,12 +39,14 @@ class Store(Protocol):
     def resolve(self, path: str) -> Node | None: ...
     def children(self, folder_id: str) -> list[Node]: ...
     def get(self, node_id: str) -> Node | None: ...
+    def subfolder_count(self, folder_id: str) -> int: ...
 
 
 class Reader(Protocol):
     def open(self, node_id: str, content_key: str, size: int) -> Any: ...
     def read(self, handle: Any, offset: int, length: int) -> bytes: ...
     def release(self, handle: Any) -> None: ...
+    def invalidate(self, node_id: str, keep_content: str | None = None) -> None: ...
 
 
 class QuotaSource(Protocol):
@@ -128,14 +130,22 @@ class DriveOperations:
 
     # ----- called by the sync loop -----
 
-    def invalidate(self, changed_ids: Iterator[str] | None = None) -> None:
-        """Forget derived state after a sync applied changes (all of it when ids are unknown)."""
+    def invalidate(self, changed_ids: Iterable[str] | None = None) -> None:
+        """Forget derived state after a sync applied changes.
+
+        Link counts are all dropped (a new subfolder changes its parent's count, and the parent is
+        not among the changed ids). Cached chunks of changed files are dropped at once, keeping only
+        the new content's; None means "unknown, possibly everything", and then the reader's own
+        check at the next open (a new content key purges the old one) does that work lazily.
+        """
         with self._lock:
-            if changed_ids is None:
-                self._subfolders.clear()
-            else:
-                for node_id in changed_ids:
-                    self._subfolders.pop(node_id, None)
+            self._subfolders.clear()
+        for node_id in changed_ids or ():
+            node = self._store.get(node_id)
+            if node is None:
+                self._reader.invalidate(node_id)
+            elif node.is_file:
+                self._reader.invalidate(node_id, keep_content=content_key(node))
 
     @property
     def handles(self) -> HandleTable:
@@ -154,7 +164,7 @@ class DriveOperations:
             return max(len(node.parents), 1)
         count = self._subfolders.get(node.id)
         if count is None:
-            count = sum(1 for child in self._store.children(node.id) if child.is_folder)
+            count = self._store.subfolder_count(node.id)
             with self._lock:
                 self._subfolders[node.id] = count
         return 2 + count

@@ -90,6 +90,12 @@ class SyncLoop:
             signal.pthread_kill(thread.ident, SYNC_SIGNAL)   # wakes sigtimedwait at once
             thread.join(timeout=30)
 
+    def request_sync(self) -> None:
+        """Sync as soon as possible (from any thread), as SIGUSR1 does."""
+        thread = self._thread
+        if thread is not None and thread.ident is not None and thread.is_alive():
+            signal.pthread_kill(thread.ident, SYNC_SIGNAL)
+
     def run_once(self) -> bool:
         """One sync plus, when due, a quota refresh. Returns whether the server answered."""
         try:

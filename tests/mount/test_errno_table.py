@@ -129,6 +129,9 @@ class FakeStore:
     def get(self, node_id: str) -> Node | None:
         return None
 
+    def subfolder_count(self, folder_id: str) -> int:
+        return sum(1 for n in self.children(folder_id) if n.is_folder)
+
 
 class FailingReader:
     def __init__(self, exc: BaseException) -> None:
@@ -143,6 +146,9 @@ class FailingReader:
 
     def release(self, handle: Any) -> None:
         self.released.append(handle)
+
+    def invalidate(self, node_id: str, keep_content: str | None = None) -> None:
+        pass
 
 
 class Quota:

@@ -3,6 +3,7 @@ disk cache across remounts (counted on the server)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -10,6 +11,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +177,31 @@ def test_cache_survives_a_remount_with_no_http(mounts: Any, cdir: Path, drive_se
     assert pread(m.mnt / "big.bin", CHUNK - 10, 20) == data[CHUNK - 10:CHUNK + 10]
     assert drive_server.stats.snapshot()["download"] == 0
 
+
+
+def test_content_changed_before_the_mirror_knows_is_never_mixed(mount: Mount, client: Any) -> None:
+    # The server has new bytes, the mirror (no sync yet) still names the old md5: the read must not
+    # hand out the new bytes as the old file, and the mount syncs by itself.
+    v1 = pattern(200_000, 11)
+    node = upload(client, "moving.bin", v1)
+    mount.start()
+    path = mount.mnt / "moving.bin"
+    assert os.stat(path).st_size == len(v1)
+    v2 = pattern(250_000, 12)
+    client.overwrite_stream(io.BytesIO(v2), node["id"])
+    try:
+        first = path.read_bytes()
+    except OSError as exc:
+        assert exc.errno == errno.ESTALE
+    else:
+        assert first == v2      # the automatic sync was already through
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if path.read_bytes() == v2:
+                break
+        except OSError as exc:
+            assert exc.errno == errno.ESTALE
+        assert time.monotonic() < deadline, "the mount did not catch up with the new content"
+        time.sleep(0.1)
+    assert os.stat(path).st_size == len(v2)
