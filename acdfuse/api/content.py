@@ -321,14 +321,25 @@ class ContentMixin(ClientBase):
         :param kwargs: ``content_md5`` (see :meth:`response_chunk`), passed on to the request
         """
         buffer = bytearray()
+        filled = 0
+
+        def sink(piece: bytes) -> None:
+            nonlocal filled
+            end = filled + len(piece)
+            # same-size slice assignment copies in place: no reallocation while the chunk fills
+            buffer[filled : min(end, len(buffer))] = piece
+            filled = end
+
         backoff = self.BOReq.policy.start()
-        while len(buffer) < length:
-            pos = offset + len(buffer)
-            r = self.response_chunk(node_id, pos, length - len(buffer), backoff=backoff, **kwargs)
+        while filled < length:
+            pos = offset + filled
+            r = self.response_chunk(node_id, pos, length - filled, backoff=backoff, **kwargs)
             # a continuation must come from the same content version as the first part
             kwargs["content_md5"] = kwargs.get("content_md5") or _etag_md5(r)
             _, expected, _ = _range_of(r)
-            got, cut = self._drain(r, buffer.extend)
+            if not buffer and expected:
+                buffer = bytearray(min(expected, length))  # one allocation of what is announced
+            got, cut = self._drain(r, sink)
             if cut is None and (expected is None or got >= expected):
                 break  # all there is (the file may end before offset + length)
             delay = backoff.next_delay()
@@ -340,6 +351,7 @@ class ContentMixin(ClientBase):
                 )
             logger.warning("%s cut after %d of %s bytes; continuing in %.1fs", what, got, expected, delay)
             self.BOReq.sleep(delay)
+        del buffer[filled:]
         return buffer
 
     @staticmethod
