@@ -18,6 +18,10 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 
+def _done() -> None:
+    """What a finished job runs if it is picked again: nothing."""
+
+
 class Job:
     """One unit of work; ``run`` must handle its own errors (they are only logged here)."""
 
@@ -103,6 +107,10 @@ class FetchPool:
                 if counted:
                     self._active_ahead += 1
             self._run(job)
+            # a finished job may still sit in the other queue (promoted): let it hold nothing, and
+            # an idle worker must not keep the last response alive either
+            job.run = _done
+            del job, picked
             if counted:
                 with self._cond:
                     self._active_ahead -= 1

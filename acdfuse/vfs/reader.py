@@ -29,6 +29,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from .diskcache import DiskCache, Stem, content_digest
+from .heap import HeapTrimmer
 from .memcache import MemoryCache
 from .options import ReaderOptions
 from .pool import FetchPool, Job
@@ -90,6 +91,7 @@ class ContentReader:
         self._writer = (WriteBehind(self._disk, max(32 * 1024 * 1024, 4 * opts.request_size))
                         if self._disk is not None else None)
         self._pool = FetchPool(opts.streams + opts.demand_workers, opts.streams)
+        self._heap = HeapTrimmer(64 * 1024 * 1024)
         self._lock = threading.Lock()
         self._handles: dict[int, _Handle] = {}
         self._next_fh = 1
@@ -159,7 +161,10 @@ class ContentReader:
             self._next_fh += 1
             self._handles[fh] = handle
             changed = self._current.get(node_id) != content_key
-            self._current[node_id] = content_key
+            if changed:
+                self._current[node_id] = content_key
+                # fetches still in flight may carry either content: use, but do not cache, them
+                self._gen[node_id] = self._gen.get(node_id, 0) + 1
         if changed:
             # chunks of any other content of this node are garbage from now on
             self._purge(node_id, keep=content_key)
@@ -375,12 +380,16 @@ class ContentReader:
             self._count(fetch_errors=1)
             self._fail(items, OSError(errno.EIO, f"server sent {view.nbytes} of {length} bytes of {node_id}"))
             return
-        view = view.toreadonly()
         pieces: list[memoryview] = []
-        pos = 0
-        for item in items:
-            pieces.append(view[pos:pos + item.length])
-            pos += item.length
+        if len(items) == 1:
+            pieces.append(view.toreadonly())
+        else:
+            # One copy per chunk: a slice would keep the whole response buffer alive for as long as
+            # any of its chunks is cached, and the memory budget would no longer hold.
+            pos = 0
+            for item in items:
+                pieces.append(view[pos:pos + item.length].toreadonly())
+                pos += item.length
         with self._lock:
             fresh = [item.pending.gen == self._gen.get(node_id, 0) for item in items]
             for item, piece, ok in zip(items, pieces, fresh, strict=True):
@@ -401,12 +410,16 @@ class ContentReader:
             self._writer.submit(to_disk, functools.partial(self._forget, items))
         else:
             self._forget(items)
+        self._heap.account(length)
 
     def _release_ahead(self, items: list[_Item]) -> None:
         with self._lock:
             for item in items:
                 self._ahead_bytes -= item.pending.ahead_cost
                 item.pending.ahead_cost = 0
+                # pending -> job -> items -> pending is a cycle: break it, or every response buffer
+                # waits for the cyclic garbage collector and memory use runs far past the budgets
+                item.pending.job = None
 
     def _forget(self, items: list[_Item]) -> None:
         with self._lock:
@@ -415,6 +428,7 @@ class ContentReader:
                     del self._pending[item.key]
                 self._ahead_bytes -= item.pending.ahead_cost
                 item.pending.ahead_cost = 0
+                item.pending.job = None
 
     def _fail(self, items: list[_Item], exc: BaseException) -> None:
         # out of the table first: the next reader starts a fresh fetch instead of a poisoned one

@@ -141,11 +141,11 @@ class TestStoppedServer:
                                                           options: dict[str, object]) -> None:
         data = pattern(2 * MiB, seed=7)
         node_id, md5 = upload(client, "offline.bin", data)
-        reader = make_reader(client.download_chunk, **{**options, "timeout": 1.0, "read_ahead": 0})
+        reader = make_reader(client.download_chunk, **{**options, "timeout": 0.5, "read_ahead": 0})
         fh = reader.open(node_id, md5, len(data))
         assert reader.read(fh, 0, CHUNK) == data[:CHUNK]
         # every answer now takes far longer than the read timeout
-        drive_server.faults.configure(latency_ms=60_000)
+        drive_server.faults.configure(latency_ms=3000)
         try:
             assert reader.read(fh, 10, 1000) == data[10:1010]
             with pytest.raises(OSError) as raised:
@@ -153,3 +153,12 @@ class TestStoppedServer:
             assert raised.value.errno == errno.EIO
         finally:
             drive_server.faults.configure(latency_ms=0)
+        # the server answers again: the very same read succeeds (once the slow answer arrived)
+        for _attempt in range(60):
+            try:
+                assert reader.read(fh, MiB, 100) == data[MiB:MiB + 100]
+                break
+            except OSError as exc:
+                assert exc.errno == errno.EIO
+        else:
+            pytest.fail("the read never recovered after the server came back")
