@@ -230,7 +230,9 @@ class Synchronizer:
 
     # ---- reset: build a new table set, then swap -------------------------------------------
     def _step(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
-        """Run statements in one short transaction under the write lock."""
+        """Run statements in one transaction under the write lock (readers are not affected:
+        they use the live tables)."""
+        t0 = time.monotonic()
         with self.db.write_lock:
             con = self.db.writer
             con.execute("BEGIN IMMEDIATE")
@@ -241,6 +243,7 @@ class Synchronizer:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+        log.debug("rebuild step %.2fs: %s", time.monotonic() - t0, statements[0][0][:60])
 
     def _rebuild(self, checkpoint: str) -> tuple[int, int, int]:
         db = self.db
