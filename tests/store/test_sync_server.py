@@ -253,3 +253,42 @@ def test_readers_run_during_sync(drive_server: Any, client: Any, store: NodeStor
     assert result.stored == 20000 and store.count() == 1 + 2000 + 20000
     # (a full walk of 22,000 nodes through list_children is too slow here; spot-check instead)
     assert store.resolve("/" + second.deepest_path.strip("/")).id == second.deepest_id  # type: ignore[union-attr]
+
+
+def test_readers_during_a_reset_see_old_or_new_tree(drive_server: Any, client: Any, store: NodeStore) -> None:
+    """Threads keep resolving while a reset rebuild builds and swaps the tree in: every answer is a
+    complete tree (the path resolves, to the same node and inode), never an error or a gap."""
+    tree = drive_server.generate_tree(n_nodes=3000, fanout=10, folders_per_folder=3)
+    store.sync(client.get_changes)
+    deep = "/" + tree.deepest_path.strip("/")
+    want = store.resolve(deep)
+    assert want is not None
+    gone = _upload(client, "gone", client.get_root_id())
+    client.move_to_trash(gone["id"])
+    drive_server.purge(gone["id"])
+    drive_server.forget_purged()
+    stop = threading.Event()
+    answers: list[Any] = []
+    failures: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                store._cache.clear()
+                node = store.resolve(deep)
+                answers.append((node.id, node.ino) if node else None)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        result = store.sync(client.get_changes)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert result.reset
+    assert not failures, failures
+    assert answers and set(answers) == {(want.id, want.ino)}
