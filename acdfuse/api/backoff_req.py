@@ -29,6 +29,7 @@ from .common import (
     Conflict,
     ConnectionFailed,
     IncompleteResult,
+    NotFound,
     RequestError,
     describe,
     error_from_response,
@@ -250,7 +251,7 @@ class BackOffRequest:
         parse: Callable[[requests.Response], dict] = lambda r: r.json(),
         replayable: Callable[[], bool] = lambda: True,
     ) -> dict:
-        """Run a request that must not be repeated blindly (create, upload, move).
+        """Run a request that must not be repeated blindly (create, upload, move, some deletes).
 
         ``send(backoff)`` performs one try (it may retry failures that prove nothing happened). After
         an unsure failure (5xx other than 503, a connection lost after sending) ``confirm()`` looks
@@ -272,8 +273,9 @@ class BackOffRequest:
                 if response.status_code in ok:
                     return parse(response)
                 failure = error_from_response(response, operation, node)
-                # a 409 after an unsure try may be our own earlier try, finished late (acd-api.md 13.5)
-                late = unsure_before and isinstance(failure, Conflict)
+                # after an unsure try, 409 (created) or 404 (deleted) may be our own earlier try,
+                # finished late (acd-api.md 13.5): look before reporting it
+                late = unsure_before and isinstance(failure, Conflict | NotFound)
                 if response.status_code not in UNSURE_STATUS and not late:
                     raise failure
                 if late:

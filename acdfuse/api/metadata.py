@@ -15,6 +15,7 @@ from .common import OK_CODES, IncompleteResult, NotFound, RequestError, error_fr
 
 logger = logging.getLogger(__name__)
 
+
 class Changes(NamedTuple):
     """One object of a changes stream: the nodes changed since the last checkpoint."""
 
@@ -191,11 +192,26 @@ class MetadataMixin(ClientBase):
 
     def remove_child(self, parent_id: str, child_id: str) -> dict:
         """:returns: updated child node dict"""
+        operation = f"remove child from {parent_id}"
+        url = self.metadata_url + f"nodes/{parent_id}/children/{child_id}"
+
+        def send(backoff: Any) -> requests.Response:
+            # a repeat after a lost reply would answer 404, so it is confirmed instead
+            return self.BOReq.delete(
+                url,
+                acc_codes=(200, 202),
+                idempotent=False,
+                backoff=backoff,
+                operation=operation,
+                node=child_id,
+            )
+
+        def confirm() -> dict | None:
+            node = self.get_metadata(child_id, temp_link=False)
+            return node if parent_id not in node.get("parents", []) else None
+
         # Amazon documented 202 but answered 200
-        path = f"nodes/{parent_id}/children/{child_id}"
-        return self._json_call(
-            "DELETE", path, f"remove child from {parent_id}", child_id, ok_codes=(200, 202)
-        )
+        return self.BOReq.request_confirmed(send, (200, 202), confirm, operation=operation, node=child_id)
 
     def move_node_from(self, node_id: str, old_parent_id: str, new_parent_id: str) -> dict:
         """Moves node with given ID from old parent to new parent.
@@ -272,12 +288,24 @@ class MetadataMixin(ClientBase):
 
     def delete_property(self, node_id: str, owner_id: str, key: str) -> None:
         """Deletes *key* property from node with ID *node_id*."""
-        self._json_call(
-            "DELETE",
-            f"nodes/{node_id}/properties/{owner_id}/{key}",
-            f"delete property {key!r}",
-            node_id,
-            ok_codes=(204, 200),
+        operation = f"delete property {key!r}"
+        url = self.metadata_url + f"nodes/{node_id}/properties/{owner_id}/{key}"
+
+        def send(backoff: Any) -> requests.Response:
+            return self.BOReq.delete(
+                url,
+                acc_codes=(204, 200),
+                idempotent=False,
+                backoff=backoff,
+                operation=operation,
+                node=node_id,
+            )
+
+        def confirm() -> dict | None:
+            return {} if key not in self.list_properties(node_id, owner_id) else None
+
+        self.BOReq.request_confirmed(
+            send, (204, 200), confirm, operation=operation, node=node_id, parse=lambda r: {}
         )
 
     def delete_properties(self, node_id: str, owner_id: str) -> None:

@@ -267,3 +267,24 @@ def test_conflict_after_unsure_try_is_checked(client: ACDClient) -> None:
             lambda: pytest.fail("no confirm without an unsure failure"),
             operation="create folder 'late'",
         )
+
+
+def test_parent_and_property_edits_survive_faults(make_client: MakeClient, faulty: Faults) -> None:
+    """Deletes whose repeat would answer 404 are confirmed, not repeated, after a lost reply."""
+    client = make_client(retry_deadline=60)
+    owner = client.get_owner_id()
+    folder = client.create_folder("edits")
+    node = put_file(client, "edited.txt", b"x")
+    faulty.configure(error_rate=0.05, cut_rate=0.35, seed=13)
+    for i in range(6):
+        assert folder["id"] in client.add_child(folder["id"], node["id"])["parents"]
+        assert folder["id"] not in client.remove_child(folder["id"], node["id"])["parents"]
+        client.add_property(node["id"], owner, f"k{i}", "v")
+        client.delete_property(node["id"], owner, f"k{i}")
+        client.rename_node(node["id"], f"edited-{i}.txt")
+        client.move_to_trash(node["id"])
+        client.restore(node["id"])
+    faulty.configure(error_rate=0.0, cut_rate=0.0)
+    assert client.list_properties(node["id"], owner) == {}
+    final = client.get_metadata(node["id"])
+    assert final["name"] == "edited-5.txt" and final["status"] == "AVAILABLE"
