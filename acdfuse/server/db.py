@@ -4,6 +4,8 @@ Lock order: ``Database.write_lock`` is the only lock here and is never held acro
 Readers use their own thread-local connection and never wait for the writer (WAL).
 
 Schema notes (why each index exists):
+- ``nodes.parents_json`` copies the node's rows of ``parents`` as a JSON array, updated in the same
+  transaction: rendering a million nodes for ``changes`` then needs no per-node index lookup.
 - ``nodes(account, seq)``: ``changes`` pages through one account's modifications in order.
 - ``parents(parent, child)`` (primary key): children listing and ``parents:X`` filters.
 - ``parents(parent, lname)``: case-insensitive name-conflict checks and child lookup by name;
@@ -27,7 +29,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: nodes.parents_json
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,7 +68,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     blob TEXT,
     local_id TEXT,
     seq INTEGER NOT NULL,
-    trashed INTEGER
+    trashed INTEGER,
+    parents_json TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS nodes_seq ON nodes(account, seq);
 DROP INDEX IF EXISTS nodes_lname;
@@ -135,12 +138,33 @@ class Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self.conn()
         with self.write_lock:
+            row = conn.execute(
+                "SELECT value FROM meta WHERE key='schema'"
+                if conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone()
+                else "SELECT NULL WHERE 0"
+            ).fetchone()
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"{self.path}: schema {row[0]} is newer than this server ({SCHEMA_VERSION})"
+                )
+            if row is not None and int(row[0]) < 2:
+                self._migrate_1_to_2(conn)
             conn.executescript(_SCHEMA)
-        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise SchemaError(f"{self.path}: schema {row[0]} is newer than this server ({SCHEMA_VERSION})")
+            conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    @staticmethod
+    def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+        log.info("migrating server database to schema 2 (parents_json)")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ALTER TABLE nodes ADD COLUMN parents_json TEXT NOT NULL DEFAULT '[]'")
+        conn.execute(
+            "UPDATE nodes SET parents_json = "
+            "(SELECT json_group_array(parent) FROM parents WHERE child = nodes.id)"
+        )
+        conn.execute("UPDATE meta SET value='2' WHERE key='schema'")
+        conn.execute("COMMIT")
 
     def conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)

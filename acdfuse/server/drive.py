@@ -73,7 +73,7 @@ def _date_sql(col: str) -> str:
 # of the wire format of a node. ``json_patch`` with ``"name": null`` drops the name of the root.
 NODE_JSON = f"""json_patch(json_object(
     'id', n.id, 'name', n.name, 'kind', n.kind,
-    'parents', (SELECT json_group_array(pp.parent) FROM parents pp WHERE pp.child = n.id),
+    'parents', json(n.parents_json),
     'status', n.status, 'version', n.version, 'labels', json(n.labels), 'description', n.description,
     'createdBy', n.created_by, 'createdDate', {_date_sql("n.created")},
     'modifiedDate', {_date_sql("n.modified")}, 'eTagResponse', n.etag,
@@ -393,6 +393,15 @@ class Drive:
             if other is not None:
                 raise conflict(lname, p, other)
 
+    @staticmethod
+    def _sync_parents(c: sqlite3.Connection, node_id: str) -> None:
+        """Refresh ``nodes.parents_json`` after this node's rows in ``parents`` changed."""
+        c.execute(
+            "UPDATE nodes SET parents_json = (SELECT json_group_array(parent) FROM parents WHERE child = ?) "
+            "WHERE id = ?",
+            (node_id, node_id),
+        )
+
     def _touch(
         self, c: sqlite3.Connection, node_id: str, extra: str = "", params: Sequence[Any] = ()
     ) -> None:
@@ -547,6 +556,7 @@ class Drive:
                 "INSERT INTO parents(parent, child, lname) VALUES (?, ?, ?)",
                 [(p, node_id, lname) for p in parents],
             )
+            self._sync_parents(c, node_id)
             for owner, kv in props.items():
                 self._put_properties(c, node_id, owner, kv)
             node = self._fetch(c, node_id)
@@ -641,6 +651,7 @@ class Drive:
                     "INSERT INTO parents(parent, child, lname) VALUES (?, ?, ?)",
                     [(p, node_id, lname) for p in new_parents],
                 )
+                self._sync_parents(c, node_id)
             elif "name" in body:
                 c.execute("UPDATE parents SET lname=? WHERE child=?", (lname, node_id))
             return self._fetch(c, node_id)
@@ -661,6 +672,7 @@ class Drive:
             c.execute(
                 "INSERT INTO parents(parent, child, lname) VALUES (?, ?, ?)", (parent_id, child_id, lname)
             )
+            self._sync_parents(c, child_id)
             self._touch(c, child_id)
             return self._fetch(c, child_id)
 
@@ -676,6 +688,7 @@ class Drive:
             if len(parents) == 1:
                 raise bad_request(f"Cannot remove the last parent of {child_id}; move or trash it instead")
             c.execute("DELETE FROM parents WHERE parent=? AND child=?", (parent_id, child_id))
+            self._sync_parents(c, child_id)
             self._touch(c, child_id)
             return self._fetch(c, child_id)
 
@@ -706,6 +719,7 @@ class Drive:
                 "INSERT OR IGNORE INTO parents(parent, child, lname) VALUES (?, ?, ?)",
                 (new_parent, child_id, lname),
             )
+            self._sync_parents(c, child_id)
             self._touch(c, child_id)
             return self._fetch(c, child_id)
 
@@ -779,6 +793,7 @@ class Drive:
                 (now, self.next_seq(), node_id),
             )
             c.execute("DELETE FROM parents WHERE child=?", (node_id,))
+            c.execute("UPDATE nodes SET parents_json='[]' WHERE id=?", (node_id,))
             c.execute("DELETE FROM properties WHERE node=?", (node_id,))
         return blobs
 

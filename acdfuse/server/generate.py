@@ -64,6 +64,8 @@ def generate_tree(
     deepest = ("", top)
     blobs: list[str] = []
     with drive.db.write() as c:
+        # random ids land all over five indexes: a 512 MiB page cache avoids most re-reads meanwhile
+        c.execute("PRAGMA cache_size=-524288")
         # refuse to clash with what already lives directly under ``top``
         taken = {r[0] for r in c.execute("SELECT lname FROM parents WHERE parent=?", (top,))}
         try:
@@ -81,30 +83,11 @@ def generate_tree(
                     if level == 0 and lname in taken:
                         raise ApiError(409, f"generate_tree: {name} already exists under {top}")
                     child_path = f"{path}/{name}"
+                    content: tuple[object, ...]
                     if is_folder:
                         folders += 1
                         queue.append((node_id, level + 1, child_path))
-                        nodes_rows.append(
-                            (
-                                node_id,
-                                acc.id,
-                                "FOLDER",
-                                name,
-                                lname,
-                                owner,
-                                now,
-                                now,
-                                etag,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                                seq,
-                            )
-                        )
+                        content = (None,) * 7
                     else:
                         files += 1
                         blob, md5, size = None, EMPTY_MD5, 0
@@ -112,27 +95,23 @@ def generate_tree(
                             blob, md5 = drive.blobs.write_bytes(os.urandom(file_size))
                             blobs.append(blob)
                             size = file_size
-                        nodes_rows.append(
-                            (
-                                node_id,
-                                acc.id,
-                                "FILE",
-                                name,
-                                lname,
-                                owner,
-                                now,
-                                now,
-                                etag,
-                                size,
-                                md5,
-                                "application/octet-stream",
-                                "bin",
-                                1,
-                                now,
-                                blob,
-                                seq,
-                            )
-                        )
+                        content = (size, md5, "application/octet-stream", "bin", 1, now, blob)
+                    kind = "FOLDER" if is_folder else "FILE"
+                    row = (
+                        node_id,
+                        acc.id,
+                        kind,
+                        name,
+                        lname,
+                        owner,
+                        now,
+                        now,
+                        etag,
+                        *content,
+                        seq,
+                        f'["{folder}"]',
+                    )
+                    nodes_rows.append(row)
                     parent_rows.append((folder, node_id, lname))
                     if level + 1 > depth:
                         depth = level + 1
@@ -145,6 +124,8 @@ def generate_tree(
             for b in blobs:
                 drive.blobs.delete(b)
             raise
+        finally:
+            c.execute("PRAGMA cache_size=-65536")
     return GeneratedTree(
         top, created, folders, files, depth, deepest[0].lstrip("/"), deepest[1], time.monotonic() - t0
     )
@@ -155,8 +136,8 @@ def _flush(c: object, nodes_rows: list[tuple[object, ...]], parent_rows: list[tu
     c.executemany(
         "INSERT INTO nodes(id, account, kind, name, lname, status, version, created_by, created, modified, "
         "etag, "
-        "size, md5, content_type, extension, content_version, content_date, blob, seq) "
-        "VALUES (?, ?, ?, ?, ?, 'AVAILABLE', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "size, md5, content_type, extension, content_version, content_date, blob, seq, parents_json) "
+        "VALUES (?, ?, ?, ?, ?, 'AVAILABLE', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         nodes_rows,
     )
     c.executemany("INSERT INTO parents(parent, child, lname) VALUES (?, ?, ?)", parent_rows)
