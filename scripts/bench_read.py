@@ -91,7 +91,7 @@ def mounted(argv: list[str], mnt: Path, what: str, env: dict[str, str] | None = 
             log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Run a FUSE process in the foreground on mnt; unmount and reap it afterwards (our pid only)."""
     mnt.mkdir(parents=True, exist_ok=True)
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    out = open(log, "ab") if log else subprocess.DEVNULL  # closed below
     proc = subprocess.Popen(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env)
     try:
         wait_mounted(mnt, proc, what)
@@ -137,7 +137,8 @@ class Bench:
         self.args = args
         self.work = Path(args.work or tempfile.mkdtemp(prefix="acdfuse-bench-"))
         self.work.mkdir(parents=True, exist_ok=True)
-        self.server = DriveServer(ServerConfig(data_dir=self.work / "server", port=0, token_lifetime=86400 * 30))
+        config = ServerConfig(data_dir=self.work / "server", port=0, token_lifetime=86400 * 30)
+        self.server = DriveServer(config)
         self.results: list[tuple[str, str]] = []
         self.mount_count = 0
 
@@ -182,8 +183,8 @@ class Bench:
 
     def mount_argv(self, mnt: Path, cache: Path, *extra: str) -> list[str]:
         return [sys.executable, "-m", "acdfuse", "mount", str(mnt), "--foreground", "--config-dir",
-                str(self.cdir), "--cache-dir", str(cache), "--interval", "3600", *self.args.mount_args.split(),
-                *extra]
+                str(self.cdir), "--cache-dir", str(cache), "--interval", "3600",
+                *self.args.mount_args.split(), *extra]
 
     def our_mount(self, cache: Path | None = None, *extra: str) -> Any:
         self.mount_count += 1
@@ -248,6 +249,10 @@ class Bench:
         _, local = self.file("big.bin", size)
         dd(local)                       # local copy in the page cache: the local-disk reference
         local_rates = [rate(size, timed(lambda: dd(local))) for _ in range(self.args.runs)]
+        # the disk itself, past the page cache: what a remount (empty page cache) competes with
+        direct = [rate(size, timed(lambda: subprocess.run(
+            ["dd", f"if={local}", "of=/dev/null", "bs=1M", "iflag=direct"], check=True, capture_output=True)))
+            for _ in range(self.args.runs)]
         cache = self.work / "warm-cache"
         kernel, disk = [], []
         mnt, ctx = self.our_mount(cache)
@@ -258,9 +263,12 @@ class Bench:
             mnt, ctx = self.our_mount(cache)      # new mount: empty page cache, warm disk cache
             with ctx:
                 disk.append(rate(size, timed(lambda mnt=mnt: dd(mnt / "big.bin"))))
-        loc, k, d = median(local_rates), median(kernel), median(disk)
-        self.record("warm re-read MiB/s (local disk / same mount / after remount)", f"{loc:.0f} / {k:.0f} / {d:.0f}")
-        self.record("warm re-read ratio mount:local (goal >= 0.5)", f"same mount {k / loc:.2f}, remount {d / loc:.2f}")
+        loc, dio, k, d = median(local_rates), median(direct), median(kernel), median(disk)
+        self.record("warm re-read MiB/s (local page cache / local O_DIRECT / same mount / after remount)",
+                    f"{loc:.0f} / {dio:.0f} / {k:.0f} / {d:.0f}")
+        self.record("warm re-read ratio mount:local (goal >= 0.5)",
+                    f"same mount vs page cache {k / loc:.2f}; remount vs page cache {d / loc:.2f}, "
+                    f"vs O_DIRECT disk {d / dio:.2f}")
 
     def make_trees(self) -> tuple[Path, Path]:
         """The big tree and the wide folder on the drive, and the same trees on local disk."""
@@ -277,7 +285,7 @@ class Bench:
             mnt, ctx = self.our_mount(self.work / "meta-cache")
             with ctx:
                 for top in ("tree", "wide"):
-                    for dirpath, dirnames, filenames in os.walk(mnt / top):
+                    for dirpath, _dirnames, filenames in os.walk(mnt / top):
                         rel = Path(dirpath).relative_to(mnt)
                         (local / rel).mkdir(parents=True, exist_ok=True)
                         for name in filenames:
@@ -292,7 +300,9 @@ class Bench:
                                            stdout=subprocess.DEVNULL, check=True)
         lsl = lambda root: subprocess.run(["ls", "-l", str(root / wide_rel)],  # noqa: E731
                                           stdout=subprocess.DEVNULL, check=True)
-        res: dict[str, dict[str, list[float]]] = {k: {"find": [], "ls": []} for k in ("ours", "local", "rclone")}
+        res: dict[str, dict[str, list[float]]] = {
+            k: {"find": [], "ls": []} for k in ("ours", "local", "rclone")}
+        probe = {"find": find, "ls": lsl}
         find(local)
         lsl(local)
         for _ in range(self.args.runs):
@@ -302,16 +312,18 @@ class Bench:
                 # a fresh mount per measurement: warm mirror, cold kernel caches
                 mnt, ctx = self.our_mount(cache)
                 with ctx:
-                    res["ours"][kind].append(timed(lambda mnt=mnt, kind=kind: (find if kind == "find" else lsl)(mnt)))
+                    res["ours"][kind].append(timed(lambda mnt=mnt, kind=kind: probe[kind](mnt)))
                 rmnt = self.work / "rclone"
-                rctx = mounted(["rclone", "mount", str(local), str(rmnt), "--read-only"], rmnt, "rclone mount")
+                rctx = mounted(["rclone", "mount", str(local), str(rmnt), "--read-only"], rmnt,
+                               "rclone mount")
                 with rctx:
-                    res["rclone"][kind].append(timed(lambda rmnt=rmnt, kind=kind: (find if kind == "find" else lsl)(rmnt)))
+                    res["rclone"][kind].append(timed(lambda rmnt=rmnt, kind=kind: probe[kind](rmnt)))
         for kind, label in (("find", f"find -ls over {self.args.tree_nodes} nodes"),
                             ("ls", f"ls -l of a {self.args.wide_entries}-entry folder")):
             o, lo, r = (median(res[k][kind]) for k in ("ours", "local", "rclone"))
             self.record(f"{label} s (mount / local / rclone mount)", f"{o:.2f} / {lo:.2f} / {r:.2f}")
-            self.record(f"{label} ratio mount:rclone (goal ~1, lower is faster)", f"{o / r:.2f}  (mount:local {o / lo:.1f})")
+            self.record(f"{label} ratio mount:rclone (goal ~1, lower is faster)",
+                        f"{o / r:.2f}  (mount:local {o / lo:.1f})")
 
     def rss(self) -> None:
         n, each = self.args.rss_files, self.args.rss_file_mib * MiB
@@ -347,9 +359,9 @@ class Bench:
             mnt = self.work / "acdmnt"
             with mounted([ACD_CLI, "mount", "--foreground", "--read-only", str(mnt)], mnt, "acd_cli mount",
                          env=env, log=self.work / "acdcli.log"):
-                acd_read.append(rate(size, timed(lambda: dd(mnt / "big.bin"))))
+                acd_read.append(rate(size, timed(lambda mnt=mnt: dd(mnt / "big.bin"))))
                 if has_tree:
-                    acd_find.append(timed(lambda: subprocess.run(["find", str(mnt / "tree"), "-ls"],
+                    acd_find.append(timed(lambda mnt=mnt: subprocess.run(["find", str(mnt / "tree"), "-ls"],
                                                                  stdout=subprocess.DEVNULL, check=True)))
             m, ctx = self.our_mount(self.work / "meta-cache" if has_tree else None)
             with ctx:
@@ -384,7 +396,8 @@ def main() -> int:
     p.add_argument("--only", default=",".join(SECTIONS), help="comma separated: " + ",".join(SECTIONS))
     p.add_argument("--work", help="work dir (default: a new temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the work dir")
-    p.add_argument("--mount-args", default="", help="extra arguments for every acdfuse mount (space separated)")
+    p.add_argument("--mount-args", default="",
+                   help="extra arguments for every acdfuse mount (space separated)")
     p.add_argument("--json", help="also write the results as JSON to this file")
     args = p.parse_args()
     bench = Bench(args)
