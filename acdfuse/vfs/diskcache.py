@@ -349,6 +349,15 @@ class DiskCache:
         self._unlink(unlink_now)
         return dropped
 
+    def discard(self, stem: Stem) -> None:
+        """Drop one chunk if present."""
+        with self._lock:
+            entry = self._index.get(stem)
+            unlink_now = entry is not None and self._doom_locked(entry)
+        if unlink_now:
+            assert entry is not None
+            self._unlink([entry])
+
     def has_other_content(self, node_id: str, content_key: str) -> bool:
         node_hex = node_id.encode().hex()
         digest = content_digest(content_key)

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .diskcache import DiskCache, Stem, content_digest
@@ -178,19 +178,23 @@ class ContentReader:
     def invalidate(self, node_id: str, keep_content: str | None = None) -> None:
         """Forget cached chunks of ``node_id`` (all, or all but ``keep_content``'s)."""
         with self._lock:
-            self._gen[node_id] = self._gen.get(node_id, 0) + 1
             if keep_content is None:
                 self._current.pop(node_id, None)
+                # fetches in flight may carry the dropped bytes: they are handed out, not cached
+                self._gen[node_id] = self._gen.get(node_id, 0) + 1
+            else:
+                # only fetches of ``keep_content`` are cached from now on (see ``_is_current``)
+                self._current[node_id] = keep_content
             for handle in self._handles.values():
                 if handle.node_id == node_id and handle.content_key != keep_content:
                     handle.last = None
+            # readers from now on start fresh fetches; those waiting already get what is on its way
+            for key in [k for k in self._pending if k[0] == node_id and k[1] != keep_content]:
+                del self._pending[key]
         self._purge(node_id, keep=keep_content)
 
     def _purge(self, node_id: str, keep: str | None) -> None:
-        def stale(key: Hashable) -> bool:
-            return isinstance(key, tuple) and key[0] == node_id and key[1] != keep
-
-        dropped = self._mem.discard_if(stale)
+        dropped = self._mem.discard_node(node_id, keep)
         if self._disk is not None:
             dropped += self._disk.invalidate(node_id, keep)
         if dropped:
@@ -224,13 +228,17 @@ class ContentReader:
             self._count(reads=1, read_bytes=end - offset, hits=1)
             return bytes(recent[1][offset - base:end - base])
 
+        gen = self._gen.get(handle.node_id, 0)
         slots = self._lookup(handle, first, last)
         with self._lock:
             ahead = handle.ra.on_read(offset, end)
         if ahead is not None:
             self._read_ahead(handle, *ahead)
         bufs = [self._wait(handle, slot, deadline) if isinstance(slot, _Pending) else slot for slot in slots]
-        handle.last = (last, bufs[-1])
+        with self._lock:
+            # not if an invalidate came in meanwhile: these bytes are good for this read only
+            if self._gen.get(handle.node_id, 0) == gen:
+                handle.last = (last, bufs[-1])
         self._count(reads=1, read_bytes=end - offset)
         base = first * cs
         if len(bufs) == 1:
@@ -391,7 +399,9 @@ class ContentReader:
                 pieces.append(view[pos:pos + item.length].toreadonly())
                 pos += item.length
         with self._lock:
-            fresh = [item.pending.gen == self._gen.get(node_id, 0) for item in items]
+            gen = self._gen.get(node_id, 0)
+            current = self._current.get(node_id)
+            fresh = [item.pending.gen == gen and current in (None, item.key[1]) for item in items]
             for item, piece, ok in zip(items, pieces, fresh, strict=True):
                 if ok:
                     self._mem.put(item.key, piece)
@@ -407,10 +417,17 @@ class ContentReader:
         to_disk = [(item.stem, piece) for item, piece, ok in zip(items, pieces, fresh, strict=True) if ok]
         if self._writer is not None and to_disk:
             # the chunks stay findable through the pending table until they are on disk
-            self._writer.submit(to_disk, functools.partial(self._forget, items))
+            self._writer.submit(to_disk, functools.partial(self._forget, items),
+                                functools.partial(self._still_current, node_id, items[0]))
         else:
             self._forget(items)
         self._heap.account(length)
+
+    def _still_current(self, node_id: str, item: _Item) -> bool:
+        """No invalidate since this fetch started, and its content is the node's current one."""
+        with self._lock:
+            return (item.pending.gen == self._gen.get(node_id, 0)
+                    and self._current.get(node_id) in (None, item.key[1]))
 
     def _release_ahead(self, items: list[_Item]) -> None:
         with self._lock:

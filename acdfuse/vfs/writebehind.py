@@ -20,6 +20,11 @@ from .diskcache import DiskCache, Stem
 log = logging.getLogger(__name__)
 
 Done = Callable[[], None]
+Wanted = Callable[[], bool]
+
+
+def _always() -> bool:
+    return True
 
 
 class WriteBehind:
@@ -28,7 +33,7 @@ class WriteBehind:
         self._max_bytes = max_bytes
         self._nthreads = threads
         self._cond = threading.Condition(threading.Lock())
-        self._queue: deque[tuple[list[tuple[Stem, memoryview]], int, Done]] = deque()
+        self._queue: deque[tuple[list[tuple[Stem, memoryview]], int, Done, Wanted]] = deque()
         self._queued = 0
         self._busy = 0
         self._closed = False
@@ -40,8 +45,12 @@ class WriteBehind:
             t.start()
             self._threads.append(t)
 
-    def submit(self, chunks: list[tuple[Stem, memoryview]], done: Done) -> None:
-        """Queue chunks for the disk; ``done`` runs after they were written (or skipped)."""
+    def submit(self, chunks: list[tuple[Stem, memoryview]], done: Done, wanted: Wanted = _always) -> None:
+        """Queue chunks for the disk; ``done`` runs after they were written (or skipped).
+
+        ``wanted()`` is asked before and after writing: chunks of content invalidated while they
+        waited are not written, or removed again.
+        """
         size = sum(view.nbytes for _, view in chunks)
         with self._cond:
             # admit at least one batch even if it alone is over the bound
@@ -51,7 +60,7 @@ class WriteBehind:
                 run_now = True
             else:
                 run_now = False
-                self._queue.append((chunks, size, done))
+                self._queue.append((chunks, size, done, wanted))
                 self._queued += size
                 self._cond.notify_all()
         if run_now:
@@ -80,11 +89,15 @@ class WriteBehind:
                     if self._closed:
                         return
                     self._cond.wait()
-                chunks, size, done = self._queue.popleft()
+                chunks, size, done, wanted = self._queue.popleft()
                 self._busy += 1
             try:
-                for stem, view in chunks:
-                    self._disk.put(stem, view)
+                if wanted():
+                    for stem, view in chunks:
+                        self._disk.put(stem, view)
+                    if not wanted():
+                        for stem, _ in chunks:
+                            self._disk.discard(stem)
             except Exception:
                 log.exception("disk cache write crashed")
             finally:

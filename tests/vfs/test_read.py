@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import random
+import threading
 
 import pytest
 from vfs_helpers import KiB, MemoryDrive, ReaderFactory, pattern, read_all
@@ -148,3 +149,66 @@ def test_warm_reread_from_memory_makes_no_fetch(drive: MemoryDrive, make_reader:
     assert read_all(reader, fh2, size, step=5000) == data
     assert len(drive.calls) == calls
     assert reader.stats()["fetches"] == 0
+
+
+def test_invalidate_keeping_the_new_content(drive: MemoryDrive, make_reader: ReaderFactory) -> None:
+    old, new = pattern(2 * CHUNK, seed=1), pattern(2 * CHUNK, seed=2)
+    drive.add("n", old)
+    reader = make_reader(drive, read_ahead=0)
+    read_all(reader, reader.open("n", "v1", len(old)), len(old))
+    drive.add("n", new)
+    reader.invalidate("n", keep_content="v2")  # what a sync does when it sees new content
+    assert reader.flush()
+    assert reader.stats()["disk_chunks"] == 0
+    fh = reader.open("n", "v2", len(new))
+    assert read_all(reader, fh, len(new)) == new
+    calls = len(drive.calls)
+    reader.invalidate("n", keep_content="v2")  # nothing to drop: the new chunks stay
+    assert read_all(reader, fh, len(new)) == new
+    assert len(drive.calls) == calls
+
+
+def test_fetch_in_flight_during_invalidate_is_served_but_not_cached(drive: MemoryDrive,
+                                                                    make_reader: ReaderFactory) -> None:
+    data = pattern(CHUNK)
+    drive.add("n", data)
+    entered, release = threading.Event(), threading.Event()
+
+    def hook(node_id: str, offset: int, length: int) -> None:
+        entered.set()
+        release.wait(30)
+
+    drive.hook = hook
+    reader = make_reader(drive, read_ahead=0)
+    fh = reader.open("n", "k", len(data))
+    got: list[bytes] = []
+    t = threading.Thread(target=lambda: got.append(reader.read(fh, 0, 100)))
+    t.start()
+    assert entered.wait(30)
+    reader.invalidate("n")  # e.g. a sync saw the file change while its bytes were on the wire
+    release.set()
+    t.join(30)
+    assert got == [data[:100]]
+    drive.hook = None
+    assert reader.read(fh, 0, 100) == data[:100]
+    assert len(drive.calls) == 2  # the first answer was not cached
+
+
+def test_memory_tier_bounds_whole_response_buffers(drive: MemoryDrive, make_reader: ReaderFactory) -> None:
+    size = 64 * CHUNK
+    drive.add("n", pattern(size))
+    budget = 10 * CHUNK
+    reader = make_reader(drive, cache_dir=None, memory_cache=budget, request_size=4 * CHUNK,
+                         read_ahead=16 * CHUNK, read_ahead_budget=16 * CHUNK)
+    fh = reader.open("n", "k", size)
+    offset = 0
+    mem = reader._mem
+    while offset < size:
+        offset += len(reader.read(fh, offset, 48 * KiB))
+        with mem._lock:
+            assert mem._lru is not None
+            bases = {id(mem._base(v)): mem._base(v) for v in mem._lru.values()}
+            held = sum(memoryview(b).nbytes for b in bases.values())
+        # slices never keep more alive than the budget: siblings are evicted together
+        assert held <= budget
+    assert max(ln for _, ln in drive.calls_for("n")) > CHUNK  # multi-chunk responses were involved
