@@ -39,5 +39,7 @@ class ServerConfig:
     login_password: str | None = None
     # nodes per object in a `changes` stream unless the client sends chunkSize
     changes_chunk_size: int = 1000
+    # tempLink URLs (GET nodes/{id}?tempLink=true) work without a token for this long (Amazon: 48 h)
+    templink_lifetime: float = 48 * 3600
     # idle keep-alive connections are closed after this many seconds
     idle_timeout: float = 120

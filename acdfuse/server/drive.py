@@ -13,8 +13,9 @@ Decisions where acd-api.md is uncertain (⚠), chosen so a client can rely on th
   NAME_ALREADY_EXISTS (nothing changes); the client renames one of them and retries.
 - Removing the last parent of a node → 400: a node never ends with no parents (use trash instead).
 - Moving a folder into its own subtree → 400 (the subtree would be cut off from the root); adding an
-  extra parent that makes a cycle is allowed, since the node stays reachable through its old parent
-  and Amazon allowed folder hard links.
+  extra parent that makes a cycle is allowed, since the node stays reachable through its old parent,
+  Amazon allowed folder hard links and clients (our store included) must survive cycles anyway. Only
+  the degenerate self-link (a folder as its own parent) → 400.
 - Duplicate content: an upload (POST) without ``suppress=deduplication`` whose md5 equals that of an
   AVAILABLE file of the same account gets 409 ``DUPLICATE_FILE`` with ``info.nodeId``. Empty files and
   overwrites are never checked (every empty file would collide; acd_cli's clear_file sends no suppress).
@@ -205,6 +206,11 @@ class Drive:
                 c.execute("INSERT INTO meta(key, value) VALUES ('token_key', ?)", (key,))
         self.epoch = epoch
         self._token_key = key.encode()
+
+    @property
+    def token_key(self) -> bytes:
+        """Secret of this data dir for signed tokens (list pages, tempLinks)."""
+        return self._token_key
 
     def next_seq(self) -> int:
         """Next change number; only called inside a write transaction, so commit order == seq order."""
@@ -664,6 +670,8 @@ class Drive:
             r = self.row(acc, child_id, c)
             if r["is_root"]:
                 raise bad_request("The root folder cannot get a parent")
+            if parent_id == child_id:
+                raise bad_request("A folder cannot be its own parent")
             if parent_id in self.parents_of([child_id], c)[child_id]:
                 return self._fetch(c, child_id)  # already there: idempotent, nothing changes
             lname = r["name"].lower()

@@ -174,12 +174,13 @@ class RequestHandler(BaseHTTPRequestHandler):
             return resp
         route, params = srv.api.match(req.method, req.path)
         req.params = params
-        try:
-            acc_id = srv.auth.account_for(self.headers.get("Authorization"))
-        except ApiError:
-            srv.stats.incr("unauthorized")
-            raise
-        req.account = srv.drive.account(acc_id)
+        if not route.public:
+            try:
+                acc_id = srv.auth.account_for(self.headers.get("Authorization"))
+            except ApiError:
+                srv.stats.incr("unauthorized")
+                raise
+            req.account = srv.drive.account(acc_id)
         srv.stats.incr(route.stat)
         injected = srv.faults.pick_error()
         if injected is not None:

@@ -80,10 +80,13 @@ class OAuthPages:
 
     def token(self, req: Request) -> Response:
         form = _form(req)
-        self.auth.check_client(
-            form.get("client_id"), form.get("client_secret"), req.headers.get("Authorization")
-        )
         grant = form.get("grant_type")
+        basic = req.headers.get("Authorization")
+        # A refresh token is itself the secret: acd_cli's Appspot relay let clients refresh without the
+        # app's credentials, so a refresh grant with no client credentials at all is accepted. Wrong
+        # credentials are still refused, and a code grant always needs them.
+        if not (grant == "refresh_token" and not form.get("client_id") and not basic):
+            self.auth.check_client(form.get("client_id"), form.get("client_secret"), basic)
         if grant == "authorization_code":
             code = form.get("code")
             if not code:

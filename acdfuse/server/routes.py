@@ -7,6 +7,9 @@ strict patterns, so ids with path tricks (``..``, ``%2F``) never match and get 4
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -21,7 +24,7 @@ from acdfuse.server.auth import Auth
 from acdfuse.server.blobs import BlobStore
 from acdfuse.server.bodies import BodyError
 from acdfuse.server.config import ServerConfig
-from acdfuse.server.drive import Drive, NewContent
+from acdfuse.server.drive import Account, Drive, NewContent, Page
 from acdfuse.server.errors import ApiError, bad_request
 from acdfuse.server.faults import Stats
 from acdfuse.server.messages import AnyResponse, FileResponse, Request, Response, StreamResponse
@@ -43,6 +46,11 @@ class Route:
     pattern: re.Pattern[str]
     name: str
     stat: str  # Stats key counted for this route
+
+    @property
+    def public(self) -> bool:
+        """No bearer token needed (the tempLink carries its own signature)."""
+        return self.name == "templink"
 
 
 def json_response(obj: Any, status: int = 200) -> Response:
@@ -106,6 +114,7 @@ class Api:
             ("POST", c + r"nodes", "upload", "upload"),
             ("PUT", c + rf"nodes/{ID}/content", "overwrite", "overwrite"),
             ("GET", c + rf"nodes/{ID}/content", "download", "download"),
+            ("GET", c + r"templink/(?P<token>[A-Za-z0-9_.-]{20,400})", "templink", "download"),
         ]
         self.routes = [Route(meth, re.compile(pat + "/?$"), name, stat) for meth, pat, name, stat in table]
 
@@ -155,11 +164,54 @@ class Api:
         return json_response(self.drive.create_folder(req.acc, body), 201)
 
     def list_nodes(self, req: Request) -> AnyResponse:
-        return Response(200, self.drive.list_nodes(req.acc, req.query).to_bytes())
+        return self._page(req, self.drive.list_nodes(req.acc, req.query))
 
     def get_node(self, req: Request) -> AnyResponse:
         node = self.drive.node(req.acc, req.params["id"])
+        if _wants_templink(req) and node["kind"] == "FILE":
+            node["tempLink"] = self._templink(req.acc, node["id"])
         return json_response(node)
+
+    # -- tempLink: a pre-authenticated download URL ------------------------------------------------
+    def _templink(self, acc: Account, node_id: str) -> str:
+        """``{content}templink/<token>``: the token signs (account, node, expiry), so it needs no table."""
+        expires = int(time.time() + self.config.templink_lifetime)
+        raw = f"{acc.id}.{node_id}.{expires}"
+        sig = hmac.new(self.drive.token_key, raw.encode(), hashlib.sha256).digest()[:16]
+        token = (
+            base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+            + "."
+            + (base64.urlsafe_b64encode(sig).decode().rstrip("="))
+        )
+        return f"{self.base_url()}/cdproxy/templink/{token}"
+
+    def templink(self, req: Request) -> AnyResponse:
+        """Download through a tempLink: no Authorization header, Range works; expired or forged -> 404."""
+        try:
+            head, sig_text = req.params["token"].split(".")
+            raw = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
+            sig = base64.urlsafe_b64decode(sig_text + "=" * (-len(sig_text) % 4))
+            acc_text, node_id, exp_text = raw.decode().split(".")
+            account, expires = int(acc_text), int(exp_text)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(404, "Invalid or expired link", "NOT_FOUND") from None
+        good = hmac.new(self.drive.token_key, raw, hashlib.sha256).digest()[:16]
+        if not hmac.compare_digest(sig, good) or time.time() > expires:
+            raise ApiError(404, "Invalid or expired link", "NOT_FOUND")
+        req.account = self.drive.account(account)
+        req.params["id"] = node_id
+        return self.download(req)
+
+    def _page(self, req: Request, page: Page) -> Response:
+        if _wants_templink(req):
+            data = []
+            for text in page.data:
+                node = json.loads(text)
+                if node["kind"] == "FILE":
+                    node["tempLink"] = self._templink(req.acc, node["id"])
+                data.append(json.dumps(node))
+            page = Page(page.count, data, page.next_token)
+        return Response(200, page.to_bytes())
 
     def patch_node(self, req: Request) -> AnyResponse:
         body = req.json()
@@ -170,7 +222,7 @@ class Api:
         raise ApiError(403, "Insufficient permissions granted for operation: purgeNode", bare=True)
 
     def list_children(self, req: Request) -> AnyResponse:
-        return Response(200, self.drive.list_nodes(req.acc, req.query, parent=req.params["id"]).to_bytes())
+        return self._page(req, self.drive.list_nodes(req.acc, req.query, parent=req.params["id"]))
 
     def move_child(self, req: Request) -> AnyResponse:
         return json_response(self.drive.move(req.acc, req.params["id"], req.json()))
@@ -414,6 +466,10 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     if a >= size:
         return None
     return a, min(b, size - 1)
+
+
+def _wants_templink(req: Request) -> bool:
+    return req.query.get("tempLink", "").lower() == "true"
 
 
 def _positive(value: Any, name: str, default: int | None) -> int | None:

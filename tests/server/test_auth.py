@@ -91,6 +91,18 @@ def test_refresh_grant_gives_a_working_token(drive_server: DriveServer, cdir: Pa
     assert r.status_code == 200
 
 
+def test_refresh_without_client_credentials(drive_server: DriveServer, cdir: Path) -> None:
+    """Appspot-style refresh (acd_cli's relay added the secret): the refresh token alone is enough."""
+    oauth = json.loads((cdir / "oauth_data").read_text())
+    r = requests.post(
+        drive_server.base_url + "/auth/o2/token",
+        data={"grant_type": "refresh_token", "refresh_token": oauth["refresh_token"]},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["access_token"].startswith("Atza|")
+
+
 def test_token_endpoint_errors(drive_server: DriveServer, cdir: Path) -> None:
     client = _client(cdir)
     url = drive_server.base_url + "/auth/o2/token"
@@ -105,8 +117,12 @@ def test_token_endpoint_errors(drive_server: DriveServer, cdir: Path) -> None:
         timeout=10,
     )
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
-    r = requests.post(url, data={"grant_type": "refresh_token", "refresh_token": "x"}, timeout=10)
+    # a code grant always needs the client credentials
+    r = requests.post(url, data={"grant_type": "authorization_code", "code": "x"}, timeout=10)
     assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+    # a refresh grant without any client credentials still needs a valid refresh token
+    r = requests.post(url, data={"grant_type": "refresh_token", "refresh_token": "x"}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
     r = requests.post(
         url,
         data={

@@ -82,6 +82,34 @@ def test_concurrent_range_reads(api: RawDrive, drive_server: DriveServer) -> Non
         assert all(ex.map(read, range(48)))
 
 
+def test_templink(api: RawDrive, drive_server: DriveServer) -> None:
+    data = os.urandom(5000)
+    f = api.upload("t.bin", data)
+    assert "tempLink" not in api.get(f"nodes/{f['id']}").json()
+    link = api.get(f"nodes/{f['id']}", params={"tempLink": "true"}).json()["tempLink"]
+    assert link.startswith(drive_server.base_url + "/cdproxy/templink/")
+    r = requests.get(link, timeout=10)  # no Authorization header
+    assert r.status_code == 200 and r.content == data
+    r = requests.get(link, headers={"Range": "bytes=10-19"}, timeout=10)
+    assert r.status_code == 206 and r.content == data[10:20]
+    # forged or tampered links get 404
+    assert requests.get(link[:-3] + "AAA", timeout=10).status_code == 404
+    assert (
+        requests.get(drive_server.base_url + "/cdproxy/templink/" + "x" * 40, timeout=10).status_code == 404
+    )
+    # lists add tempLinks to files when asked
+    d = api.mkdir("d")
+    page = api.get(f"nodes/{api.root}/children", params={"tempLink": "true"}).json()["data"]
+    links = {n["name"]: n.get("tempLink") for n in page}
+    assert links["d"] is None and links["t.bin"]
+    assert requests.get(links["t.bin"], timeout=10).content == data
+    assert d["id"]
+    # a trashed-then-purged file's link stops working
+    api.put(f"trash/{f['id']}")
+    drive_server.purge(f["id"])
+    assert requests.get(link, timeout=10).status_code == 404
+
+
 def test_empty_file(api: RawDrive) -> None:
     n = api.upload("empty.txt", b"")
     assert n["contentProperties"]["size"] == 0

@@ -185,6 +185,10 @@ def test_children_add_remove_move(api: RawDrive) -> None:
     assert r.status_code == 400
     # a file is not a folder
     assert api.put(f"nodes/{f['id']}/children/{sub['id']}").status_code == 400
+    # a folder cannot be its own parent; a deeper cycle through add_child is allowed (documented)
+    assert api.put(f"nodes/{a['id']}/children/{a['id']}").status_code == 400
+    r = api.put(f"nodes/{sub['id']}/children/{a['id']}")
+    assert r.status_code == 200 and sub["id"] in r.json()["parents"]
 
 
 def test_multi_parent_folder_rename_affects_all(api: RawDrive) -> None:
