@@ -33,6 +33,7 @@ from .common import (
     RequestError,
     describe,
     error_from_response,
+    make_error,
     parse_retry_after,
 )
 
@@ -166,7 +167,9 @@ class BackOffRequest:
     def sleep(self, seconds: float) -> None:
         """Wait out a back-off delay; returns early (raising) when the client is closed."""
         if self._closing.wait(seconds):
-            raise ConnectionFailed(RequestError.CODE.CONN_EXCEPTION, "client closed during back-off")
+            raise make_error(
+                RequestError.CODE.CONN_EXCEPTION, "client closed during back-off", request_sent=False
+            )
 
     def request(
         self,
@@ -206,11 +209,9 @@ class BackOffRequest:
                 err: RequestError
                 if isinstance(exc, requests.exceptions.ChunkedEncodingError):
                     # the server answered, but its body was cut short of its length
-                    err = IncompleteResult(RequestError.CODE.INCOMPLETE_RESULT, f"{what}: answer cut: {exc}")
+                    err = make_error(RequestError.CODE.INCOMPLETE_RESULT, f"{what}: answer cut: {exc}")
                 else:
-                    err = ConnectionFailed(
-                        RequestError.CODE.CONN_EXCEPTION, f"{what}: {exc}", request_sent=sent
-                    )
+                    err = make_error(RequestError.CODE.CONN_EXCEPTION, f"{what}: {exc}", request_sent=sent)
                 may_repeat = retry and (idempotent or not sent) and _rewind_possible(data)
                 delay = backoff.next_delay() if may_repeat else None
                 if delay is None:

@@ -91,11 +91,17 @@ class ACDClient(AccountMixin, ContentMixin, MetadataMixin, TrashMixin):
         try:
             data = r.json()
         except ValueError as exc:
-            raise RequestError(r.status_code, f"endpoint discovery: invalid JSON {r.text[:200]!r}") from exc
+            raise RequestError(
+                RequestError.CODE.FAILED_SUBREQUEST, f"endpoint discovery: invalid JSON {r.text[:200]!r}"
+            ) from exc
         if not data.get("customerExists", True):
-            raise RequestError(r.status_code, "endpoint discovery: the account has no Cloud Drive")
+            raise RequestError(
+                RequestError.CODE.FAILED_SUBREQUEST, "endpoint discovery: the account has no Cloud Drive"
+            )
         if not data.get("metadataUrl") or not data.get("contentUrl"):
-            raise RequestError(r.status_code, f"endpoint discovery: URLs missing in {data!r}")
+            raise RequestError(
+                RequestError.CODE.FAILED_SUBREQUEST, f"endpoint discovery: URLs missing in {data!r}"
+            )
         data[_EXP_TIME_KEY] = time.time() + ENDPOINT_VAL_TIME
         write_private_json(self._endpoint_data_path, data)
         return data

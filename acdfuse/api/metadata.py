@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import requests
 
 from ._base import ClientBase
-from .common import OK_CODES, IncompleteResult, NotFound, RequestError, error_from_response, make_error
+from .common import OK_CODES, IncompleteResult, RequestError, error_from_response, make_error
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class MetadataMixin(ClientBase):
         nodes = self._json_call("GET", "nodes", "get root node", params={"filters": "isRoot:true"})["data"]
         roots = [n for n in nodes if n.get("isRoot", True)]
         if not roots:
-            raise NotFound(404, "get root node: the server listed no root folder")
+            raise make_error(404, "get root node: the server listed no root folder")
         return roots[0]
 
     def get_root_id(self) -> str:
