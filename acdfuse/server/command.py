@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from acdfuse.server.config import ServerConfig
-from acdfuse.server.server import DriveServer
+from acdfuse.server.server import DataDirBusy, DriveServer
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     srv = DriveServer(cfg)
     try:
         srv.start()
+    except DataDirBusy as e:
+        print(f"acdfuse serve: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"acdfuse serve: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
         return 1

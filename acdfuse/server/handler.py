@@ -153,6 +153,11 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         except Exception:
+            if srv.closing:
+                # close() pulled the database and sockets away under a running request: expected
+                log.debug("request %s %s ended by server shutdown", self.command, url.path, exc_info=True)
+                self.close_connection = True
+                return
             log.exception("internal error on %s %s", self.command, url.path)
             self._send_error(ApiError(500, "Internal failure", bare=True))
         finally:

@@ -8,6 +8,7 @@ In-process extras for tests and benchmarks: ``write_credentials``, ``generate_tr
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -31,6 +32,10 @@ from acdfuse.server.routes import Api
 log = logging.getLogger(__name__)
 
 ENDPOINT_VALIDITY = 259200  # 3 days, as acd_cli caches endpoints
+
+
+class DataDirBusy(OSError):
+    """Another server (process or instance) already serves this data dir."""
 
 
 class DriveServer:
@@ -59,17 +64,33 @@ class DriveServer:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._port = 0
+        self._lock_fd = -1
 
     # -- life cycle -------------------------------------------------------------------------------
     def start(self) -> None:
         if self._httpd is not None:
             raise RuntimeError("server already started")
-        Path(self.config.data_dir).mkdir(parents=True, exist_ok=True)
-        self.db.open()
-        self.blobs.open()
-        self.auth.open()
-        self.drive.open()
-        self._httpd = HTTPServer((self.config.host, self.config.port), self)
+        data = Path(self.config.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        # One server per data dir: the change counter lives in memory, so a second writer would
+        # hand out the same numbers. flock is released by the kernel even after kill -9.
+        self._lock_fd = os.open(data / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise DataDirBusy(f"{data} is in use by another acdfuse server") from None
+        try:
+            self.db.open()
+            self.blobs.open()
+            self.auth.open()
+            self.drive.open()
+            self._httpd = HTTPServer((self.config.host, self.config.port), self)
+        except BaseException:
+            self.db.close()
+            self._unlock()
+            raise
         self._port = int(self._httpd.server_address[1])
         t = threading.Thread(
             target=self._httpd.serve_forever,
@@ -100,6 +121,12 @@ class DriveServer:
             t.join(timeout=5)
         self._threads = []
         self.db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = -1
 
     def __enter__(self) -> DriveServer:
         self.start()
@@ -117,6 +144,10 @@ class DriveServer:
                 self.auth.purge_expired()
             except Exception:
                 log.exception("trash sweeper failed")
+
+    @property
+    def closing(self) -> bool:
+        return self._stop.is_set()
 
     # -- addresses --------------------------------------------------------------------------------
     @property

@@ -9,6 +9,7 @@ import pytest
 
 from acdfuse.server import DriveServer, ServerConfig
 from acdfuse.server.db import SchemaError
+from acdfuse.server.server import DataDirBusy
 
 from .conftest import RawDrive
 
@@ -35,6 +36,17 @@ def test_restart_keeps_tree_and_migrates_schema_1(tmp_path: Path) -> None:
         assert after == before
         assert api.download(f["id"]).content == b"content"
         api.close()
+
+
+def test_one_server_per_data_dir(tmp_path: Path) -> None:
+    cfg = ServerConfig(data_dir=tmp_path / "d", port=0)
+    with DriveServer(cfg):
+        second = DriveServer(cfg)
+        with pytest.raises(DataDirBusy):
+            second.start()
+        second.close()
+    with DriveServer(cfg) as again:  # free again after close
+        assert again.port > 0
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
