@@ -186,7 +186,7 @@ class Bench:
         out = subprocess.run([sys.executable, __file__, "--rss-child", json.dumps(job)], check=True,
                              capture_output=True, text=True)
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        queue = max(32 * MiB, 4 * opts.request_size)
+        queue = max(opts.disk_queue, opts.request_size)
         budgets = opts.memory_cache + opts.read_ahead_budget + queue
         print(f"peak RSS reading {n} x {self.args.rss_size_mib} MiB at once: {result['peak'] / MiB:.0f} MiB "
               f"(process baseline {result['base'] / MiB:.0f} MiB)")

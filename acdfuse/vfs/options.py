@@ -36,6 +36,9 @@ class ReaderOptions:
     demand_workers: int = 2
     # Window a sequential reader starts with; it doubles up to ``read_ahead``.
     initial_window: int = 1 * MiB
+    # Fetched chunks waiting to be written to the disk tier (memory they may hold beyond
+    # ``memory_cache``); past it, chunks skip the disk rather than slow reads to disk speed.
+    disk_queue: int = 64 * MiB
 
     def __post_init__(self) -> None:
         if self.chunk_size <= 0:
@@ -44,7 +47,7 @@ class ReaderOptions:
             raise ValueError("streams and demand_workers must be at least 1")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
-        for name in ("memory_cache", "cache_size", "read_ahead", "read_ahead_budget"):
+        for name in ("memory_cache", "cache_size", "read_ahead", "read_ahead_budget", "disk_queue"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.request_size < self.chunk_size:

@@ -88,7 +88,7 @@ class ContentReader:
         self._cs = opts.chunk_size
         self._mem = MemoryCache(opts.memory_cache)
         self._disk = DiskCache(opts.cache_dir, opts.cache_size, opts.chunk_size) if opts.cache_dir else None
-        self._writer = (WriteBehind(self._disk, max(32 * 1024 * 1024, 4 * opts.request_size))
+        self._writer = (WriteBehind(self._disk, max(opts.disk_queue, opts.request_size))
                         if self._disk is not None else None)
         self._pool = FetchPool(opts.streams + opts.demand_workers, opts.streams)
         self._heap = HeapTrimmer(64 * 1024 * 1024)
@@ -417,8 +417,9 @@ class ContentReader:
         to_disk = [(item.stem, piece) for item, piece, ok in zip(items, pieces, fresh, strict=True) if ok]
         if self._writer is not None and to_disk:
             # the chunks stay findable through the pending table until they are on disk
-            self._writer.submit(to_disk, functools.partial(self._forget, items),
-                                functools.partial(self._still_current, node_id, items[0]))
+            if not self._writer.submit(to_disk, functools.partial(self._forget, items),
+                                       functools.partial(self._still_current, node_id, items[0])):
+                self._count(disk_skipped=len(to_disk))
         else:
             self._forget(items)
         self._heap.account(length)
@@ -466,7 +467,7 @@ class ContentReader:
         with self._stats_lock:
             out = {name: 0 for name in (
                 "reads", "read_bytes", "hits", "disk_hits", "misses", "fetches", "fetched_bytes",
-                "readahead_fetches", "readahead_bytes", "fetch_errors", "timeouts")}
+                "readahead_fetches", "readahead_bytes", "fetch_errors", "timeouts", "disk_skipped")}
             out.update(self._stats)
         with self._lock:
             out["pending_chunks"] = len(self._pending)

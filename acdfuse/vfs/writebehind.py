@@ -1,8 +1,9 @@
 """Write-behind of fetched chunks to the disk tier, so slow disk writes stay off the fetch path.
 
-Chunks wait in a queue bounded in bytes; a producer blocks (backpressure) only when the disk
-falls that far behind, which bounds the memory the queue can hold.  A later write-back spool can
-reuse the same shape for uploads.
+Chunks wait in a queue bounded in bytes, which bounds the memory the queue holds.  When the disk
+falls that far behind the network, new chunks are not queued (the caller counts them): a cold read
+runs at network speed instead of the disk's, and what was skipped is cached on its next fetch.
+A later write-back spool can reuse the same shape for uploads (there, blocking instead).
 
 Lock order: ``WriteBehind._cond`` is a leaf lock; disk writes run with no lock held.
 """
@@ -45,26 +46,25 @@ class WriteBehind:
             t.start()
             self._threads.append(t)
 
-    def submit(self, chunks: list[tuple[Stem, memoryview]], done: Done, wanted: Wanted = _always) -> None:
+    def submit(self, chunks: list[tuple[Stem, memoryview]], done: Done, wanted: Wanted = _always) -> bool:
         """Queue chunks for the disk; ``done`` runs after they were written (or skipped).
 
         ``wanted()`` is asked before and after writing: chunks of content invalidated while they
-        waited are not written, or removed again.
+        waited are not written, or removed again.  If the queue is full (the disk is slower than
+        the network) the chunks are not queued, ``done`` runs at once and the answer is False:
+        reads never slow down to the disk's pace, and those chunks are cached when next fetched.
         """
         size = sum(view.nbytes for _, view in chunks)
         with self._cond:
             # admit at least one batch even if it alone is over the bound
-            while self._queued and self._queued + size > self._max_bytes and not self._closed:
-                self._cond.wait()
-            if self._closed:
-                run_now = True
-            else:
-                run_now = False
+            queued = not self._closed and not (self._queued and self._queued + size > self._max_bytes)
+            if queued:
                 self._queue.append((chunks, size, done, wanted))
                 self._queued += size
                 self._cond.notify_all()
-        if run_now:
+        if not queued:
             done()
+        return queued
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is on disk (tests, benchmarks, shutdown)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,3 +210,36 @@ def test_full_disk_degrades_to_memory_only_without_losing_reads(
     assert read_all(reader, reader.open("n", "k", size), size) == data  # from memory
     assert len(drive.calls) == calls
     assert reader.stats()["disk_bytes"] <= 1 * MiB
+
+
+def test_slow_disk_never_slows_reads_skipped_chunks_are_cached_later(
+        drive: MemoryDrive, make_reader: ReaderFactory, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    size = 32 * CHUNK
+    data = pattern(size, seed=9)
+    drive.add("n", data)
+    disk_free = threading.Event()
+    real_write = diskcache._write_file
+
+    def stuck_disk(target: Path, view: memoryview) -> None:
+        assert disk_free.wait(60)
+        real_write(target, view)
+
+    monkeypatch.setattr(diskcache, "_write_file", stuck_disk)
+    reader = make_reader(drive, cache_dir=tmp_path / "c", disk_queue=4 * CHUNK, memory_cache=64 * CHUNK)
+    fh = reader.open("n", "k", size)
+    assert read_all(reader, fh, size) == data  # completes while the disk is stuck
+    skipped = reader.stats()["disk_skipped"]
+    assert skipped > 0
+    disk_free.set()
+    assert reader.flush(30)
+    assert reader.stats()["disk_chunks"] == 32 - skipped
+    reader.close()
+    # after a restart the skipped chunks come from the server once, and are cached this time
+    calls = len(drive.calls)
+    second = make_reader(drive, cache_dir=tmp_path / "c")
+    assert read_all(second, second.open("n", "k", size), size) == data
+    refetched = [c for _, off, ln in drive.calls[calls:] for c in range(off // CHUNK, (off + ln) // CHUNK)]
+    assert len(refetched) == skipped
+    second.flush(30)
+    assert second.stats()["disk_chunks"] == 32
