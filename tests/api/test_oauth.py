@@ -268,10 +268,6 @@ def test_processes_sharing_a_dir(drive_server: DriveServer, short_cdir: Path) ->
     assert _mode(short_cdir / "oauth_data") == 0o600
 
 
-@pytest.mark.xfail(
-    reason="server wants client credentials on refresh; an Appspot-style refresh needs none (server-bugs.md)",
-    strict=False,
-)
 def test_appspot_handler_refreshes_against_our_server(short_cdir: Path) -> None:
     (short_cdir / "client_data").unlink()
     client = ACDClient(str(short_cdir))
