@@ -133,10 +133,12 @@ class Synchronizer:
                 counts, changed = self._apply(last_checkpoint)
         except Exception as exc:
             self._abort()
+            text = str(exc)
+            detail = text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
             log.warning("sync from checkpoint %r failed after %d change set(s) and %d node(s); "
-                        "mirror and checkpoint left as they were, the next sync retries: %s: %s",
-                        checkpoint, changesets, received, type(exc).__name__, exc)
-            raise SyncError(f"sync failed, mirror unchanged: {type(exc).__name__}: {exc}") from exc
+                        "mirror and checkpoint left as they were, the next sync retries: %s",
+                        checkpoint, changesets, received, detail)
+            raise SyncError(f"sync failed, mirror unchanged: {detail}") from exc
         finally:
             with self.db.write_lock:
                 self.journal = None  # also after KeyboardInterrupt & co, so it never grows unbounded

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from acdfuse.api.common import IncompleteResult, RequestError
-from acdfuse.store import NodeStore, SyncError
+from acdfuse.store import NodeStore, StoreError, SyncError
 from acdfuse.store.prefetch import prefetch
 
 from .helpers import ChangeSet, Feed, file, folder, new_id
@@ -331,3 +331,21 @@ def test_local_answers_during_a_rebuild_survive_the_swap(store: NodeStore, feed:
     after = store.resolve("/made-locally")
     assert after is not None and after.ino == local["made"].ino  # type: ignore[attr-defined]
     assert store.resolve("/docs") is None and store.resolve("/docs2/Sub/b.bin") is not None
+
+
+def test_purged_as_objects_forget_and_pending_answer(store: NodeStore, feed: Feed) -> None:
+    root, nodes = _tree()
+    feed.push(ChangeSet(nodes, [], "cp1", True))
+    store.sync(feed)
+    # purged entries may come as node objects too (status PURGED, in nodes or purged_nodes)
+    feed.push(ChangeSet([dict(nodes[2], status="PURGED")], [{"id": nodes[4]["id"], "status": "PURGED"}],
+                        "cp2", False))
+    assert store.sync(feed).purged == 2
+    assert store.get(nodes[2]["id"]) is None and store.get(nodes[4]["id"]) is None
+    assert store.forget(nodes[3]["id"]) and not store.forget(nodes[3]["id"])
+    assert store.resolve("/docs/Sub") is None
+    # an unfinished upload is answered but not kept
+    pending = store.apply_local(file("up", [root["id"]], status="PENDING"))
+    assert pending.status == "PENDING" and pending.ino == 0 and store.get(pending.id) is None
+    with pytest.raises(StoreError):
+        store.apply_local({"name": "no id"})
