@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from acdfuse.api.client import ACDClient
+from acdfuse.api.common import RequestError
 from acdfuse.store import NodeStore, SyncError
 
 from .treecompare import assert_same_tree, mirror_tree
@@ -103,12 +104,21 @@ def test_multi_parent_folder_and_cycle(client: Any, store: NodeStore) -> None:
     a, b = store.resolve("/x/shared/leaf"), store.resolve("/y/shared/leaf")
     assert a is not None and a == b
     assert set(store.get(shared["id"]).parents) == {x["id"], y["id"]}  # type: ignore[union-attr]
-    # link x below its own descendant: x/shared/x/shared/... is a cycle
-    client.add_child(shared["id"], x["id"])
+    # link x below its own descendant: x/shared/x/shared/... is a cycle. The server may refuse
+    # that (team/server-bugs.md asks it to); cycles are then covered by the scripted-stream test
+    # tests/store/test_sync_unit.py::test_multi_parent_and_cycle, and here the mirror must simply
+    # stay equal to the server's tree.
+    try:
+        client.add_child(shared["id"], x["id"])
+        cycle = True
+    except RequestError as exc:
+        assert exc.status_code in (400, 409), exc
+        cycle = False
     store.sync(client.get_changes)
     tree = assert_same_tree(store, client)
-    assert any(p == "/x/shared/x" for p, *_ in tree)
-    assert store.resolve("/x/shared/x/shared/x/shared/leaf") is not None
+    if cycle:
+        assert any(p == "/x/shared/x" for p, *_ in tree)
+        assert store.resolve("/x/shared/x/shared/x/shared/leaf") is not None
     assert store.path_of(a.id) is not None
     # unlink one parent
     client.remove_child(y["id"], shared["id"])
