@@ -29,7 +29,7 @@ def add_arguments(name: str, subparsers: Any) -> argparse.ArgumentParser:
         description="Serve the Amazon Cloud Drive REST API v1.",
     )
     p.add_argument(
-        "--data", type=Path, default=None, help="data directory (default: %(default)s -> XDG data dir)"
+        "--data", type=Path, default=None, help="data directory (default: $XDG_DATA_HOME/acdfuse/server)"
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8080, help="port (0: any free port)")

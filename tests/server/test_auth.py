@@ -199,6 +199,30 @@ def test_authorization_code_flow_through_login_page(drive_server: DriveServer, c
     )
 
 
+def test_login_password(drive_server: DriveServer, cdir: Path) -> None:
+    from dataclasses import replace
+
+    drive_server.oauth.config = replace(drive_server.config, login_password="s3cret")
+    client = _client(cdir)
+    q = {"client_id": client["CLIENT_ID"], "response_type": "code", "redirect_uri": "http://x/cb"}
+    base = drive_server.base_url
+    assert 'type="password"' in requests.get(base + "/ap/oa", params=q, timeout=10).text
+    r = requests.post(
+        base + "/ap/oa",
+        data={**q, "decision": "allow", "password": "wrong"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert r.status_code == 401 and "Wrong password" in r.text
+    r = requests.post(
+        base + "/ap/oa",
+        data={**q, "decision": "allow", "password": "s3cret"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert r.status_code == 302 and "code=" in r.headers["Location"]
+
+
 def test_login_page_rejects_unknown_client_and_deny(drive_server: DriveServer, cdir: Path) -> None:
     base = drive_server.base_url
     r = requests.get(

@@ -136,6 +136,15 @@ def test_paging(api: RawDrive) -> None:
     assert api.get("nodes", params={"limit": "5", "startToken": tok}).status_code == 400
 
 
+def test_next_token_expires(api: RawDrive, drive_server: DriveServer) -> None:
+    for i in range(3):
+        api.mkdir(f"x{i}")
+    drive_server.drive.next_token_lifetime = -1  # every token is born expired
+    token = api.get("nodes", params={"limit": "1"}).json()["nextToken"]
+    r = api.get("nodes", params={"limit": "1", "startToken": token})
+    assert r.status_code == 400 and r.json()["message"] == "Next token is expired"
+
+
 def test_sort(api: RawDrive) -> None:
     for name in ("b", "C", "a"):
         api.mkdir(name)
