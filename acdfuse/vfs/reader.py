@@ -321,6 +321,7 @@ class ContentReader:
         node_id, ckey = handle.node_id, handle.content_key
         budget = self._opts.read_ahead_budget
         new: list[_Item] = []
+        loads: list[_Item] = []  # on disk: read into memory by a worker, off the reader's thread
         with self._lock:
             if self._closed:
                 return
@@ -330,18 +331,64 @@ class ContentReader:
                 key = (node_id, ckey, index)
                 stem = (handle.node_hex, handle.digest, index)
                 length = self._chunk_len(handle, index)
-                if not (key in self._pending or key in self._mem
-                        or (self._disk is not None and self._disk.contains(stem))):
+                if not (key in self._pending or key in self._mem):
                     if self._ahead_bytes + length > budget:
                         break
                     pending = _Pending(gen, length)
                     self._pending[key] = pending
                     self._ahead_bytes += length
-                    new.append(_Item(index, key, stem, length, pending))
+                    on_disk = self._disk is not None and self._disk.contains(stem)
+                    (loads if on_disk else new).append(_Item(index, key, stem, length, pending))
                 scheduled_to = index * cs + length
             handle.ra.scheduled(scheduled_to)
         if new:
             self._submit(handle, new, readahead=True)
+        if loads:
+            per_job = max(1, min(8, -(-len(loads) // self._opts.streams)))
+            for i in range(0, len(loads), per_job):
+                group = loads[i:i + per_job]
+                job = Job(functools.partial(self._run_load, handle.node_id, group), True)
+                for item in group:
+                    item.pending.job = job
+                try:
+                    self._pool.submit(job)
+                except RuntimeError:
+                    self._fail(group, OSError(errno.EIO, "content reader closed"))
+
+    def _run_load(self, node_id: str, items: list[_Item]) -> None:
+        """Read-ahead from the disk tier; what is not there (evicted, corrupt) is fetched instead."""
+        if self._closed or self._disk is None:
+            self._fail(items, OSError(errno.EIO, "content reader closed"))
+            return
+        loaded: list[tuple[_Item, memoryview]] = []
+        missing: list[_Item] = []
+        for item in items:
+            buf = self._disk.get(item.stem, item.length)
+            if buf is None:
+                missing.append(item)
+            else:
+                loaded.append((item, buf))
+        if loaded:
+            with self._lock:
+                gen = self._gen.get(node_id, 0)
+                current = self._current.get(node_id)
+                for item, buf in loaded:
+                    if item.pending.gen == gen and current in (None, item.key[1]):
+                        self._mem.put(item.key, buf)
+            for item, buf in loaded:
+                if not item.pending.event.is_set():
+                    item.pending.data = buf
+                    item.pending.event.set()
+            self._count(disk_hits=len(loaded), disk_ahead=len(loaded))
+            self._forget([item for item, _ in loaded])
+        run: list[_Item] = []
+        for item in missing:  # fetch in runs of consecutive chunks
+            if run and run[-1].index + 1 != item.index:
+                self._run_fetch(node_id, run)
+                run = []
+            run.append(item)
+        if run:
+            self._run_fetch(node_id, run)
 
     # ---- fetching ---------------------------------------------------------------------------
 
@@ -467,7 +514,8 @@ class ContentReader:
         with self._stats_lock:
             out = {name: 0 for name in (
                 "reads", "read_bytes", "hits", "disk_hits", "misses", "fetches", "fetched_bytes",
-                "readahead_fetches", "readahead_bytes", "fetch_errors", "timeouts", "disk_skipped")}
+                "readahead_fetches", "readahead_bytes", "fetch_errors", "timeouts", "disk_skipped",
+                "disk_ahead")}
             out.update(self._stats)
         with self._lock:
             out["pending_chunks"] = len(self._pending)

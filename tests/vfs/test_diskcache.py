@@ -47,6 +47,7 @@ def test_cache_survives_a_restart_with_no_fetch(drive: MemoryDrive, make_reader:
     assert read_all(second, second.open("n", "md5", size), size, step=10 * KiB) == data
     assert len(drive.calls) == fetched
     assert second.stats()["disk_hits"] == 21
+    assert second.stats()["disk_ahead"] > 0  # read-ahead loaded chunks from disk in the background
     assert second.stats()["fetches"] == 0
 
 
@@ -117,10 +118,11 @@ def test_lru_order_survives_a_restart(tmp_path: Path) -> None:
     assert reopened.contains(stems[0]) and reopened.contains(stems[2])
 
 
+@pytest.mark.parametrize("read_ahead", [0, 1 * MiB], ids=["reader-loads", "read-ahead-loads"])
 @pytest.mark.parametrize("damage", ["flip", "truncate", "extend"])
 def test_corrupt_entries_are_refetched_never_served(drive: MemoryDrive, make_reader: ReaderFactory,
-                                                    tmp_path: Path, damage: str) -> None:
-    size = 4 * CHUNK
+                                                    tmp_path: Path, damage: str, read_ahead: int) -> None:
+    size = 16 * CHUNK
     data = pattern(size)
     drive.add("n", data)
     first = make_reader(drive, cache_dir=tmp_path / "c")
@@ -136,12 +138,13 @@ def test_corrupt_entries_are_refetched_never_served(drive: MemoryDrive, make_rea
         raw += b"x"
     victim.write_bytes(bytes(raw))
     calls = len(drive.calls)
-    second = make_reader(drive, cache_dir=tmp_path / "c", read_ahead=0)
+    second = make_reader(drive, cache_dir=tmp_path / "c", read_ahead=read_ahead)
     assert read_all(second, second.open("n", "k", size), size) == data
     assert drive.calls[calls:] == [("n", 2 * CHUNK, CHUNK)]
+    assert (second.stats()["disk_ahead"] > 0) == bool(read_ahead)
     assert second.stats()["disk_corrupt"] == 1
     assert second.flush(30)
-    assert len(chunk_files(tmp_path / "c")) == 4  # replaced by a sound copy
+    assert len(chunk_files(tmp_path / "c")) == 16  # replaced by a sound copy
 
 
 def test_format_change_drops_old_chunks(drive: MemoryDrive, make_reader: ReaderFactory,
