@@ -77,9 +77,10 @@ class TreeWriter:
             # An unfinished upload or a nameless entry: keep whatever we had for this node.
             self.skipped += 1
             return old[0] if old else None
-        if old is not None and old[1] > row[7]:
+        if old is not None and row[7] and old[1] > row[7]:
             # Older than what we hold (e.g. a change listed before our own apply_local); the
-            # newer state wins, so applying an answer twice or out of order is harmless.
+            # newer state wins, so applying an answer twice or out of order is harmless. An
+            # answer without a version (0) cannot be ordered and is taken as the newest.
             self.skipped += 1
             return int(old[0])
         if old is not None:
