@@ -11,6 +11,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +81,16 @@ class NodeStore:
         return self._db.recovered_from
 
     # ---- reads -----------------------------------------------------------------------------
-    def _one(self, sql: str, params: tuple[Any, ...]) -> Node | None:
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run a read on this thread's connection; SQLite failures become StoreError."""
         try:
-            row = self._db.reader().execute(sql, params).fetchone()
+            return self._db.reader().execute(sql, params).fetchall()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"node mirror {self.path}: {exc}") from exc
-        return node_from_row(row) if row else None
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> Node | None:
+        rows = self._rows(sql, params)
+        return node_from_row(rows[0]) if rows else None
 
     def root(self) -> Node | None:
         return self._one(_SQL_ROOT, ())
@@ -101,11 +106,7 @@ class NodeStore:
 
     def children(self, folder_id: str) -> list[Node]:
         """AVAILABLE named children, sorted by name."""
-        try:
-            rows = self._db.reader().execute(_SQL_CHILDREN, (folder_id,)).fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"node mirror {self.path}: {exc}") from exc
-        return [node_from_row(r) for r in rows]
+        return [node_from_row(r) for r in self._rows(_SQL_CHILDREN, (folder_id,))]
 
     def resolve(self, path: str) -> Node | None:
         """The AVAILABLE node at ``path`` (exact-case names, '/' is the root), or None."""
@@ -153,19 +154,19 @@ class NodeStore:
 
     def subfolder_count(self, folder_id: str) -> int:
         """Number of AVAILABLE subfolders (for st_nlink = 2 + n): one range scan of the index."""
-        return int(self._db.reader().execute(_SQL_SUBFOLDERS, (folder_id,)).fetchone()[0])
+        return int(self._rows(_SQL_SUBFOLDERS, (folder_id,))[0][0])
 
     @property
     def checkpoint(self) -> str | None:
-        row = self._db.reader().execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
-        return row[0] if row and row[0] else None
+        rows = self._rows("SELECT value FROM meta WHERE key = 'checkpoint'")
+        return rows[0][0] if rows and rows[0][0] else None
 
     @property
     def is_empty(self) -> bool:
-        return self._db.reader().execute(f"SELECT 1 FROM {LIVE.nodes} LIMIT 1").fetchone() is None
+        return not self._rows(f"SELECT 1 FROM {LIVE.nodes} LIMIT 1")
 
     def count(self) -> int:
-        return int(self._db.reader().execute(f"SELECT count(*) FROM {LIVE.nodes}").fetchone()[0])
+        return int(self._rows(f"SELECT count(*) FROM {LIVE.nodes}")[0][0])
 
     def path_of(self, node_id: str) -> str | None:
         """A shortest path of an AVAILABLE node from the root, or None if it is not reachable.
@@ -210,15 +211,33 @@ class NodeStore:
                 stack.append((f"{base}/{child.name}", child, inner))
 
     def properties(self, node_id: str) -> dict[str, dict[str, str]]:
-        rows = self._db.reader().execute(
+        rows = self._rows(
             f"SELECT p.owner, p.key, p.value FROM {LIVE.properties} p JOIN {LIVE.nodes} n "
-            "ON n.ino = p.ino WHERE n.id = ?", (node_id,)).fetchall()
+            "ON n.ino = p.ino WHERE n.id = ?", (node_id,))
         out: dict[str, dict[str, str]] = {}
         for owner, key, value in rows:
             out.setdefault(owner, {})[key] = value
         return out
 
     # ---- writes ----------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction on the writer connection under the write lock; SQLite
+        failures roll back and become StoreError."""
+        db = self._db
+        with db.write_lock:
+            con = db.writer
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                con.execute("ROLLBACK")
+                raise StoreError(f"node mirror {self.path}: write failed: {exc}") from exc
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     def sync(self, get_changes: GetChanges) -> SyncResult:
         """Apply ``get_changes(checkpoint=<stored>, include_purged=True)``; all or nothing.
         Raises SyncError (mirror unchanged) if the stream fails."""
@@ -232,39 +251,23 @@ class NodeStore:
             row = staged_row(node_json)
         except (ValueError, TypeError) as exc:
             raise StoreError(f"cannot store server answer: {exc}") from exc
-        db = self._db
-        with db.write_lock:
-            con = db.writer
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                writer = TreeWriter(con, LIVE)
-                ino = writer.apply(row)
-                writer.finish()
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._write() as con:
+            writer = TreeWriter(con, LIVE)
+            ino = writer.apply(row)
+            writer.finish()
             if self._syncer.journal is not None:
                 self._syncer.journal.append(row)
         self._cache.invalidate(writer.edges, writer.node_ids)
         node = self.get(row[0])
-        if node is None or node.version > row[7]:
-            # Not kept (PENDING/nameless/purged), or the mirror already holds a newer state.
-            return node if node is not None else transient_node(row, ino or 0)
-        return node
+        if node is None:
+            # Not kept (PENDING, nameless, purged): hand back the answer as a Node anyway.
+            return transient_node(row, ino or 0)
+        return node  # the stored state (a newer one if the mirror already had it)
 
     def forget(self, node_id: str) -> bool:
         """Drop a node from the mirror at once (e.g. after a purge); True if it was there."""
-        db = self._db
-        with db.write_lock:
-            con = db.writer
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                writer = TreeWriter(con, LIVE)
-                found = writer.purge(node_id)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._write() as con:
+            writer = TreeWriter(con, LIVE)
+            found = writer.purge(node_id)
         self._cache.invalidate(writer.edges, writer.node_ids)
         return found
