@@ -122,6 +122,8 @@ def _to_v1(con: sqlite3.Connection) -> None:
 
 
 # MIGRATIONS[v] upgrades a database at user_version v to v + 1, inside one transaction.
+# create_tables()/index_statements() always describe the LATEST layout (a reset rebuild creates
+# fresh tables with them), so a migration must bring old tables to exactly that layout.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     0: _to_v1,
 }

@@ -171,3 +171,30 @@ def test_reader_connections_end_with_their_threads(store: NodeStore, feed: Feed)
         t.start()
         t.join()
     assert store._db.reader_count() <= base + 1
+
+
+def test_migration_runs_on_open_and_keeps_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A future schema step (here a made-up v2 adding a column) runs once, in a transaction, on
+    the existing mirror; the tree and checkpoint survive it."""
+    from acdfuse.store import database, schema  # noqa: PLC0415
+
+    path = tmp_path / "m.db"
+    feed = Feed()
+    with NodeStore(path) as s:
+        _fill(s, feed)
+        tree = list(s.walk("/"))
+    calls: list[int] = []
+
+    def to_v2(con: sqlite3.Connection) -> None:
+        calls.append(1)
+        con.execute("ALTER TABLE nodes ADD COLUMN labels TEXT")
+
+    monkeypatch.setattr(database, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, SCHEMA_VERSION, to_v2)
+    for _ in range(2):
+        with NodeStore(path) as s:
+            assert list(s.walk("/")) == tree and s.checkpoint == "cp1"
+    assert calls == [1]
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    con.close()
