@@ -1,6 +1,8 @@
 """The drive itself: accounts and the node tree (create, upload, patch, parents, trash, purge, lists).
 
 Everything here works on rows of ``db.Database`` and knows nothing of HTTP except ``ApiError``.
+Lock order: ``Database.write_lock`` -> ``Drive._seq_lock`` (a leaf). Helpers taking the transaction's
+connection ``c`` run inside ``db.write()``; ``_purge_locked`` and friends are never called outside one.
 Every write runs in one short transaction under the writer lock and gives the touched nodes a new
 change sequence number (``seq``), which is what ``changes`` pages through.
 

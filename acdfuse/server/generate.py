@@ -126,6 +126,7 @@ def generate_tree(
             raise
         finally:
             c.execute("PRAGMA cache_size=-65536")
+            c.execute("PRAGMA shrink_memory")
     return GeneratedTree(
         top, created, folders, files, depth, deepest[0].lstrip("/"), deepest[1], time.monotonic() - t0
     )
