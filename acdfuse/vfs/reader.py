@@ -13,8 +13,9 @@ are dirty and would call ``invalidate``/``open`` with the new content key once u
 here assumes the remote copy is the only source of a chunk.
 
 Lock order: ``ContentReader._lock`` -> (``MemoryCache._lock`` | ``DiskCache._lock``).
-``_stats_lock`` and ``FetchPool._cond`` are leaves taken with no other lock held.  No fetch, file
-read or file write ever happens with any of these held.
+``_stats_lock``, ``FetchPool._cond``, ``WriteBehind._cond`` and ``HeapTrimmer._lock`` are leaves
+taken with no other lock held.  No fetch, file read or file write ever happens with any lock held;
+readers wait for fetches on per-chunk Events, with the read's deadline as timeout.
 """
 
 from __future__ import annotations
