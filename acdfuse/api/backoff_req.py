@@ -12,6 +12,7 @@ token refresh serialises itself inside the auth handler.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import random
 import threading
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
@@ -101,22 +103,44 @@ class Backoff:
         return delay
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it wraps (requests and urllib3 nest the real cause several levels deep)."""
+    seen: set[int] = set()
+    out: list[BaseException] = []
+    stack: list[object] = [exc]
+    while stack:
+        cur = stack.pop()
+        if not isinstance(cur, BaseException) or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        out.append(cur)
+        stack.extend([cur.__cause__, cur.__context__, getattr(cur, "reason", None), *cur.args])
+    return out
+
+
 def _request_was_sent(exc: requests.RequestException) -> bool:
     """False if the connection was never established, so the server cannot have seen the request."""
     if isinstance(exc, requests.ConnectTimeout):
         return False
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        cur = stack.pop()
-        if cur is None or id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        if isinstance(cur, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
-            return False
-        stack.extend([cur.__cause__, cur.__context__, getattr(cur, "reason", None)])
-        stack.extend(a for a in cur.args if isinstance(a, BaseException))
-    return True
+    never = urllib3.exceptions.NewConnectionError | ConnectionRefusedError
+    return not any(isinstance(c, never) for c in _causes(exc))
+
+
+def _explain(exc: requests.RequestException, url: str) -> str:
+    """A short cause for a failed exchange, e.g. "127.0.0.1:9: Connection refused"."""
+    host = urlsplit(url).netloc
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"{host}: connection timed out"
+    if isinstance(exc, requests.ReadTimeout):
+        return f"{host}: no answer within the read timeout"
+    for cause in _causes(exc):
+        if isinstance(cause, http.client.IncompleteRead | urllib3.exceptions.IncompleteRead):
+            return f"{host}: answer cut ({cause!r})"
+        if isinstance(cause, http.client.RemoteDisconnected):
+            return f"{host}: server closed the connection without answering"
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"{host}: {cause.strerror}"
+    return f"{host}: {exc}"
 
 
 def _rewind(data: Any) -> bool:
@@ -207,16 +231,17 @@ class BackOffRequest:
             except requests.RequestException as exc:
                 sent = _request_was_sent(exc)
                 err: RequestError
+                why = _explain(exc, url)
                 if isinstance(exc, requests.exceptions.ChunkedEncodingError):
                     # the server answered, but its body was cut short of its length
-                    err = make_error(RequestError.CODE.INCOMPLETE_RESULT, f"{what}: answer cut: {exc}")
+                    err = make_error(RequestError.CODE.INCOMPLETE_RESULT, f"{what}: {why}")
                 else:
-                    err = make_error(RequestError.CODE.CONN_EXCEPTION, f"{what}: {exc}", request_sent=sent)
+                    err = make_error(RequestError.CODE.CONN_EXCEPTION, f"{what}: {why}", request_sent=sent)
                 may_repeat = retry and (idempotent or not sent) and _rewind_possible(data)
                 delay = backoff.next_delay() if may_repeat else None
                 if delay is None:
                     raise err from exc
-                logger.warning("%s failed (%s); retry %d in %.1fs", what, exc, backoff.retries, delay)
+                logger.warning("%s failed (%s); retry %d in %.1fs", what, why, backoff.retries, delay)
                 self.sleep(delay)
                 continue
 
