@@ -121,3 +121,27 @@ def test_acd_cli_sees_server_side_changes(acd_cli: AcdCli, drive_server: DriveSe
     assert "gend1" in top and "gend3" in top
     deep = "/" + tree.deepest_path
     assert _resolve(acd_cli, deep) == tree.deepest_id
+
+
+def test_acd_cli_empty_file_rename_move(acd_cli: AcdCli, drive_server: DriveServer, tmp_path: Path) -> None:
+    """Zero-byte uploads (acd_cli sends them through a different call), rename and move."""
+    (tmp_path / "empty.txt").write_bytes(b"")
+    acd_cli.run("sync")
+    acd_cli.run("mkdir", "/a")
+    acd_cli.run("mkdir", "/b")
+    acd_cli.run("upload", str(tmp_path / "empty.txt"), "/a")
+    node = _server_node(drive_server, "/a/empty.txt")
+    assert node["contentProperties"]["size"] == 0
+    assert node["contentProperties"]["md5"] == "d41d8cd98f00b204e9800998ecf8427e"
+    acd_cli.run("sync")
+    node_id = _resolve(acd_cli, "/a/empty.txt")
+    acd_cli.run("rename", node_id, "renamed.txt")
+    acd_cli.run("move", node_id, _resolve(acd_cli, "/b"))
+    assert _server_node(drive_server, "/b/renamed.txt")["id"] == node_id
+    acd_cli.run("sync")
+    assert "renamed.txt" in acd_cli.run("ls", "/b").stdout
+    assert "renamed.txt" not in acd_cli.run("ls", "/a").stdout
+    out = tmp_path / "out"
+    out.mkdir()
+    acd_cli.run("download", "/b/renamed.txt", str(out))
+    assert (out / "renamed.txt").read_bytes() == b""
