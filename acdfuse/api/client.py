@@ -119,6 +119,7 @@ class ACDClient(AccountMixin, ContentMixin, MetadataMixin, TrashMixin):
     def close(self) -> None:
         """Close pooled connections and wake any back-off wait."""
         self.BOReq.close()
+        self.handler.close()
 
     def __enter__(self) -> ACDClient:
         return self

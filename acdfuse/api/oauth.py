@@ -70,6 +70,10 @@ class OAuthHandler(AuthBase):
         self.urls = load_service_urls(path)
         self._http = requests.Session()
 
+    def close(self) -> None:
+        """Close the connections kept for token calls."""
+        self._http.close()
+
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         r.headers["Authorization"] = self.get_auth_token()
         return r
