@@ -302,3 +302,59 @@ def test_readers_during_a_reset_see_old_or_new_tree(drive_server: Any, client: A
     assert result.reset
     assert not failures, failures
     assert answers and set(answers) == {(want.id, want.ino)}
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_local_writes_while_syncing(drive_server: Any, client: Any, store: NodeStore, reset: bool) -> None:
+    """The mount keeps creating/renaming/trashing (and writing the answers) while a sync (incremental
+    or a reset rebuild) runs; afterwards, and after one more sync, the mirror equals the server."""
+    root = client.get_root_id()
+    store.sync(client.get_changes)
+    drive_server.generate_tree(n_nodes=5000, fanout=10, folders_per_folder=3, prefix="g")
+    if reset:
+        drive_server.forget_purged()
+    started = threading.Event()
+    failures: list[BaseException] = []
+    made: list[Any] = []
+
+    def mount_like() -> None:
+        try:
+            started.wait(30)
+            for i in range(15):
+                node = store.apply_local(client.create_folder(f"local{i}", root))
+                assert store.resolve(f"/local{i}") is not None
+                made.append(node)
+                if i % 3 == 1:
+                    store.apply_local(client.rename_node(node.id, f"renamed{i}"))
+                if i % 5 == 2:
+                    store.apply_local(client.move_to_trash(node.id))
+        except BaseException as exc:
+            failures.append(exc)
+
+    def changes(**kwargs: Any) -> Iterator[Any]:
+        for n, cs in enumerate(client.get_changes(**kwargs)):
+            yield cs
+            if n == 0:
+                # all local writes happen after the stream started and before it is applied
+                started.set()
+                t.join(60)
+
+    t = threading.Thread(target=mount_like)
+    t.start()
+    try:
+        result = store.sync(changes)
+    finally:
+        t.join(60)
+    assert not failures, failures
+    assert result.reset == reset
+    # everything the mount wrote is visible right away, whichever way the sync went
+    for i, node in enumerate(made):
+        name = f"renamed{i}" if i % 3 == 1 else f"local{i}"
+        visible = store.resolve(f"/{name}")
+        if i % 5 == 2:
+            assert visible is None
+        else:
+            assert visible is not None and visible.ino == node.ino, name
+    store.sync(client.get_changes)
+    top = {(c.name, c.id) for c in store.children(root)}
+    assert top == {(c["name"], c["id"]) for c in client.list_children(root)}
