@@ -197,6 +197,18 @@ class Database:
         row = self.conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    def release_thread(self) -> None:
+        """Close this thread's connection. Every HTTP connection runs in its own thread, so without
+        this each client connection would leave an open SQLite connection (and its descriptors)."""
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            return
+        self._local.conn = None
+        with self._all_lock:
+            if c in self._all:
+                self._all.remove(c)
+        c.close()
+
     def close(self) -> None:
         self._closed = True
         with self._all_lock:

@@ -68,6 +68,7 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def finish(self) -> None:
         self.server.open_connections.discard(self.connection)
+        self.server.drive_server.db.release_thread()
         try:
             super().finish()
         except OSError:

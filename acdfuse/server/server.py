@@ -138,12 +138,15 @@ class DriveServer:
     def _sweeper(self) -> None:
         retention = self.config.trash_retention
         assert retention is not None
-        while not self._stop.wait(self.config.purge_interval):
-            try:
-                self.sweep_trash()
-                self.auth.purge_expired()
-            except Exception:
-                log.exception("trash sweeper failed")
+        try:
+            while not self._stop.wait(self.config.purge_interval):
+                try:
+                    self.sweep_trash()
+                    self.auth.purge_expired()
+                except Exception:
+                    log.exception("trash sweeper failed")
+        finally:
+            self.db.release_thread()
 
     @property
     def closing(self) -> bool:

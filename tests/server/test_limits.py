@@ -103,6 +103,40 @@ def test_random_filters_never_crash(api: RawDrive) -> None:
         assert r.status_code in (200, 400), (text, r.status_code, r.text)
 
 
+def test_short_connections_do_not_leak_descriptors(drive_server: DriveServer) -> None:
+    """Each HTTP connection has its own thread and SQLite connection; both must go away with it."""
+    import os
+    import threading
+    import time
+
+    token = drive_server.access_token()
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    requests.get(
+        drive_server.base_url + "/drive/v1/account/info",
+        headers={"Authorization": "Bearer " + token},
+        timeout=10,
+    )
+    base_threads = threading.active_count()
+    before = fds()
+    for _ in range(150):
+        r = requests.get(
+            drive_server.base_url + "/drive/v1/nodes",  # a fresh connection each time
+            headers={"Authorization": "Bearer " + token, "Connection": "close"},
+            timeout=10,
+        )
+        assert r.status_code == 200
+    deadline = time.monotonic() + 10  # handler threads finish just after their last reply
+    while (
+        fds() > before + 10 or threading.active_count() > base_threads + 2
+    ) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fds() <= before + 10
+    assert threading.active_count() <= base_threads + 2
+
+
 def test_many_clients_at_once(api: RawDrive, drive_server: DriveServer) -> None:
     token = api.s.headers["Authorization"]
     folder = api.mkdir("shared")
