@@ -1,0 +1,31 @@
+"""Python thread states for libfuse's worker threads, kept alive across FUSE callbacks.
+
+Lock order: none; ``_pinned`` is only touched with the GIL held.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+_thread_state_get = ctypes.pythonapi.PyThreadState_Get
+_thread_state_get.restype = ctypes.c_void_p
+_gil_state_ensure = ctypes.pythonapi.PyGILState_Ensure
+_gil_state_ensure.restype = ctypes.c_int
+_pinned: dict[int, int | None] = {}   # OS thread id -> the Python thread state kept alive for it
+
+
+def pin_thread_state() -> None:
+    """Keep this libfuse worker thread's Python thread state alive between FUSE calls.
+
+    ctypes gives a foreign thread a fresh thread state for every callback and destroys it on return,
+    so every ``threading.local`` (the store's per-thread SQLite connection, for one) would start empty
+    on each call: a new connection per lookup, and a leaked file descriptor each time. One extra
+    PyGILState_Ensure without a release keeps the state for the thread's life. libfuse ends a worker
+    only when more than ten sit idle, so the states left behind by ended threads stay few.
+    """
+    ident = threading.get_ident()
+    state = _thread_state_get()
+    if _pinned.get(ident) != state:
+        _gil_state_ensure()
+        _pinned[ident] = state
