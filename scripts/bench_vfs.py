@@ -138,9 +138,13 @@ class Bench:
             seconds, stats, reader = self.reader_pass(node, md5, size, cache_dir)
             cold.append(seconds)
             print(f"  run {run}: curl {rate(size, curl[-1])}  cold {rate(size, seconds)}  "
-                  f"fetches={stats['fetches']} readahead={stats['readahead_fetches']}", flush=True)
+                  f"fetches={stats['fetches']} readahead={stats['readahead_fetches']} "
+                  f"disk_skipped={stats['disk_skipped']}", flush=True)
+            reader.reset_stats()
             seconds, stats, reader = self.reader_pass(node, md5, size, cache_dir, reader)
             warm.append(seconds)
+            print(f"         warm {rate(size, seconds)}  memory hits={stats['hits']} "
+                  f"disk hits={stats['disk_hits']} fetches={stats['fetches']}", flush=True)
             reader.close()  # writes out the disk tier
             os.sync()  # a remount comes later: let the kernel write back first, as it would by then
             seconds, stats, reader = self.reader_pass(node, md5, size, cache_dir)
