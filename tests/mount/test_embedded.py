@@ -149,3 +149,34 @@ def test_umount_cleans_up_after_a_killed_mount(mounts: Any, cdir: Path, tmp_path
     assert not is_mounted(m.mnt)
     m.start()                       # and the mount point is usable again
     assert os.listdir(m.mnt) == []
+
+
+def test_background_mount_of_an_account(tmp_path: Path, xdg: dict[str, str], cdir: Path,
+                                        client: ACDClient) -> None:
+    client.upload_stream(io.BytesIO(b"in the background\n"), "bg.txt")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    up = acdfuse(xdg, "mount", str(mnt), "--config-dir", str(cdir), "--cache-dir", str(tmp_path / "c"))
+    try:
+        assert up.returncode == 0, up.stderr
+        assert up.stdout == ""              # quiet unless it is the embedded drive
+        assert (mnt / "bg.txt").read_bytes() == b"in the background\n"   # answered when it returned
+        again = acdfuse(xdg, "mount", str(mnt), "--config-dir", str(cdir))
+        assert again.returncode != 0 and "already a mount point" in again.stderr
+        pid = int(next((tmp_path / "run" / "acdfuse").glob("mount-*.pid")).read_text().split()[0])
+    finally:
+        down = acdfuse(xdg, "umount", str(mnt))
+    assert down.returncode == 0, down.stderr
+    assert not os.path.ismount(mnt)
+    assert not alive(pid)
+    assert not log_problems(tmp_path / "c" / "acdfuse.log", [])
+
+
+def test_sigterm_unmounts_cleanly(mounts: Any, cdir: Path) -> None:
+    m = mounts(cdir).start()
+    assert m.proc is not None
+    m.proc.send_signal(signal.SIGTERM)
+    assert m.proc.wait(timeout=30) == 0
+    m.proc = None
+    assert not os.path.ismount(m.mnt)
+    assert "unmounted" in m.log_file.read_text()
