@@ -323,7 +323,9 @@ def _term_sql(t: Term, params: list[object]) -> str:
         return "n.id IN (SELECT child FROM parents WHERE parent = ?)"
     if kind == "labels":
         if v.prefix:
-            params.append(v.text + "*")
+            # GLOB has no escape character; bracketing makes its metacharacters literal
+            literal = "".join(f"[{ch}]" if ch in "*?[" else ch for ch in v.text)
+            params.append(literal + "*")
             return "EXISTS (SELECT 1 FROM json_each(n.labels) WHERE json_each.value GLOB ?)"
         params.append(v.text)
         return "EXISTS (SELECT 1 FROM json_each(n.labels) WHERE json_each.value = ?)"

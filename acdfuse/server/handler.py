@@ -199,13 +199,22 @@ class RequestHandler(BaseHTTPRequestHandler):
         return srv.api.call(route, req)
 
     # -- responses --------------------------------------------------------------------------------
-    def _start(self, status: int, content_type: str, length: int | None, headers: dict[str, str]) -> None:
+    def _start(
+        self,
+        status: int,
+        content_type: str,
+        length: int | None,
+        headers: dict[str, str],
+        *,
+        chunked: bool = True,
+    ) -> None:
         self.send_response(status)
         self.send_header("x-amzn-RequestId", self.request_id)
         if content_type:
             self.send_header("Content-Type", content_type)
         if length is None:
-            self.send_header("Transfer-Encoding", "chunked")
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Content-Length", str(length))
         for k, v in headers.items():
@@ -295,16 +304,22 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _send_stream(self, resp: StreamResponse) -> None:
         faults = self.server.drive_server.faults
         cutting = faults.pick_cut(1) is not None
-        self._start(resp.status, resp.content_type, None, resp.headers)
+        # HTTP/1.0 has no chunked encoding: the end of the body is the end of the connection
+        chunked = self.request_version != "HTTP/1.0"
+        if not chunked:
+            self.close_connection = True
+        self._start(resp.status, resp.content_type, None, resp.headers, chunked=chunked)
         chunks = resp.chunks
         try:
             for data in chunks:
+                frame = b"%x\r\n" % len(data) if chunked else b""
                 if cutting and (data.startswith(b'{"end"') or faults.chance(0.5)):
                     # cut inside this chunk: the client never sees the end marker
                     n = faults.randrange(len(data))
-                    self._cut(b"%x\r\n" % len(data) + data[:n])
-                self._write(b"%x\r\n" % len(data) + data + b"\r\n")
-            self._write(b"0\r\n\r\n")
+                    self._cut(frame + data[:n])
+                self._write(frame + data + (b"\r\n" if chunked else b""))
+            if chunked:
+                self._write(b"0\r\n\r\n")
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
