@@ -17,7 +17,8 @@ Decisions where acd-api.md is uncertain (⚠), chosen so a client can rely on th
 - Moving a folder into its own subtree → 400 (the subtree would be cut off from the root); adding an
   extra parent that makes a cycle is allowed, since the node stays reachable through its old parent,
   Amazon allowed folder hard links and clients (our store included) must survive cycles anyway. Only
-  the degenerate self-link (a folder as its own parent) → 400.
+  the degenerate self-link (a folder as its own parent) → 400. ``ServerConfig(allow_cycles=False)``
+  refuses every cycle through add_child with 400, like a move.
 - Duplicate content: an upload (POST) without ``suppress=deduplication`` whose md5 equals that of an
   AVAILABLE file of the same account gets 409 ``DUPLICATE_FILE`` with ``info.nodeId``. Empty files and
   overwrites are never checked (every empty file would collide; acd_cli's clear_file sends no suppress).
@@ -180,7 +181,16 @@ def conflict(lname: str, parent: str, other: str) -> ApiError:
 
 
 class Drive:
-    def __init__(self, db: Database, blobs: BlobStore, *, quota: int, next_token_lifetime: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        *,
+        quota: int,
+        next_token_lifetime: float,
+        allow_cycles: bool = True,
+    ) -> None:
+        self.allow_cycles = allow_cycles
         self.db = db
         self.blobs = blobs
         self.quota = quota
@@ -674,6 +684,12 @@ class Drive:
                 raise bad_request("The root folder cannot get a parent")
             if parent_id == child_id:
                 raise bad_request("A folder cannot be its own parent")
+            if (
+                not self.allow_cycles
+                and r["kind"] == "FOLDER"
+                and self._ancestors_include(c, parent_id, child_id)
+            ):
+                raise bad_request("Cannot add a folder below itself or its own subtree")
             if parent_id in self.parents_of([child_id], c)[child_id]:
                 return self._fetch(c, child_id)  # already there: idempotent, nothing changes
             lname = r["name"].lower()

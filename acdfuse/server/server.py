@@ -56,7 +56,11 @@ class DriveServer:
         self.blobs = BlobStore(data)
         self.auth = Auth(self.db, config.token_lifetime)
         self.drive = Drive(
-            self.db, self.blobs, quota=config.quota, next_token_lifetime=config.next_token_lifetime
+            self.db,
+            self.blobs,
+            quota=config.quota,
+            next_token_lifetime=config.next_token_lifetime,
+            allow_cycles=config.allow_cycles,
         )
         self.api = Api(config, self.drive, self.blobs, self.auth, self.stats, lambda: self.base_url)
         self.oauth = OAuthPages(config, self.auth, self.drive, lambda: self.base_url)

@@ -191,6 +191,19 @@ def test_children_add_remove_move(api: RawDrive) -> None:
     assert r.status_code == 200 and sub["id"] in r.json()["parents"]
 
 
+def test_cycles_can_be_refused(api: RawDrive, drive_server: DriveServer) -> None:
+    a = api.mkdir("a")
+    b = api.mkdir("b", a["id"])
+    c = api.mkdir("c", b["id"])
+    drive_server.drive.allow_cycles = False  # what ServerConfig(allow_cycles=False) sets
+    for parent in (b, c):
+        r = api.put(f"nodes/{parent['id']}/children/{a['id']}")
+        assert r.status_code == 400, r.text
+    assert api.get(f"nodes/{a['id']}").json()["parents"] == [api.root]
+    other = api.mkdir("other")
+    assert api.put(f"nodes/{other['id']}/children/{b['id']}").status_code == 200  # no cycle: fine
+
+
 def test_multi_parent_folder_rename_affects_all(api: RawDrive) -> None:
     a = api.mkdir("a")
     b = api.mkdir("b")
