@@ -284,6 +284,19 @@ class MountError(Exception):
     """A reason the mount cannot start, told to the user in one line."""
 
 
+def _embedded_server(stack: contextlib.ExitStack) -> None:
+    """Use the bundled server that runs for this data dir, or start one and stop it when we end."""
+    paths = embedded.EmbeddedPaths(embedded.data_root())
+    state = embedded.running_server(paths)
+    if state is None:
+        try:
+            state = embedded.start_server(paths, os.getpid())
+        except embedded.EmbeddedError as exc:
+            raise MountError(str(exc)) from exc
+        stack.callback(embedded.stop_server, paths, state)
+    log.info("using the embedded drive at %s (data %s)", state.base_url, paths.data)
+
+
 def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
     # imported here: `acdfuse umount` and `--help` need neither libfuse nor the client stack
     from fuse import FUSE  # noqa: PLC0415
@@ -296,15 +309,7 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
     from acdfuse.vfs import ContentReader, ReaderOptions  # noqa: PLC0415
 
     if opts.embedded:
-        paths = embedded.EmbeddedPaths(embedded.data_root())
-        state = embedded.running_server(paths)
-        if state is None:
-            try:
-                state = embedded.start_server(paths, os.getpid())
-            except embedded.EmbeddedError as exc:
-                raise MountError(str(exc)) from exc
-            stack.callback(embedded.stop_server, paths, state)
-        log.info("using the embedded drive at %s (data %s)", state.base_url, paths.data)
+        _embedded_server(stack)
 
     client = ACDClient(str(opts.config_dir), timeout=(min(10.0, opts.timeout), opts.timeout),
                        retry_deadline=opts.timeout)
@@ -315,12 +320,8 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
         raise MountError(f"the node mirror {opts.db_path} cannot be opened: {exc}") from exc
     stack.callback(store.close)
 
-    # Any: the store's ChangeSetLike protocol declares writable fields and the client yields a
-    # namedtuple; the shapes agree at run time (reported in mount-needs.md)
-    get_changes: Any = client.get_changes
-
     def sync() -> Any:
-        return store.sync(get_changes)
+        return store.sync(client.get_changes)
 
     synced_before_mount = False
     if store.is_empty:
@@ -355,6 +356,7 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
     quota = QuotaCache()
     owner = Ownership(opts.uid, opts.gid, opts.umask, writable=False)
     ops = DriveOperations(store, reader, quota, owner)
+
     def on_synced(result: Any) -> None:
         # derived state (link counts, chunks of old content) goes when the tree moved
         if result.reset or result.stored or result.purged:
