@@ -9,8 +9,10 @@ before each step via /proc/self/clear_refs), so only the client's memory is coun
 - chunked_download into a hashing sink
 - download_chunk from several threads sharing the client's one connection pool
 - a bare ``requests`` streaming GET of the same file, as the baseline for the download ratio
+- the same calls made by acd_cli 0.3.2's client (its own venv, a subprocess): metadata round trips,
+  upload_stream and chunked_download, side by side with ours
 
-Usage: python3 scripts/bench_api.py [--size-mib 2048] [--threads 4] [--chunk-mib 8]
+Usage: python3 scripts/bench_api.py [--size-mib 2048] [--threads 4] [--chunk-mib 8] [--meta-calls 100]
 Linux only (reads /proc/self/status).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -119,8 +122,57 @@ def measure(name: str, size: int, fn: Callable[[], Any]) -> dict[str, Any]:
         "rss_mib": growth,
         "result": result,
     }
-    print(f"{name:42} {seconds:7.2f} s {row['mib_s']:8.1f} MiB/s   peak RSS +{growth:6.1f} MiB", flush=True)
+    rate = f"{row['mib_s']:8.1f} MiB/s" if size else f"{result:8.1f} call/s"
+    print(f"{name:42} {seconds:7.2f} s {rate}   peak RSS +{growth:6.1f} MiB", flush=True)
     return row
+
+
+REPO = Path(__file__).resolve().parents[1]
+ACDCLI_PYTHONS = (REPO / ".venv-acdcli" / "bin" / "python", Path("/opt/acdcli/bin/python"))
+
+# runs inside acd_cli's venv; prints one JSON line with its numbers
+ACDCLI_SCRIPT = r"""
+import hashlib, json, sys, time
+from acdcli.api import client as acd
+cdir, node_id, size, calls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+block = bytes((i * 7 + 3) % 251 for i in range(1 << 20))
+
+def kib(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+
+def reset():
+    open("/proc/self/clear_refs", "w").write("5")
+    return kib("VmRSS")
+
+class Gen:
+    def __init__(self, n): self.left = n
+    def read(self, n):
+        n = min(n, self.left, len(block)); self.left -= n; return block[:n]
+
+class Sink:
+    def __init__(self): self.md5 = hashlib.md5(); self.pos = 0
+    def write(self, b): self.md5.update(b); self.pos += len(b)
+    def flush(self): pass
+    def tell(self): return self.pos
+
+c = acd.ACDClient(cdir)
+c.get_metadata(node_id)
+out = {}
+t = time.perf_counter()
+for _ in range(calls):
+    c.get_metadata(node_id)
+out["meta_per_s"] = calls / (time.perf_counter() - t)
+base = reset(); t = time.perf_counter()
+c.upload_stream(Gen(size), "acdcli.bin")
+out["up_s"] = time.perf_counter() - t; out["up_rss"] = (kib("VmHWM") - base) / 1024
+base = reset(); t = time.perf_counter()
+sink = Sink(); c.chunked_download(node_id, sink, length=size)
+out["down_s"] = time.perf_counter() - t; out["down_rss"] = (kib("VmHWM") - base) / 1024
+out["down_md5"] = sink.md5.hexdigest()
+print(json.dumps(out))
+"""
 
 
 def start_server(workdir: Path) -> tuple[subprocess.Popen[str], Path]:
@@ -148,11 +200,51 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[str], Path]:
     raise RuntimeError("server did not start")
 
 
+def compare_acdcli(
+    cdir: Path,
+    *,
+    node_id: str,
+    size: int,
+    calls: int,
+    want: str,
+    up: dict[str, Any],
+    down: dict[str, Any],
+    meta_per_s: float,
+) -> None:
+    python = next((p for p in ACDCLI_PYTHONS if p.is_file()), None)
+    print()
+    if python is None:
+        print("acd_cli 0.3.2 venv not found: no side-by-side comparison")
+        return
+    done = subprocess.run(
+        [str(python), "-c", ACDCLI_SCRIPT, str(cdir), node_id, str(size), str(calls)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=True,
+    )
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert theirs["down_md5"] == want
+    mib = size / MiB
+    rows = [
+        ("get_metadata calls/s", meta_per_s, theirs["meta_per_s"]),
+        ("upload_stream MiB/s", up["mib_s"], mib / theirs["up_s"]),
+        ("chunked_download MiB/s", down["mib_s"], mib / theirs["down_s"]),
+        ("upload peak RSS growth MiB", up["rss_mib"], theirs["up_rss"]),
+        ("download peak RSS growth MiB", down["rss_mib"], theirs["down_rss"]),
+    ]
+    print(f"{'acdfuse.api vs acd_cli 0.3.2':32} {'acdfuse':>10} {'acd_cli':>10} {'ratio':>7}")
+    for name, ours, other in rows:
+        ratio = ours / other if other else float("nan")
+        print(f"{name:32} {ours:10.1f} {other:10.1f} {ratio:7.2f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--chunk-mib", type=int, default=8)
+    ap.add_argument("--meta-calls", type=int, default=100)
     args = ap.parse_args()
     size = args.size_mib * MiB
     workdir = Path(tempfile.mkdtemp(prefix="bench_api."))
@@ -229,11 +321,30 @@ def main() -> int:
 
         base = measure("baseline: bare requests GET -> md5", size, bare)
         assert base["result"] == want
+        calls = args.meta_calls
+
+        def metadata_calls() -> float:
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                client.get_metadata(node_id)
+            return calls / (time.perf_counter() - t0)
+
+        meta = measure(f"get_metadata x{calls}", 0, metadata_calls)
         print()
         print(f"chunked_download / bare GET throughput: {down['mib_s'] / base['mib_s']:.2f}")
         print(f"download_chunk x{args.threads} / bare GET throughput: {par['mib_s'] / base['mib_s']:.2f}")
         worst = max(up["rss_mib"], up2["rss_mib"], down["rss_mib"])
         print(f"largest peak RSS growth of a streamed transfer: {worst:.1f} MiB (for {args.size_mib} MiB)")
+        compare_acdcli(
+            cdir,
+            node_id=node_id,
+            size=size,
+            calls=calls,
+            want=want,
+            up=up,
+            down=down,
+            meta_per_s=meta["result"],
+        )
         client.close()
     finally:
         proc.terminate()
