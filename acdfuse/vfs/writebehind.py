@@ -11,6 +11,7 @@ Lock order: ``WriteBehind._cond`` is a leaf lock; disk writes run with no lock h
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -20,12 +21,25 @@ from .diskcache import DiskCache, Stem
 
 log = logging.getLogger(__name__)
 
+_NICE = 10  # relative to the process: cache writes get a small share of a busy CPU
+
 Done = Callable[[], None]
 Wanted = Callable[[], bool]
 
 
 def _always() -> bool:
     return True
+
+
+def _lower_priority() -> None:
+    """Let this thread yield the CPU to reads: filling the cache is the first thing to wait.
+
+    On Linux a thread id works as a process id for setpriority and affects that thread alone.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
+    except (OSError, AttributeError) as exc:
+        log.debug("cannot lower the cache writer's priority: %s", exc)
 
 
 class WriteBehind:
@@ -83,6 +97,7 @@ class WriteBehind:
             t.join(max(0.0, deadline - time.monotonic()))
 
     def _loop(self) -> None:
+        _lower_priority()
         while True:
             with self._cond:
                 while not self._queue:
