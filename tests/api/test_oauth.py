@@ -281,3 +281,14 @@ def test_refresh_works_when_the_lock_file_cannot_be_opened(short_cdir: Path) -> 
     before = _oauth(short_cdir)["access_token"]
     assert client.get_root_id()
     assert _oauth(short_cdir)["access_token"] != before
+
+
+def test_denied_login_is_a_clear_error(cdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (cdir / "oauth_data").unlink()
+    monkeypatch.setattr(webbrowser, "open_new_tab", lambda url: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: "http://localhost/?error=access_denied")
+    with pytest.raises(RequestError) as info:
+        ACDClient(str(cdir))
+    assert info.value.status_code == RequestError.CODE.INVALID_TOKEN
+    assert "access_denied" in info.value.msg
+    assert not (cdir / "oauth_data").exists()
