@@ -168,12 +168,17 @@ class DriveOperations:
         return self._handles.add_dir(OpenDir(node.id))
 
     @_guard
-    def readdir(self, path: str, fh: int) -> list[str]:
+    def readdir(self, path: str, fh: int) -> list[str | tuple[str, dict[str, int], int]]:
         entry = self._handles.dir(fh)
         folder_id = entry.node_id if entry is not None else self._node(path).id
-        names = [".", ".."]
-        names.extend(child.name for child in self._store.children(folder_id))
-        return names
+        # type and inode with each name: libfuse turns them into d_type/d_ino, so `find`, `ls` and
+        # rsync learn which entries are folders without a lookup per entry
+        dir_mode, file_mode = self._owner.dir_mode(), self._owner.file_mode()
+        entries: list[str | tuple[str, dict[str, int], int]] = [".", ".."]
+        entries.extend(
+            (child.name, {"st_ino": child.ino, "st_mode": dir_mode if child.is_folder else file_mode}, 0)
+            for child in self._store.children(folder_id))
+        return entries
 
     @_guard
     def releasedir(self, path: str, fh: int) -> int:

@@ -49,6 +49,12 @@ def test_listing_and_stat(mount: Mount, tree: dict[str, Any]) -> None:
     assert os.stat(mnt / "docs" / "sub" / "deeper").st_nlink == 2
     assert os.stat(mnt).st_nlink == 3
 
+    # readdir hands out type and inode (d_type/d_ino), the same inode stat reports
+    with os.scandir(mnt / "docs") as it:
+        entries = {e.name: (e.is_dir(follow_symlinks=False), e.inode()) for e in it}
+    assert entries == {"a.txt": (False, os.stat(mnt / "docs" / "a.txt").st_ino),
+                       "sub": (True, os.stat(mnt / "docs" / "sub").st_ino)}
+
     with pytest.raises(FileNotFoundError):
         os.stat(mnt / "nope")
     with pytest.raises(NotADirectoryError):
