@@ -31,153 +31,37 @@ Decisions where acd-api.md is uncertain (⚠), chosen so a client can rely on th
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
-import mimetypes
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from acdfuse.server import filters
+from acdfuse.server import changes as changes_stream
+from acdfuse.server import listing
 from acdfuse.server.blobs import BlobStore
 from acdfuse.server.db import Database
 from acdfuse.server.errors import ApiError, bad_request, not_found
+from acdfuse.server.model import (
+    MAX_DESCRIPTION,
+    MAX_PROPERTY_KEYS,
+    MAX_PROPERTY_VALUE,
+    Account,
+    NewContent,
+    check_id,
+    conflict,
+    content_type_for,
+    validate_labels,
+    validate_name,
+)
+from acdfuse.server.nodejson import NODE_COLUMNS, NODE_JSON, Page
 from acdfuse.server.util import format_date, is_valid_id, new_etag, new_id, now_ms
 
+__all__ = ["Account", "Drive", "NewContent", "Page"]
+
 log = logging.getLogger(__name__)
-
-MAX_NAME = 280
-MAX_DESCRIPTION = 500
-MAX_LABELS = 50
-MAX_PROPERTY_KEYS = 10
-MAX_PROPERTY_VALUE = 500
-MAX_LIMIT = 200
-
-NODE_COLUMNS = (
-    "n.id, n.account, n.kind, n.name, n.status, n.version, n.labels, n.description, n.created_by, "
-    "n.created, n.modified, n.etag, n.is_root, n.size, n.md5, n.content_type, n.extension, "
-    "n.content_version, n.content_date, n.blob, n.seq, n.trashed, n.rowid AS rid"
-)
-
-
-def _date_sql(col: str) -> str:
-    # integer math, so the milliseconds are exact (no float rounding of epoch seconds)
-    return f"(strftime('%Y-%m-%dT%H:%M:%S', {col} / 1000, 'unixepoch') || printf('.%03dZ', {col} % 1000))"
-
-
-# The node JSON is built by SQLite itself (JSON1): a page of 1000 nodes for ``changes`` or a list then
-# costs a few microseconds per node instead of tens in Python. This expression is the one definition
-# of the wire format of a node. ``json_patch`` with ``"name": null`` drops the name of the root.
-NODE_JSON = f"""json_patch(json_object(
-    'id', n.id, 'name', n.name, 'kind', n.kind,
-    'parents', json(n.parents_json),
-    'status', n.status, 'version', n.version, 'labels', json(n.labels), 'description', n.description,
-    'createdBy', n.created_by, 'createdDate', {_date_sql("n.created")},
-    'modifiedDate', {_date_sql("n.modified")}, 'eTagResponse', n.etag,
-    'restricted', json('false'), 'isShared', json('false')),
-  CASE WHEN n.kind = 'FILE' THEN json_object('contentProperties', json_object(
-        'size', COALESCE(n.size, 0), 'md5', COALESCE(n.md5, 'd41d8cd98f00b204e9800998ecf8427e'),
-        'contentType', COALESCE(n.content_type, 'application/octet-stream'),
-        'extension', COALESCE(n.extension, ''), 'version', COALESCE(n.content_version, 1),
-        'contentDate', {_date_sql("COALESCE(n.content_date, n.created)")}))
-    WHEN n.is_root THEN '{{"isRoot":true,"name":null}}'
-    WHEN n.name IS NULL THEN '{{"name":null}}'
-    ELSE '{{}}' END)"""
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a listing; ``data`` holds node JSON texts, spliced into the body unparsed."""
-
-    count: int
-    data: list[str]
-    next_token: str | None
-
-    def to_bytes(self) -> bytes:
-        body = '{"count":%d,"data":[%s]' % (self.count, ",".join(self.data))  # noqa: UP031
-        if self.next_token:
-            body += ',"nextToken":"%s"' % self.next_token  # noqa: UP031
-        return (body + "}").encode("utf-8")
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"count": self.count, "data": [json.loads(d) for d in self.data]}
-        if self.next_token:
-            out["nextToken"] = self.next_token
-        return out
-
-
-@dataclass(frozen=True)
-class Account:
-    id: int
-    name: str
-    user_id: str
-    root: str
-    quota: int
-    owner: str  # createdBy of nodes made by this server's app, and the properties owner
-
-
-@dataclass(frozen=True)
-class NewContent:
-    blob: str
-    size: int
-    md5: str
-
-
-def validate_name(name: Any) -> str:
-    if not isinstance(name, str):
-        raise bad_request("name must be a string")
-    if not name:
-        raise bad_request(
-            "1 validation error detected: Value '' at 'name' failed to satisfy constraint: "
-            "Member must have length greater than or equal to 1"
-        )
-    if len(name) > MAX_NAME:
-        raise bad_request(
-            f"1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: "
-            f"Member must have length less than or equal to {MAX_NAME}"
-        )
-    if "/" in name or "\x00" in name:
-        raise bad_request(f"Invalid name {name!r}: '/' and NUL are not allowed")
-    if name in (".", ".."):
-        raise bad_request(f"Invalid name {name!r}")
-    return name
-
-
-def validate_labels(labels: Any) -> list[str]:
-    if not isinstance(labels, list) or not all(isinstance(x, str) and 0 < len(x) <= 256 for x in labels):
-        raise bad_request("labels must be a list of non-empty strings")
-    if len(labels) > MAX_LABELS:
-        raise bad_request(f"at most {MAX_LABELS} labels")
-    return list(dict.fromkeys(labels))
-
-
-def check_id(node_id: Any, what: str = "node id") -> str:
-    if not isinstance(node_id, str) or not is_valid_id(node_id):
-        raise not_found(f"Invalid {what}")
-    return node_id
-
-
-def content_type_for(name: str) -> tuple[str, str]:
-    """(contentType, extension) guessed from the name, as Amazon derived them."""
-    ext = name.rsplit(".", 1)[1].lower() if "." in name.strip(".") else ""
-    ctype = mimetypes.guess_type("x." + ext)[0] if ext else None
-    return ctype or "application/octet-stream", ext
-
-
-def conflict(lname: str, parent: str, other: str) -> ApiError:
-    return ApiError(
-        409,
-        f"Node with the name {lname} already exists under parentId {parent} conflicting NodeId: {other}",
-        "NAME_ALREADY_EXISTS",
-        {"nodeId": other},
-    )
 
 
 class Drive:
@@ -899,131 +783,12 @@ class Drive:
                 raise not_found(f"Property {key} does not exist")
             self._touch(c, node_id)
 
-    # -- listing ----------------------------------------------------------------------------------
-    def _encode_token(self, data: dict[str, Any]) -> str:
-        raw = json.dumps(data, separators=(",", ":")).encode()
-        sig = hmac.new(self._token_key, raw, hashlib.sha256).digest()[:12]
-        return base64.urlsafe_b64encode(raw + sig).decode().rstrip("=")
-
-    def _decode_token(self, token: str) -> dict[str, Any]:
-        try:
-            blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            raw, sig = blob[:-12], blob[-12:]
-            if not hmac.compare_digest(sig, hmac.new(self._token_key, raw, hashlib.sha256).digest()[:12]):
-                raise ValueError("bad signature")
-            data = json.loads(raw)
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-            return data
-        except (ValueError, TypeError):
-            raise bad_request("Invalid startToken") from None
-
+    # -- lists and changes (own modules) ----------------------------------------------------------
     def list_nodes(
-        self,
-        acc: Account,
-        params: dict[str, str],
-        *,
-        parent: str | None = None,
-        trash: bool = False,
+        self, acc: Account, params: dict[str, str], *, parent: str | None = None, trash: bool = False
     ) -> Page:
-        """One page of ``GET nodes``, ``GET nodes/{id}/children`` or ``GET trash``.
-
-        Paging without ``sort`` is keyset paging (page N costs what page 1 costs, even on a million
-        nodes): children in (parent, child) index order, everything else in rowid order. With ``sort``
-        the token carries an offset. ``+n.account`` keeps SQLite from driving the query through an
-        index that merely starts with the (unselective) account column.
-        """
-        try:
-            limit = int(params.get("limit", MAX_LIMIT))
-        except ValueError:
-            raise bad_request("limit must be a number") from None
-        if not 1 <= limit <= MAX_LIMIT:
-            raise bad_request(f"limit must be between 1 and {MAX_LIMIT}")
-        ftext = params.get("filters", "") or ""
-        stext = params.get("sort", "") or ""
-        where = ["+n.account = ?", "n.status != 'PURGED'"]
-        args: list[Any] = [acc.id]
-        mentions_status = False
-        if ftext.strip():
-            sql, mentions_status = filters.compile_filter(filters.parse(ftext), args)
-            where.append(sql)
-        if trash:
-            where.append("n.status = 'TRASH' AND n.trashed IS NOT NULL")
-        elif not mentions_status:
-            where.append("n.status = 'AVAILABLE'")
-        order = filters.compile_sort(stext)
-        query_key = json.dumps([ftext, stext, parent, trash])
-        conn = self.db.conn()
-        if parent is not None:
-            self.row(acc, parent)
-            # CROSS JOIN: SQLite keeps the parents table as the outer loop (the folder's index range)
-            frm = "parents p CROSS JOIN nodes n ON n.id = p.child"
-            where.insert(0, "p.parent = ?")
-            args.insert(0, parent)
-            key_col = "p.child"
-        else:
-            frm = "nodes n"
-            key_col = "n.rowid"
-        state: dict[str, Any] = {}
-        start = params.get("startToken")
-        if start:
-            state = self._decode_token(start)
-            if state.get("q") != query_key or state.get("a") != acc.id:
-                raise bad_request("startToken does not belong to this query")
-            if time.time() > float(state.get("t", 0)):
-                raise bad_request("Next token is expired")
-        where_sql = " AND ".join(where)
-        if "c" in state:
-            count = int(state["c"])  # counted once, on the first page
-        else:
-            count = int(conn.execute(f"SELECT COUNT(*) FROM {frm} WHERE {where_sql}", args).fetchone()[0])
-        nxt: dict[str, Any]
-        if order:
-            offset = int(state.get("o", 0))
-            sql = (
-                f"SELECT {key_col} AS k, {NODE_JSON} AS js FROM {frm} WHERE {where_sql} "
-                f"ORDER BY {', '.join(order)}, {key_col} LIMIT ? OFFSET ?"
-            )
-            rows = conn.execute(sql, [*args, limit + 1, offset]).fetchall()
-            nxt = {"o": offset + limit}
-        else:
-            after = state.get("k", 0 if parent is None else "")
-            sql = (
-                f"SELECT {key_col} AS k, {NODE_JSON} AS js FROM {frm} WHERE {where_sql} AND {key_col} > ? "
-                f"ORDER BY {key_col} LIMIT ?"
-            )
-            rows = conn.execute(sql, [*args, after, limit + 1]).fetchall()
-            nxt = {"k": rows[limit - 1][0] if len(rows) > limit else 0}
-        token = None
-        if len(rows) > limit:
-            nxt.update(q=query_key, a=acc.id, c=count, t=time.time() + self.next_token_lifetime)
-            token = self._encode_token(nxt)
-        return Page(count, [r[1] for r in rows[:limit]], token)
-
-    # -- changes ----------------------------------------------------------------------------------
-    def encode_checkpoint(self, acc: Account, seq: int) -> str:
-        raw = f"{self.epoch}.{acc.id}.{seq}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    def decode_checkpoint(self, acc: Account, checkpoint: str | None) -> int | None:
-        """The sequence number after which to continue, or None when a reset (full dump) is needed."""
-        if not checkpoint:
-            return None
-        try:
-            raw = base64.urlsafe_b64decode(checkpoint + "=" * (-len(checkpoint) % 4)).decode()
-            epoch, acc_id, seq_text = raw.split(".")
-            seq = int(seq_text)
-        except (ValueError, UnicodeDecodeError):
-            log.info("changes: invalid checkpoint %r -> reset", checkpoint[:40])
-            return None
-        if epoch != self.epoch or int(acc_id) != acc.id or seq > self._seq or seq < 0:
-            log.info("changes: foreign or future checkpoint -> reset")
-            return None
-        horizon = self.db.conn().execute("SELECT horizon FROM accounts WHERE id=?", (acc.id,)).fetchone()[0]
-        if seq < int(horizon):
-            log.info("changes: checkpoint older than forgotten tombstones -> reset")
-            return None
-        return seq
+        """One page of a listing; see ``listing.list_nodes``."""
+        return listing.list_nodes(self, acc, params, parent=parent, trash=trash)
 
     def changes(
         self,
@@ -1034,50 +799,7 @@ class Drive:
         max_nodes: int | None,
         include_purged: bool,
     ) -> Generator[bytes, None, None]:
-        """The lines (JSON objects) of one ``changes`` call, without the final ``{"end": true}``.
-
-        Runs in one read transaction, so a full dump is a consistent snapshot of the tree even while
-        clients keep writing; later writes get higher numbers and come with the next call.
-        """
-        after = self.decode_checkpoint(acc, checkpoint)
-        reset = after is None
-        cursor = 0 if after is None else after
-        conn = self.db.conn()
-        with self.db.write_lock:
-            # Under the writer lock no write is in flight, so every number <= top is committed and
-            # inside the snapshot that the first SELECT pins; later writes get numbers > top.
-            conn.execute("BEGIN")
-            conn.execute("SELECT 1 FROM accounts LIMIT 1").fetchone()
-            top = self._seq
-        try:
-            status_sql = "" if include_purged and not reset else " AND status != 'PURGED'"
-            emitted = 0
-            first = True
-            while True:
-                n = chunk_size
-                if max_nodes is not None:
-                    n = max(1, min(n, max_nodes - emitted))
-                rows = conn.execute(
-                    f"SELECT n.seq, {NODE_JSON} FROM nodes n "
-                    f"WHERE account=? AND seq > ? AND seq <= ?{status_sql} "
-                    "ORDER BY seq LIMIT ?",
-                    (acc.id, cursor, top, n),
-                ).fetchall()
-                if rows:
-                    cursor = rows[-1][0]
-                emitted += len(rows)
-                done = len(rows) < n
-                capped = max_nodes is not None and emitted >= max_nodes
-                if done:
-                    cursor = top
-                if rows or first:
-                    head = '{"checkpoint":"%s","reset":%s,"statusCode":200,"nodes":[' % (  # noqa: UP031
-                        self.encode_checkpoint(acc, cursor),
-                        "true" if reset and first else "false",
-                    )
-                    yield (head + ",".join(r[1] for r in rows) + "]}\n").encode("utf-8")
-                first = False
-                if done or capped:
-                    return
-        finally:
-            conn.execute("COMMIT")
+        """The lines of one ``changes`` call; see ``changes.stream``."""
+        return changes_stream.stream(
+            self, acc, checkpoint, chunk_size=chunk_size, max_nodes=max_nodes, include_purged=include_purged
+        )

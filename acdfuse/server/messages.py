@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from acdfuse.server.bodies import BodyReader, read_all
-from acdfuse.server.drive import Account
 from acdfuse.server.errors import ApiError
+from acdfuse.server.model import Account
 
 
 @dataclass
