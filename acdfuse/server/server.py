@@ -153,6 +153,11 @@ class DriveServer:
             self.db.release_thread()
 
     @property
+    def open_connections(self) -> int:
+        """HTTP connections currently served (keep-alive ones included)."""
+        return len(self._httpd.open_connections) if self._httpd is not None else 0
+
+    @property
     def closing(self) -> bool:
         return self._stop.is_set()
 

@@ -269,3 +269,40 @@ def test_keep_alive_survives_rejected_upload(api: RawDrive) -> None:
         r = api.upload_raw("X.BIN", os.urandom(500_000))
         assert r.status_code == 409
         assert api.get("account/info").status_code == 200
+
+
+def test_client_vanishing_mid_upload_leaves_nothing(api: RawDrive, drive_server: DriveServer) -> None:
+    """Half an upload, then the connection drops: no node, no blob, no temp file; the server goes on."""
+    import socket
+    import time
+
+    boundary = "cut"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n'
+        '{"name": "half.bin"}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="x"\r\n\r\n'
+    ).encode()
+    body_len = len(head) + 1_000_000 + len(f"\r\n--{boundary}--\r\n")
+    request = (
+        f"POST /cdproxy/nodes?suppress=deduplication HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {api.s.headers['Authorization']}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {body_len}\r\n\r\n"
+    ).encode()
+    api.get("account/info")  # the session's keep-alive connection is open before we count
+    before = drive_server.open_connections
+    with socket.create_connection(("127.0.0.1", drive_server.port)) as sock:
+        sock.sendall(request + head + os.urandom(300_000))
+        deadline = time.monotonic() + 10
+        while drive_server.open_connections == before and time.monotonic() < deadline:
+            time.sleep(0.01)  # wait until the server has taken the connection
+    deadline = time.monotonic() + 10  # then until its handler has finished with it
+    while drive_server.open_connections > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert drive_server.open_connections == before
+    assert drive_server.stats.snapshot()["upload"] == 1
+    data_dir = drive_server.config.data_dir
+    assert list((data_dir / "tmp").iterdir()) == []
+    assert [p for p in (data_dir / "blobs").rglob("*") if p.is_file()] == []
+    assert api.list_all(f"nodes/{api.root}/children") == []
+    assert api.upload("whole.bin", b"fine")["name"] == "whole.bin"
