@@ -97,7 +97,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def do_HEAD(self) -> None:
-        self._send_simple(405, b'{"message":"HEAD is not supported"}')
+        # a HEAD answer has no body; the client would misread one as the next response
+        self.request_id = str(uuid.uuid4())
+        self.close_connection = True
+        self._start(405, "", 0, {"Allow": "GET, POST, PUT, PATCH, DELETE"})
 
     # -- the request ------------------------------------------------------------------------------
     def _throttle_fn(self) -> Throttle | None:
@@ -244,10 +247,6 @@ class RequestHandler(BaseHTTPRequestHandler):
         except OSError:
             log.debug("shutdown after cut failed")
         raise _CutConnection()
-
-    def _send_simple(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self._start(status, content_type, len(body), {})
-        self.wfile.write(body)
 
     def _send_error(self, e: ApiError) -> None:
         if e.status >= 500:

@@ -225,3 +225,9 @@ def test_purge_is_refused(api: RawDrive) -> None:
     assert r.json() == {"message": "Insufficient permissions granted for operation: purgeNode"}
     assert api.get(f"nodes/{f['id']}").status_code == 200
     assert api.delete("nodes/AAAAAAAAAAAAAAAAAAAAAA").status_code == 404
+
+
+def test_head_is_refused_without_a_body(api: RawDrive) -> None:
+    r = api.s.head(api.meta + "account/info", timeout=10)
+    assert r.status_code == 405 and r.content == b""
+    assert api.get("account/info").status_code == 200
