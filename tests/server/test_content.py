@@ -306,3 +306,56 @@ def test_client_vanishing_mid_upload_leaves_nothing(api: RawDrive, drive_server:
     assert [p for p in (data_dir / "blobs").rglob("*") if p.is_file()] == []
     assert api.list_all(f"nodes/{api.root}/children") == []
     assert api.upload("whole.bin", b"fine")["name"] == "whole.bin"
+
+
+def test_upload_streams_in_constant_memory(api: RawDrive) -> None:
+    """256 MiB through the (in-process) server must not raise the process RSS by 50 MB."""
+    import threading
+
+    def rss() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+    total = 256 * 1024 * 1024
+    block = os.urandom(1024 * 1024)
+    boundary = "rss"
+    md5 = hashlib.md5()
+
+    def body() -> Iterator[bytes]:
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n{{"name": "big"}}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="x"\r\n\r\n'
+        ).encode()
+        for _ in range(total // len(block)):
+            md5.update(block)
+            yield block
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    before = rss()
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], rss())
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        r = api.s.post(
+            api.content + "nodes",
+            params={"suppress": "deduplication"},
+            data=body(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            timeout=300,
+        )
+    finally:
+        done.set()
+        t.join()
+    assert r.status_code == 201, r.text
+    assert r.json()["contentProperties"] == {
+        **r.json()["contentProperties"],
+        "size": total,
+        "md5": md5.hexdigest(),
+    }
+    assert peak[0] - before < 50 * 1024 * 1024, (before, peak[0])
