@@ -170,6 +170,8 @@ class Api:
         node = self.drive.node(req.acc, req.params["id"])
         if _wants_templink(req) and node["kind"] == "FILE":
             node["tempLink"] = self._templink(req.acc, node["id"])
+        if req.query.get("asset", "").upper() == "ALL" and node["kind"] == "FILE":
+            node["assets"] = []  # this server makes no derived ASSET nodes (thumbnails come from viewBox)
         return json_response(node)
 
     # -- tempLink: a pre-authenticated download URL ------------------------------------------------

@@ -86,6 +86,7 @@ def test_templink(api: RawDrive, drive_server: DriveServer) -> None:
     data = os.urandom(5000)
     f = api.upload("t.bin", data)
     assert "tempLink" not in api.get(f"nodes/{f['id']}").json()
+    assert api.get(f"nodes/{f['id']}", params={"asset": "ALL"}).json()["assets"] == []
     link = api.get(f"nodes/{f['id']}", params={"tempLink": "true"}).json()["tempLink"]
     assert link.startswith(drive_server.base_url + "/cdproxy/templink/")
     r = requests.get(link, timeout=10)  # no Authorization header
