@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A rejected request body smaller than this is read and thrown away to keep the connection;
-# a bigger one closes the connection instead.
-DRAIN_LIMIT = 64 * 1024 * 1024
+# The rest of a rejected body is read and thrown away, so the client (still sending) gets to read our
+# answer (e.g. a 409 with the nodeId it needs) instead of a connection reset. After a 413 only a
+# moderate amount is drained; beyond that the connection is closed.
+DRAIN_SLACK = 1024 * 1024
+DRAIN_AFTER_413 = 64 * 1024 * 1024
 _BLOCK = 256 * 1024
 
 
@@ -65,6 +67,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.server.open_connections.add(self.connection)
         self._throttle: Throttle | None = None
         self._throttle_rate = 0
+        self._status = 0  # status of the response being sent (decides whether to drain the body)
 
     def finish(self) -> None:
         self.server.open_connections.discard(self.connection)
@@ -113,10 +116,12 @@ class RequestHandler(BaseHTTPRequestHandler):
         return self._throttle
 
     def _body_reader(self) -> tuple[BodyReader, int | None]:
+        """The request body's reader; a framing we cannot follow closes the connection after the reply."""
         te = self.headers.get("Transfer-Encoding", "")
         throttle = self._throttle_fn()
         if te:
             if te.strip().lower() != "chunked":
+                self.close_connection = True
                 raise ApiError(501, f"Transfer-Encoding {te!r} not supported")
             return ChunkedReader(self.rfile, throttle), None
         cl = self.headers.get("Content-Length")
@@ -127,6 +132,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             if length < 0:
                 raise ValueError
         except ValueError:
+            self.close_connection = True
             raise ApiError(400, f"Invalid Content-Length {cl!r}") from None
         return LengthReader(self.rfile, length, throttle), length
 
@@ -140,6 +146,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         body: BodyReader | None = None
+        self._status = 0
         try:
             body, length = self._body_reader()
             req = Request(self.command, url.path, query, self.headers, body, length, srv.config.max_json_body)
@@ -166,8 +173,9 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._send_error(ApiError(500, "Internal failure", bare=True))
         finally:
             if body is not None and not body.complete:
+                limit = DRAIN_AFTER_413 if self._status == 413 else srv.config.max_file_size + DRAIN_SLACK
                 try:
-                    if not drain(body, DRAIN_LIMIT):
+                    if not drain(body, limit):
                         self.close_connection = True
                 except (BodyError, OSError):
                     self.close_connection = True
@@ -211,6 +219,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         *,
         chunked: bool = True,
     ) -> None:
+        self._status = status
         self.send_response(status)
         self.send_header("x-amzn-RequestId", self.request_id)
         if content_type:

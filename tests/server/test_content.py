@@ -263,6 +263,14 @@ def test_thumbnail(api: RawDrive) -> None:
     assert api.download(t["id"], params={"viewBox": "100"}).status_code == 404
 
 
+def test_big_rejected_upload_still_gets_its_409(api: RawDrive) -> None:
+    """The conflict is known from the metadata part; the client still reads the 409 (not a reset)."""
+    first = api.upload("dup.bin", b"a")
+    r = api.upload_raw("DUP.bin", b"\0" * (80 * 1024 * 1024))
+    assert r.status_code == 409 and r.json()["info"]["nodeId"] == first["id"]
+    assert api.get("account/info").status_code == 200
+
+
 def test_keep_alive_survives_rejected_upload(api: RawDrive) -> None:
     """A 409 upload whose body the server did not need must not desynchronise the connection."""
     api.upload("x.bin", b"a")
