@@ -15,8 +15,15 @@ _ETAG_ALPHABET = string.ascii_letters + string.digits
 
 
 def new_id() -> str:
-    """A 22-character node id from the alphabet ``[A-Za-z0-9_-]`` (128 random bits)."""
-    return secrets.token_urlsafe(16)
+    """A 22-character node id from the alphabet ``[A-Za-z0-9_-]`` (~128 random bits).
+
+    Amazon's ids could start with ``-``; ours never do, because command lines (acd_cli's argparse
+    included) take such an id for an option. Clients must still accept any id of the format.
+    """
+    while True:
+        node_id = secrets.token_urlsafe(16)
+        if node_id[0] != "-":
+            return node_id
 
 
 def is_valid_id(value: str) -> bool:
