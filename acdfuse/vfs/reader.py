@@ -92,7 +92,7 @@ class ContentReader:
         self._writer = (WriteBehind(self._disk, max(opts.disk_queue, opts.request_size))
                         if self._disk is not None else None)
         self._pool = FetchPool(opts.streams + opts.demand_workers, opts.streams)
-        self._heap = HeapTrimmer(64 * 1024 * 1024)
+        self._heap = HeapTrimmer(256 * 1024 * 1024)
         self._lock = threading.Lock()
         self._handles: dict[int, _Handle] = {}
         self._next_fh = 1
