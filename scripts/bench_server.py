@@ -44,14 +44,24 @@ def bench_tree(n_nodes: int, workdir: Path) -> None:
     try:
         t0 = time.perf_counter()
         tree = srv.generate_tree(n_nodes=n_nodes, fanout=20, folders_per_folder=3)
-        print(f"{'generate_tree ' + str(n_nodes) + ' nodes':<58} {time.perf_counter() - t0:10.1f} s"
-              f"   (depth {tree.depth}, rss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB)")
+        print(
+            f"{'generate_tree ' + str(n_nodes) + ' nodes':<58} {time.perf_counter() - t0:10.1f} s"
+            f"   (depth {tree.depth}, rss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB)"
+        )
         s = requests.Session()
         s.headers["Authorization"] = "Bearer " + srv.access_token()
         meta = srv.base_url + "/drive/v1/"
         root = srv.account().root
-        _timed("GET nodes/{root}/children (20 children)", lambda: s.get(meta + f"nodes/{root}/children").json(), 20)
-        _timed("GET nodes?filters=isRoot:true", lambda: s.get(meta + "nodes", params={"filters": "isRoot:true"}), 20)
+        _timed(
+            "GET nodes/{root}/children (20 children)",
+            lambda: s.get(meta + f"nodes/{root}/children").json(),
+            20,
+        )
+        _timed(
+            "GET nodes?filters=isRoot:true",
+            lambda: s.get(meta + "nodes", params={"filters": "isRoot:true"}),
+            20,
+        )
 
         def resolve() -> str:
             node = root
@@ -62,8 +72,11 @@ def bench_tree(n_nodes: int, workdir: Path) -> None:
 
         got = _timed(f"resolve depth-{tree.depth} path via parents:X AND name:Y", resolve, 5)
         assert got == tree.deepest_id
-        _timed("GET nodes?filters=name:d65601 (whole drive)", lambda: s.get(meta + "nodes",
-                                                                                params={"filters": "name:d65601"}), 20)
+        _timed(
+            "GET nodes?filters=name:d65601 (whole drive)",
+            lambda: s.get(meta + "nodes", params={"filters": "name:d65601"}),
+            20,
+        )
 
         def page_through(pages: int) -> None:
             q: dict[str, str] = {"limit": "200"}
@@ -81,10 +94,13 @@ def bench_tree(n_nodes: int, workdir: Path) -> None:
                 if "nodes" in obj:
                     seen += len(obj["nodes"])
                     last = obj["checkpoint"]
-        print(f"{'changes full dump (' + str(seen) + ' nodes, streamed)':<58} {time.perf_counter() - t0:10.1f} s")
+        print(f"{f'changes full dump ({seen} nodes, streamed)':<58} {time.perf_counter() - t0:10.1f} s")
         s.patch(meta + f"nodes/{tree.deepest_id}", data=json.dumps({"name": "renamed"}))
-        inc = _timed("changes incremental after 1 rename", lambda: s.post(
-            meta + "changes", data=json.dumps({"checkpoint": last})).text, 5)
+        inc = _timed(
+            "changes incremental after 1 rename",
+            lambda: s.post(meta + "changes", data=json.dumps({"checkpoint": last})).text,
+            5,
+        )
         assert "renamed" in inc
         wide = s.post(meta + "nodes", data=json.dumps({"name": "wide", "kind": "FOLDER"})).json()["id"]
         srv.generate_tree(n_nodes=100_000, fanout=100_000, folders_per_folder=1, parent=wide, prefix="w")
@@ -116,9 +132,21 @@ def _rss_kb(pid: int) -> int:
 def bench_upload(gib: float, workdir: Path) -> None:
     cdir = workdir / "cdir"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "acdfuse", "serve", "--data", str(workdir / "up-data"), "--port", "0",
-         "--credentials-out", str(cdir)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "acdfuse",
+            "serve",
+            "--data",
+            str(workdir / "up-data"),
+            "--port",
+            "0",
+            "--credentials-out",
+            str(cdir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -133,10 +161,15 @@ def bench_upload(gib: float, workdir: Path) -> None:
         boundary = uuid.uuid4().hex
 
         def body() -> Iterator[bytes]:
-            yield (f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n'
-                   + json.dumps({"name": "big.bin", "kind": "FILE"}) + "\r\n").encode()
-            yield (f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="x"\r\n'
-                   "Content-Type: application/octet-stream\r\n\r\n").encode()
+            yield (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n'
+                + json.dumps({"name": "big.bin", "kind": "FILE"})
+                + "\r\n"
+            ).encode()
+            yield (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="x"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
             sent = 0
             while sent < total:
                 chunk = block[: min(len(block), total - sent)]
@@ -156,28 +189,43 @@ def bench_upload(gib: float, workdir: Path) -> None:
         t = threading.Thread(target=sample, daemon=True)
         t.start()
         t0 = time.perf_counter()
-        r = requests.post(base + "/cdproxy/nodes", params={"suppress": "deduplication"}, data=body(),
-                          headers={"Authorization": "Bearer " + token,
-                                   "Content-Type": f"multipart/form-data; boundary={boundary}"}, timeout=3600)
+        r = requests.post(
+            base + "/cdproxy/nodes",
+            params={"suppress": "deduplication"},
+            data=body(),
+            headers={
+                "Authorization": "Bearer " + token,
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+            },
+            timeout=3600,
+        )
         dt = time.perf_counter() - t0
         done.set()
         t.join()
         assert r.status_code == 201, r.text
         assert r.json()["contentProperties"]["md5"] == md5.hexdigest()
-        print(f"{'upload ' + str(gib) + ' GiB (chunked multipart)':<58} {dt:10.1f} s   "
-              f"({total / dt / 1024**2:.0f} MiB/s)")
-        print(f"{'server RSS before / peak during upload':<58} {before // 1024:6d} / {peak[0] // 1024} MB"
-              f"   (+{(peak[0] - before) // 1024} MB)")
+        print(
+            f"{'upload ' + str(gib) + ' GiB (chunked multipart)':<58} {dt:10.1f} s   "
+            f"({total / dt / 1024**2:.0f} MiB/s)"
+        )
+        print(
+            f"{'server RSS before / peak during upload':<58} {before // 1024:6d} / {peak[0] // 1024} MB"
+            f"   (+{(peak[0] - before) // 1024} MB)"
+        )
         nid = r.json()["id"]
         t0 = time.perf_counter()
         got = 0
-        with requests.get(base + f"/cdproxy/nodes/{nid}/content", headers={"Authorization": "Bearer " + token},
-                          stream=True, timeout=3600) as dl:
+        with requests.get(
+            base + f"/cdproxy/nodes/{nid}/content",
+            headers={"Authorization": "Bearer " + token},
+            stream=True,
+            timeout=3600,
+        ) as dl:
             for chunk in dl.iter_content(1024 * 1024):
                 got += len(chunk)
         dt = time.perf_counter() - t0
         assert got == total
-        print(f"{'download ' + str(gib) + ' GiB (sendfile)':<58} {dt:10.1f} s   ({total / dt / 1024**2:.0f} MiB/s)")
+        print(f"{f'download {gib} GiB (sendfile)':<58} {dt:10.1f} s   ({total / dt / 1024**2:.0f} MiB/s)")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
