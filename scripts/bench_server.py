@@ -82,6 +82,8 @@ def bench_tree(n_nodes: int, workdir: Path) -> None:
             q: dict[str, str] = {"limit": "200"}
             for _ in range(pages):
                 page = s.get(meta + "nodes", params=q).json()
+                if "nextToken" not in page:
+                    return
                 q["startToken"] = page["nextToken"]
 
         _timed("GET nodes, 50 pages of 200 (keyset paging), all 50", lambda: page_through(50))
