@@ -246,3 +246,41 @@ def test_slow_disk_never_slows_reads_skipped_chunks_are_cached_later(
     assert len(refetched) == skipped
     second.flush(30)
     assert second.stats()["disk_chunks"] == 32
+
+
+def test_disk_budget_holds_with_many_concurrent_readers(drive: MemoryDrive, make_reader: ReaderFactory,
+                                                        tmp_path: Path) -> None:
+    cache_dir = tmp_path / "c"
+    cap = 10 * CHUNK + 40 * KiB
+    files = 6
+    size = 24 * CHUNK
+    for i in range(files):
+        drive.add(f"f{i}", pattern(size, seed=i))
+    reader = make_reader(drive, cache_dir=cache_dir, cache_size=cap, memory_cache=4 * CHUNK,
+                         read_ahead=4 * CHUNK)
+    errors: list[BaseException] = []
+
+    def read(i: int) -> None:
+        try:
+            for _ in range(2):
+                fh = reader.open(f"f{i}", "k", size)
+                assert read_all(reader, fh, size, step=(i + 1) * 10 * KiB) == drive.files[f"f{i}"]
+                reader.release(fh)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(files)]
+    for t in threads:
+        t.start()
+    samples = 0
+    while any(t.is_alive() for t in threads):
+        assert disk_usage(cache_dir) <= cap
+        assert reader.stats()["disk_bytes"] <= cap
+        samples += 1
+        threads[0].join(0.005)
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert reader.flush(30)
+    assert disk_usage(cache_dir) <= cap
+    assert samples > 0
