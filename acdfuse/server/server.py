@@ -3,7 +3,10 @@
 The constructor does no I/O; ``start()`` opens (or creates) the data dir and serves in daemon
 threads; ``close()`` stops serving, cuts idle keep-alive connections and closes the database.
 In-process extras for tests and benchmarks: ``write_credentials``, ``generate_tree``, ``purge``,
-``forget_purged``, ``sweep_trash``, ``access_token``.
+``forget_purged``, ``sweep_trash``, ``access_token``, ``account``, ``open_connections``.
+
+Data dir layout: ``drive.sqlite3`` (+ WAL) metadata, ``blobs/<xx>/<blob id>`` contents, ``tmp/`` uploads
+in flight (wiped at start), ``server.lock`` (flock: one server per data dir).
 """
 
 from __future__ import annotations
@@ -143,12 +146,15 @@ class DriveServer:
         retention = self.config.trash_retention
         assert retention is not None
         try:
-            while not self._stop.wait(self.config.purge_interval):
+            # first sweep at start: trash may have expired while the server was down
+            while True:
                 try:
                     self.sweep_trash()
                     self.auth.purge_expired()
                 except Exception:
                     log.exception("trash sweeper failed")
+                if self._stop.wait(self.config.purge_interval):
+                    break
         finally:
             self.db.release_thread()
 

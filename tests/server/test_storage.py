@@ -90,3 +90,25 @@ def test_generate_tree(api: RawDrive, drive_server: DriveServer) -> None:
     files = [n for n in api.list_all("nodes", filters="kind:FILE AND name:c*")]
     assert len(files) == small.files == 3
     assert all(len(api.download(n["id"]).content) == 1000 for n in files)
+
+
+def test_expired_trash_is_swept_at_start(tmp_path: Path) -> None:
+    import time
+
+    with DriveServer(ServerConfig(data_dir=tmp_path / "d", port=0)) as srv:
+        api = RawDrive(srv, srv.access_token())
+        f = api.upload("old.txt", b"x")
+        api.put(f"trash/{f['id']}")
+        api.close()
+    # restarted with a retention the trashed file has already outlived
+    with DriveServer(ServerConfig(data_dir=tmp_path / "d", port=0, trash_retention=0.0)) as srv:
+        api = RawDrive(srv, srv.access_token())
+        deadline = time.monotonic() + 10  # the sweeper thread runs right after start
+        while api.get(f"nodes/{f['id']}").status_code != 404 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert api.get(f"nodes/{f['id']}").status_code == 404
+        purged = [
+            n for o in api.changes({"includePurged": "true", "checkpoint": "x"})[:-1] for n in o["nodes"]
+        ]
+        assert f["id"] not in {n["id"] for n in purged}  # a reset dump carries no tombstones
+        api.close()
