@@ -49,6 +49,8 @@ class HTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], drive_server: DriveServer) -> None:
         self.drive_server = drive_server
         self.open_connections: set[socket.socket] = set()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6  # --host ::1
         super().__init__(address, RequestHandler)
 
 
