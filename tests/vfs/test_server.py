@@ -162,3 +162,27 @@ class TestStoppedServer:
                 assert exc.errno == errno.EIO
         else:
             pytest.fail("the read never recovered after the server came back")
+
+
+def test_flaky_server_never_yields_wrong_bytes(client, drive_server: DriveServer, make_reader: ReaderFactory,
+                                               options: dict[str, object]) -> None:
+    data = pattern(3 * MiB, seed=8)
+    node_id, md5 = upload(client, "flaky.bin", data)
+    reader = make_reader(client.download_chunk, **options)
+    fh = reader.open(node_id, md5, len(data))
+    drive_server.faults.configure(error_rate=0.2, cut_rate=0.2, seed=3)
+    try:
+        offset = 0
+        failures = 0
+        while offset < len(data):
+            try:
+                got = reader.read(fh, offset, 100 * KiB)
+            except RequestError:
+                failures += 1  # the client gave up on one range: the caller may simply retry
+                assert failures < 50
+                continue
+            assert got == data[offset:offset + len(got)]
+            offset += len(got)
+    finally:
+        drive_server.faults.configure(error_rate=0.0, cut_rate=0.0)
+    assert reader.stats()["fetched_bytes"] >= len(data)
