@@ -358,12 +358,6 @@ class DiskCache:
             assert entry is not None
             self._unlink([entry])
 
-    def has_other_content(self, node_id: str, content_key: str) -> bool:
-        node_hex = node_id.encode().hex()
-        digest = content_digest(content_key)
-        with self._lock:
-            return any(stem[1] != digest for stem in self._by_node.get(node_hex, ()))
-
     @property
     def used(self) -> int:
         with self._lock:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from .diskcache import DiskCache, Stem, content_digest
 from .heap import HeapTrimmer
-from .memcache import MemoryCache
+from .memcache import ChunkKey, MemoryCache
 from .options import ReaderOptions
 from .pool import FetchPool, Job
 from .readahead import ReadAheadState
@@ -40,7 +40,6 @@ from .writebehind import WriteBehind
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str, int, int], "bytes | bytearray | memoryview"]
-ChunkKey = tuple[str, str, int]  # (node id, content key, chunk index)
 
 
 class _Pending:
@@ -184,7 +183,7 @@ class ContentReader:
                 # fetches in flight may carry the dropped bytes: they are handed out, not cached
                 self._gen[node_id] = self._gen.get(node_id, 0) + 1
             else:
-                # only fetches of ``keep_content`` are cached from now on (see ``_is_current``)
+                # only fetches of ``keep_content`` are cached from now on (see ``_still_current``)
                 self._current[node_id] = keep_content
             for handle in self._handles.values():
                 if handle.node_id == node_id and handle.content_key != keep_content:
