@@ -107,6 +107,7 @@ class Bench:
 
     def options(self, cache_dir: Path | None, **overrides: Any) -> ReaderOptions:
         base: dict[str, Any] = dict(cache_dir=cache_dir, streams=self.args.streams,
+                                    disk_skip_when_full=self.args.disk_skip_when_full,
                                     read_ahead=self.args.read_ahead_mib * MiB,
                                     memory_cache=self.args.memory_mib * MiB,
                                     cache_size=self.args.cache_mib * MiB)
@@ -131,6 +132,7 @@ class Bench:
         node, md5, local = self.upload("big.bin", size, 1)
         url = f"{self.content_url}nodes/{node}/content"
         curl, cold, warm, restart, disk = [], [], [], [], []
+        restart_fetches: list[int] = []
         local_seconds(local)  # page cache warm-up
         for run in range(self.args.runs):
             curl.append(curl_seconds(url, self.token()))
@@ -149,7 +151,7 @@ class Bench:
             os.sync()  # a remount comes later: let the kernel write back first, as it would by then
             seconds, stats, reader = self.reader_pass(node, md5, size, cache_dir)
             restart.append(seconds)
-            assert stats["fetches"] == 0, stats
+            restart_fetches.append(stats["fetches"])
             reader.close()
             disk.append(local_seconds(local))
             shutil.rmtree(cache_dir)
@@ -157,7 +159,7 @@ class Bench:
               f"ratio {median(curl) / median(cold):.2f}x curl")
         print(f"warm re-read     {rate(size, median(warm))}   local file {rate(size, median(disk))}   "
               f"ratio {median(disk) / median(warm):.2f}x local")
-        print(f"after restart    {rate(size, median(restart))}   (disk tier only, 0 fetches)   "
+        print(f"after restart    {rate(size, median(restart))}   (disk tier; fetches {restart_fetches})   "
               f"ratio {median(disk) / median(restart):.2f}x local")
 
     def capped(self) -> None:
@@ -258,6 +260,8 @@ def main() -> int:
     p.add_argument("--memory-mib", type=int, default=256)
     p.add_argument("--cache-mib", type=int, default=2048)
     p.add_argument("--skip-cold", action="store_true")
+    p.add_argument("--disk-skip-when-full", action="store_true",
+                   help="reader option: skip the disk tier when it lags instead of waiting for it")
     p.add_argument("--workdir", type=Path, default=None, help="where files and caches go (default: temp)")
     p.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = p.parse_args()

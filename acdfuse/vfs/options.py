@@ -37,8 +37,11 @@ class ReaderOptions:
     # Window a sequential reader starts with; it doubles up to ``read_ahead``.
     initial_window: int = 1 * MiB
     # Fetched chunks waiting to be written to the disk tier (memory they may hold beyond
-    # ``memory_cache``); past it, chunks skip the disk rather than slow reads to disk speed.
+    # ``memory_cache``).  When it is full, fetches wait for the disk, so every chunk read is cached
+    # and a re-read after a restart needs no network; ``disk_skip_when_full`` skips the disk instead
+    # (reads keep the network's pace when the disk is slower, e.g. a loopback server).
     disk_queue: int = 64 * MiB
+    disk_skip_when_full: bool = False
 
     def __post_init__(self) -> None:
         if self.chunk_size <= 0:

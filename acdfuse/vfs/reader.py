@@ -88,7 +88,8 @@ class ContentReader:
         self._cs = opts.chunk_size
         self._mem = MemoryCache(opts.memory_cache)
         self._disk = DiskCache(opts.cache_dir, opts.cache_size, opts.chunk_size) if opts.cache_dir else None
-        self._writer = (WriteBehind(self._disk, max(opts.disk_queue, opts.request_size))
+        self._writer = (WriteBehind(self._disk, max(opts.disk_queue, opts.request_size),
+                                    skip_when_full=opts.disk_skip_when_full)
                         if self._disk is not None else None)
         self._pool = FetchPool(opts.streams + opts.demand_workers, opts.streams)
         self._heap = HeapTrimmer(256 * 1024 * 1024)

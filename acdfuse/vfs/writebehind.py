@@ -1,9 +1,12 @@
 """Write-behind of fetched chunks to the disk tier, so slow disk writes stay off the fetch path.
 
 Chunks wait in a queue bounded in bytes, which bounds the memory the queue holds.  When the disk
-falls that far behind the network, new chunks are not queued (the caller counts them): a cold read
-runs at network speed instead of the disk's, and what was skipped is cached on its next fetch.
-A later write-back spool can reuse the same shape for uploads (there, blocking instead).
+falls that far behind the network, by default the fetch that wants to queue more waits for room:
+every chunk read reaches the disk, so a re-read after a restart needs no network at all, and a cold
+read runs at the disk's pace when that is the slower one.  With ``skip_when_full`` new chunks are
+not queued instead (the caller counts them): reads keep the network's pace and what was skipped is
+cached on its next fetch; the writer threads then also run at a lower CPU priority.  A later
+write-back spool can reuse the same shape for uploads.
 
 Lock order: ``WriteBehind._cond`` is a leaf lock; disk writes run with no lock held.
 """
@@ -43,9 +46,11 @@ def _lower_priority() -> None:
 
 
 class WriteBehind:
-    def __init__(self, disk: DiskCache, max_bytes: int, threads: int = 2) -> None:
+    def __init__(self, disk: DiskCache, max_bytes: int, threads: int = 2,
+                 skip_when_full: bool = False) -> None:
         self._disk = disk
         self._max_bytes = max_bytes
+        self._skip_when_full = skip_when_full
         self._nthreads = threads
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[tuple[list[tuple[Stem, memoryview]], int, Done, Wanted]] = deque()
@@ -64,13 +69,15 @@ class WriteBehind:
         """Queue chunks for the disk; ``done`` runs after they were written (or skipped).
 
         ``wanted()`` is asked before and after writing: chunks of content invalidated while they
-        waited are not written, or removed again.  If the queue is full (the disk is slower than
-        the network) the chunks are not queued, ``done`` runs at once and the answer is False:
-        reads never slow down to the disk's pace, and those chunks are cached when next fetched.
+        waited are not written, or removed again.  A full queue makes this wait for room, or with
+        ``skip_when_full`` return False at once (``done`` has run, nothing was queued).
         """
         size = sum(view.nbytes for _, view in chunks)
         with self._cond:
-            # admit at least one batch even if it alone is over the bound
+            # a batch is admitted into an empty queue even if it alone is over the bound
+            if not self._skip_when_full:
+                self._cond.wait_for(lambda: self._closed or not self._queued
+                                    or self._queued + size <= self._max_bytes)
             queued = not self._closed and not (self._queued and self._queued + size > self._max_bytes)
             if queued:
                 self._queue.append((chunks, size, done, wanted))
@@ -97,7 +104,9 @@ class WriteBehind:
             t.join(max(0.0, deadline - time.monotonic()))
 
     def _loop(self) -> None:
-        _lower_priority()
+        if self._skip_when_full:
+            # a writer that falls behind costs cache hits only, never read speed: let reads go first
+            _lower_priority()
         while True:
             with self._cond:
                 while not self._queue:

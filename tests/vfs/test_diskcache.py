@@ -6,6 +6,7 @@ import errno
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -215,7 +216,7 @@ def test_full_disk_degrades_to_memory_only_without_losing_reads(
     assert reader.stats()["disk_bytes"] <= 1 * MiB
 
 
-def test_slow_disk_never_slows_reads_skipped_chunks_are_cached_later(
+def test_skip_mode_slow_disk_never_slows_reads_skipped_chunks_are_cached_later(
         drive: MemoryDrive, make_reader: ReaderFactory, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     size = 32 * CHUNK
@@ -229,7 +230,8 @@ def test_slow_disk_never_slows_reads_skipped_chunks_are_cached_later(
         real_write(target, view)
 
     monkeypatch.setattr(diskcache, "_write_file", stuck_disk)
-    reader = make_reader(drive, cache_dir=tmp_path / "c", disk_queue=4 * CHUNK, memory_cache=64 * CHUNK)
+    reader = make_reader(drive, cache_dir=tmp_path / "c", disk_queue=4 * CHUNK, memory_cache=64 * CHUNK,
+                         disk_skip_when_full=True)
     fh = reader.open("n", "k", size)
     assert read_all(reader, fh, size) == data  # completes while the disk is stuck
     skipped = reader.stats()["disk_skipped"]
@@ -284,3 +286,26 @@ def test_disk_budget_holds_with_many_concurrent_readers(drive: MemoryDrive, make
     assert reader.flush(30)
     assert disk_usage(cache_dir) <= cap
     assert samples > 0
+
+
+def test_default_mode_a_slow_disk_still_gets_every_chunk(
+        drive: MemoryDrive, make_reader: ReaderFactory, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    size = 48 * CHUNK
+    data = pattern(size, seed=10)
+    drive.add("n", data)
+    real_write = diskcache._write_file
+
+    def slow_disk(target: Path, view: memoryview) -> None:
+        time.sleep(0.005)  # a disk far slower than this in-memory "network"
+        real_write(target, view)
+
+    monkeypatch.setattr(diskcache, "_write_file", slow_disk)
+    reader = make_reader(drive, cache_dir=tmp_path / "c", disk_queue=4 * CHUNK, memory_cache=8 * CHUNK)
+    assert read_all(reader, reader.open("n", "k", size), size) == data
+    assert reader.stats()["disk_skipped"] == 0
+    reader.close()
+    calls = len(drive.calls)
+    second = make_reader(drive, cache_dir=tmp_path / "c")
+    assert read_all(second, second.open("n", "k", size), size) == data
+    assert len(drive.calls) == calls  # the whole file came from the disk tier
