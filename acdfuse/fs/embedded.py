@@ -153,11 +153,29 @@ def running_server(paths: EmbeddedPaths) -> ServerState | None:
     return state
 
 
-def start_server(paths: EmbeddedPaths, owner_pid: int) -> ServerState:
-    """Start ``acdfuse serve`` on a free loopback port and wait until it answers with credentials."""
+def start_server(paths: EmbeddedPaths, owner_pid: int, attempts: int = 3) -> ServerState:
+    """Start ``acdfuse serve`` on a free loopback port and wait until it answers with credentials.
+
+    The port is picked here and bound by the child, so another program can take it in between; a
+    server that exits at once is then retried on a new port.
+    """
     paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths.cdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    port = free_port()
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_once(paths, owner_pid, free_port())
+        except _ExitedEarly as exc:
+            if attempt == attempts:
+                raise EmbeddedError(str(exc)) from None
+            log.warning("%s; retrying on another port", exc)
+    raise AssertionError("unreachable")
+
+
+class _ExitedEarly(Exception):
+    pass
+
+
+def _start_once(paths: EmbeddedPaths, owner_pid: int, port: int) -> ServerState:
     argv = [
         sys.executable, "-m", "acdfuse", "serve",
         "--data", str(paths.data), "--host", "127.0.0.1", "--port", str(port),
@@ -171,7 +189,7 @@ def start_server(paths: EmbeddedPaths, owner_pid: int) -> ServerState:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise EmbeddedError(f"the bundled server exited with status {proc.returncode}; see {paths.log}")
+            raise _ExitedEarly(f"the bundled server exited with status {proc.returncode}; see {paths.log}")
         if answers(state.base_url, timeout=0.5) and credentials_for(paths, state.base_url):
             write_state(paths, state)
             log.info("embedded server pid %d on %s, data in %s", proc.pid, state.base_url, paths.data)

@@ -180,3 +180,28 @@ def test_sigterm_unmounts_cleanly(mounts: Any, cdir: Path) -> None:
     m.proc = None
     assert not os.path.ismount(m.mnt)
     assert "unmounted" in m.log_file.read_text()
+
+
+def test_embedded_server_retries_when_its_port_is_taken(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket  # noqa: PLC0415
+
+    from acdfuse.fs import embedded  # noqa: PLC0415
+
+    paths = embedded.EmbeddedPaths(tmp_path / "data")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        ports = [busy]
+        real = embedded.free_port
+        monkeypatch.setattr(embedded, "free_port", lambda: ports.pop() if ports else real())
+        state = embedded.start_server(paths, os.getpid())
+    try:
+        assert state.port != busy and not ports
+        assert embedded.running_server(paths) == state
+        assert ACDClient(str(paths.cdir)).get_root_id()
+    finally:
+        embedded.stop_server(paths, state)
+    assert not alive(state.pid)
+    assert embedded.read_state(paths) is None
