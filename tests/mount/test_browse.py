@@ -141,6 +141,13 @@ def test_tools_walk_the_tree(mount: Mount, tree: dict[str, Any], tmp_path: Path)
     subprocess.run(["cp", "-r", str(mount.mnt), str(copy)], check=True)
     assert (copy / "docs" / "sub" / "b.bin").read_bytes() == pattern(70_000, 1)
     assert (copy / "empty").read_bytes() == b""
+    synced = tmp_path / "rsynced"
+    subprocess.run(["rsync", "-a", f"{mount.mnt}/", f"{synced}/"], check=True)
+    subprocess.run(["diff", "-r", str(copy), str(synced)], check=True)
+    assert os.stat(synced / "docs" / "a.txt").st_mtime == os.stat(mount.mnt / "docs" / "a.txt").st_mtime
+    tar = subprocess.run(["tar", "-cf", "-", "-C", str(mount.mnt), "."], capture_output=True, check=True)
+    listing = subprocess.run(["tar", "-tvf", "-"], input=tar.stdout, capture_output=True, check=True)
+    assert b"./docs/sub/b.bin" in listing.stdout and b"70000" in listing.stdout
 
 
 def test_many_lookups_do_not_leak_descriptors(mount: Mount, client: Any, drive_server: Any) -> None:
