@@ -41,8 +41,8 @@ class ServerConfig:
     changes_chunk_size: int = 1000
     # tempLink URLs (GET nodes/{id}?tempLink=true) work without a token for this long (Amazon: 48 h)
     templink_lifetime: float = 48 * 3600
-    # add_child may link a folder below its own descendant (a cycle, as folder hard links allowed);
-    # False refuses that with 400 like a move
-    allow_cycles: bool = True
+    # add_child refuses to link a folder below itself or its own descendant (400, like a move), so
+    # the tree stays a DAG; True allows such cycles (tests of clients that must survive them)
+    allow_cycles: bool = False
     # idle keep-alive connections are closed after this many seconds
     idle_timeout: float = 120

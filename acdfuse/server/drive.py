@@ -14,11 +14,11 @@ Decisions where acd-api.md is uncertain (⚠), chosen so a client can rely on th
 - Restoring into a parent that meanwhile got an AVAILABLE child with the same name → 409
   NAME_ALREADY_EXISTS (nothing changes); the client renames one of them and retries.
 - Removing the last parent of a node → 400: a node never ends with no parents (use trash instead).
-- Moving a folder into its own subtree → 400 (the subtree would be cut off from the root); adding an
-  extra parent that makes a cycle is allowed, since the node stays reachable through its old parent,
-  Amazon allowed folder hard links and clients (our store included) must survive cycles anyway. Only
-  the degenerate self-link (a folder as its own parent) → 400. ``ServerConfig(allow_cycles=False)``
-  refuses every cycle through add_child with 400, like a move.
+- Folders may have several parents (Amazon allowed folder hard links), but the tree stays a DAG:
+  moving a folder into its own subtree, or adding it as a child of itself or of one of its
+  descendants → 400, so every client can walk paths without cycle detection.
+  ``ServerConfig(allow_cycles=True)`` lets add_child make cycles (for testing clients that must
+  survive them); a folder as its own parent stays 400.
 - Duplicate content: an upload (POST) without ``suppress=deduplication`` whose md5 equals that of an
   AVAILABLE file of the same account gets 409 ``DUPLICATE_FILE`` with ``info.nodeId``. Empty files and
   overwrites are never checked (every empty file would collide; acd_cli's clear_file sends no suppress).
@@ -72,7 +72,7 @@ class Drive:
         *,
         quota: int,
         next_token_lifetime: float,
-        allow_cycles: bool = True,
+        allow_cycles: bool = False,
     ) -> None:
         self.allow_cycles = allow_cycles
         self.db = db

@@ -188,23 +188,25 @@ def test_children_add_remove_move(api: RawDrive) -> None:
     assert r.status_code == 400
     # a file is not a folder
     assert api.put(f"nodes/{f['id']}/children/{sub['id']}").status_code == 400
-    # a folder cannot be its own parent; a deeper cycle through add_child is allowed (documented)
+    # no cycles: a folder cannot be its own parent nor a child of its descendant (documented)
     assert api.put(f"nodes/{a['id']}/children/{a['id']}").status_code == 400
-    r = api.put(f"nodes/{sub['id']}/children/{a['id']}")
-    assert r.status_code == 200 and sub["id"] in r.json()["parents"]
+    assert api.put(f"nodes/{sub['id']}/children/{a['id']}").status_code == 400
 
 
-def test_cycles_can_be_refused(api: RawDrive, drive_server: DriveServer) -> None:
+def test_cycles_only_when_allowed(api: RawDrive, drive_server: DriveServer) -> None:
     a = api.mkdir("a")
     b = api.mkdir("b", a["id"])
     c = api.mkdir("c", b["id"])
-    drive_server.drive.allow_cycles = False  # what ServerConfig(allow_cycles=False) sets
-    for parent in (b, c):
+    for parent in (b, c):  # default: the tree stays a DAG
         r = api.put(f"nodes/{parent['id']}/children/{a['id']}")
         assert r.status_code == 400, r.text
     assert api.get(f"nodes/{a['id']}").json()["parents"] == [api.root]
     other = api.mkdir("other")
     assert api.put(f"nodes/{other['id']}/children/{b['id']}").status_code == 200  # no cycle: fine
+    drive_server.drive.allow_cycles = True  # what ServerConfig(allow_cycles=True) sets
+    r = api.put(f"nodes/{c['id']}/children/{a['id']}")
+    assert r.status_code == 200 and c["id"] in r.json()["parents"]
+    assert api.put(f"nodes/{a['id']}/children/{a['id']}").status_code == 400  # never its own parent
 
 
 def test_multi_parent_folder_rename_affects_all(api: RawDrive) -> None:
