@@ -105,7 +105,10 @@ class SyncLoop:
             return False
         self.syncs += 1
         self._set_online(True, None)
-        self._on_synced(result)
+        try:
+            self._on_synced(result)
+        except Exception:  # the loop must outlive a bug in a callback, or syncing stops for good
+            log.exception("after-sync step failed (the mirror itself is synced)")
         if time.monotonic() - self._quota.updated >= self._quota_interval or not self._quota.updated:
             self.refresh_quota()
         return True

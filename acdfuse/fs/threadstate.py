@@ -1,6 +1,6 @@
 """Python thread states for libfuse's worker threads, kept alive across FUSE callbacks.
 
-Lock order: none; ``_pinned`` is only touched with the GIL held.
+Lock order: none; ``_pinned`` and ``_pins`` are only touched with the GIL held.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ _thread_state_get = ctypes.pythonapi.PyThreadState_Get
 _thread_state_get.restype = ctypes.c_void_p
 _gil_state_ensure = ctypes.pythonapi.PyGILState_Ensure
 _gil_state_ensure.restype = ctypes.c_int
+# a thread state pinned for a worker that libfuse later ends is never freed; this caps what can pile up
+MAX_PINNED = 256
 _pinned: dict[int, int | None] = {}   # OS thread id -> the Python thread state kept alive for it
+_pins = 0                              # states pinned so far (ended threads' included)
 
 
 def pin_thread_state() -> None:
@@ -27,5 +30,9 @@ def pin_thread_state() -> None:
     ident = threading.get_ident()
     state = _thread_state_get()
     if _pinned.get(ident) != state:
+        global _pins
+        if _pins >= MAX_PINNED:
+            return   # enough left behind: later threads pay a fresh state per call instead
         _gil_state_ensure()
         _pinned[ident] = state
+        _pins += 1

@@ -1,0 +1,77 @@
+"""The sync loop's bookkeeping, called directly (no thread, no signal): online/offline transitions,
+the quota cache, and a failing after-sync step that must not stop syncing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from acdfuse.api.common import make_error
+from acdfuse.fs.syncer import QuotaCache, SyncLoop
+
+
+class Script:
+    def __init__(self, outcomes: list[Any]) -> None:
+        self.outcomes = outcomes
+        self.calls = 0
+
+    def __call__(self) -> Any:
+        outcome = self.outcomes[min(self.calls, len(self.outcomes) - 1)]
+        self.calls += 1
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+def loop_with(sync: Any, quota: QuotaCache, on_synced: Any = None, fetch_quota: Any = None) -> SyncLoop:
+    return SyncLoop(sync, fetch_quota=fetch_quota or (lambda: (100, 40)), quota=quota,
+                    on_synced=on_synced or (lambda result: None), interval=60, quota_interval=300)
+
+
+def test_offline_then_online(caplog: pytest.LogCaptureFixture) -> None:
+    down = make_error(1000, "connection refused")
+    quota = QuotaCache()
+    loop = loop_with(Script([down, down, "result"]), quota)
+    with caplog.at_level(logging.INFO, logger="acdfuse.fs.syncer"):
+        assert loop.run_once() is False
+        assert loop.online is False
+        assert loop.run_once() is False
+        assert quota.sizes() == (0, 0)           # nothing known yet
+        assert loop.run_once() is True
+    assert loop.online is True and loop.syncs == 1
+    assert quota.sizes() == (100, 40)            # refreshed with the first successful sync
+    text = caplog.text
+    assert text.count("serving the local mirror (offline)") == 1   # said once, not per attempt
+    assert "back online" in text
+
+
+def test_quota_is_refreshed_now_and_then_not_per_sync() -> None:
+    quota = QuotaCache()
+    asked = Script([(100, 40), (100, 30)])
+    loop = loop_with(Script(["r"]), quota, fetch_quota=asked)
+    loop.run_once()
+    loop.run_once()
+    loop.run_once()
+    assert asked.calls == 1 and quota.sizes() == (100, 40)
+
+
+def test_failed_quota_keeps_the_last_numbers() -> None:
+    quota = QuotaCache()
+    quota.set(10, 5)
+    loop = loop_with(Script(["r"]), quota, fetch_quota=Script([make_error(500, "boom")]))
+    loop.refresh_quota()
+    assert quota.sizes() == (10, 5)
+
+
+def test_a_failing_after_sync_step_does_not_stop_syncing(expect_errors: list[str]) -> None:
+    expect_errors.append("after-sync step failed")
+
+    def broken(result: Any) -> None:
+        raise ValueError("bug in a callback")
+
+    loop = loop_with(Script(["r"]), QuotaCache(), on_synced=broken)
+    assert loop.run_once() is True
+    assert loop.run_once() is True
+    assert loop.syncs == 2
