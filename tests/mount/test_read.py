@@ -205,3 +205,17 @@ def test_content_changed_before_the_mirror_knows_is_never_mixed(mount: Mount, cl
         assert time.monotonic() < deadline, "the mount did not catch up with the new content"
         time.sleep(0.1)
     assert os.stat(path).st_size == len(v2)
+
+
+def test_page_cache_is_kept_across_opens(mount: Mount, drive_server: Any,
+                                         big: tuple[dict[str, Any], bytes]) -> None:
+    # With both chunk caches off, any read that reaches the mount costs a download: a second open
+    # of unchanged content must be served by the kernel's page cache alone.
+    _, data = big
+    mount.start("--memory-cache", "0", "--cache-size", "0")
+    path = mount.mnt / "big.bin"
+    assert path.read_bytes() == data
+    drive_server.stats.reset()
+    for _ in range(3):
+        assert path.read_bytes() == data
+    assert drive_server.stats.snapshot()["download"] == 0
