@@ -231,6 +231,12 @@ def run_mount(args: argparse.Namespace) -> int:
     mnt = opts.mountpoint
     if daemon.is_mounted(mnt):
         return _fail(f"{mnt} is already a mount point (`acdfuse umount {mnt}` first)")
+    if not mnt.exists() and mnt.parent.is_dir():
+        # the README's first command names a fresh ~/CloudDrive: make it rather than refuse
+        try:
+            mnt.mkdir()
+        except OSError as exc:
+            return _fail(f"cannot create the mount point {mnt}: {exc}")
     if not mnt.is_dir():
         return _fail(f"{mnt} is not a directory")
     if not opts.embedded and not has_account(opts.config_dir):

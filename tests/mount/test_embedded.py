@@ -68,8 +68,7 @@ def wait_until(check: object, what: str, timeout: float = 30.0) -> None:
 
 def test_embedded_mount_umount_cycle(tmp_path: Path, xdg: dict[str, str], expect_errors: list[str]) -> None:
     require_fuse()
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
+    mnt = tmp_path / "mnt"           # not there yet: the README's first command makes it
     data_root = tmp_path / "data" / "acdfuse"
 
     first = acdfuse(xdg, "mount", str(mnt))
@@ -123,8 +122,11 @@ def test_umount_of_something_not_mounted(tmp_path: Path, xdg: dict[str, str]) ->
 
 
 def test_background_mount_reports_failures(tmp_path: Path, xdg: dict[str, str]) -> None:
-    missing = acdfuse(xdg, "mount", str(tmp_path / "does-not-exist"))
+    missing = acdfuse(xdg, "mount", str(tmp_path / "no-parent" / "mnt"))
     assert missing.returncode != 0 and "not a directory" in missing.stderr
+    (tmp_path / "a-file").write_text("x")
+    a_file = acdfuse(xdg, "mount", str(tmp_path / "a-file"))
+    assert a_file.returncode != 0 and "not a directory" in a_file.stderr
     empty_cdir = tmp_path / "nocreds"
     empty_cdir.mkdir()
     (tmp_path / "mnt").mkdir()
