@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -200,7 +201,6 @@ def test_authorization_code_flow_through_login_page(drive_server: DriveServer, c
 
 
 def test_login_password(drive_server: DriveServer, cdir: Path) -> None:
-    from dataclasses import replace
 
     drive_server.oauth.config = replace(drive_server.config, login_password="s3cret")
     client = _client(cdir)

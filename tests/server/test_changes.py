@@ -1,6 +1,11 @@
-"""``changes``: full dump with reset, incremental checkpoints, chunking, maxNodes, stale checkpoints, purged."""
+"""``changes``: full dump with reset, checkpoints, chunking, maxNodes, stale checkpoints, purged nodes."""
 
 from __future__ import annotations
+
+import threading
+import time
+
+import requests
 
 from acdfuse.server import DriveServer
 
@@ -108,7 +113,6 @@ def test_purged_nodes_with_include_purged(api: RawDrive, drive_server: DriveServ
 
 
 def test_trash_retention_sweeper(api: RawDrive, drive_server: DriveServer) -> None:
-    import time
 
     f = api.upload("old.txt", b"x")
     api.put(f"trash/{f['id']}")
@@ -125,9 +129,6 @@ def test_trash_retention_sweeper(api: RawDrive, drive_server: DriveServer) -> No
 def test_changes_while_others_write(api: RawDrive, drive_server: DriveServer) -> None:
     """Polling ``changes`` with checkpoints during concurrent writes loses nothing: replaying every
     delivered node state in order ends exactly at the server's final tree."""
-    import threading
-
-    import requests
 
     stop = threading.Event()
     token = api.s.headers["Authorization"]

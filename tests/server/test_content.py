@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import io
 import json
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
 import requests
+from PIL import Image
 
 from acdfuse.server import DriveServer
 
@@ -61,7 +66,6 @@ def test_range_requests(api: RawDrive) -> None:
 
 
 def test_concurrent_range_reads(api: RawDrive, drive_server: DriveServer) -> None:
-    import concurrent.futures
 
     data = os.urandom(2 * 1024 * 1024)
     nid = api.upload("big.bin", data)["id"]
@@ -249,7 +253,6 @@ def test_overwrite(api: RawDrive) -> None:
 
 
 def test_thumbnail(api: RawDrive) -> None:
-    from PIL import Image
 
     buf = io.BytesIO()
     Image.new("RGB", (640, 320), (200, 10, 10)).save(buf, "JPEG")
@@ -282,8 +285,6 @@ def test_keep_alive_survives_rejected_upload(api: RawDrive) -> None:
 
 def test_client_vanishing_mid_upload_leaves_nothing(api: RawDrive, drive_server: DriveServer) -> None:
     """Half an upload, then the connection drops: no node, no blob, no temp file; the server goes on."""
-    import socket
-    import time
 
     boundary = "cut"
     head = (
@@ -319,7 +320,6 @@ def test_client_vanishing_mid_upload_leaves_nothing(api: RawDrive, drive_server:
 
 def test_upload_streams_in_constant_memory(api: RawDrive) -> None:
     """256 MiB through the (in-process) server must not raise the process RSS by 50 MB."""
-    import threading
 
     def rss() -> int:
         with open("/proc/self/status") as f:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import random
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -105,9 +108,6 @@ def test_random_filters_never_crash(api: RawDrive) -> None:
 
 def test_short_connections_do_not_leak_descriptors(drive_server: DriveServer) -> None:
     """Each HTTP connection has its own thread and SQLite connection; both must go away with it."""
-    import os
-    import threading
-    import time
 
     token = drive_server.access_token()
 

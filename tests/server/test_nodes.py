@@ -6,6 +6,7 @@ import re
 from datetime import datetime
 
 from acdfuse.server import DriveServer
+from acdfuse.server.util import new_id
 
 from .conftest import RawDrive
 
@@ -53,7 +54,6 @@ def test_create_folder_and_node_json(api: RawDrive) -> None:
     assert r.status_code == 201
     n = r.json()
     assert ID_RE.match(n["id"])
-    from acdfuse.server.util import new_id
 
     assert all(new_id()[0] != "-" for _ in range(2000))  # ids stay usable as command-line arguments
     assert n["name"] == "Photos" and n["kind"] == "FOLDER" and n["parents"] == [api.root]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from .conftest import RawDrive
 
 
@@ -65,7 +67,6 @@ def test_properties_of_unknown_node(api: RawDrive) -> None:
 
 
 def test_properties_in_upload_metadata(api: RawDrive) -> None:
-    import json
 
     meta = {"name": "p.txt", "kind": "FILE", "properties": {"app": {"a": "1"}}}
     files = {"metadata": (None, json.dumps(meta)), "content": ("x", b"data")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,6 @@ def test_generate_tree(api: RawDrive, drive_server: DriveServer) -> None:
 
 
 def test_expired_trash_is_swept_at_start(tmp_path: Path) -> None:
-    import time
 
     with DriveServer(ServerConfig(data_dir=tmp_path / "d", port=0)) as srv:
         api = RawDrive(srv, srv.access_token())
