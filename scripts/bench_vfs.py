@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import random
 import shutil
@@ -73,6 +74,20 @@ def local_seconds(path: Path) -> float:
     with open(path, "rb", buffering=0) as f:
         while f.read(READ):
             pass
+    return time.perf_counter() - start
+
+
+def direct_seconds(path: Path) -> float:
+    """Read the file from the device itself (O_DIRECT), bypassing the page cache."""
+    buf = mmap.mmap(-1, MiB)  # page-aligned, as O_DIRECT wants
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    start = time.perf_counter()
+    try:
+        while os.readv(fd, [buf]):
+            pass
+    finally:
+        os.close(fd)
+        buf.close()
     return time.perf_counter() - start
 
 
@@ -133,6 +148,7 @@ class Bench:
         url = f"{self.content_url}nodes/{node}/content"
         curl, cold, warm, restart, disk = [], [], [], [], []
         restart_fetches: list[int] = []
+        device: list[float] = []
         local_seconds(local)  # page cache warm-up
         for run in range(self.args.runs):
             curl.append(curl_seconds(url, self.token()))
@@ -154,6 +170,7 @@ class Bench:
             restart_fetches.append(stats["fetches"])
             reader.close()
             disk.append(local_seconds(local))
+            device.append(direct_seconds(local))
             shutil.rmtree(cache_dir)
         print(f"cold sequential  {rate(size, median(cold))}   curl {rate(size, median(curl))}   "
               f"ratio {median(curl) / median(cold):.2f}x curl")
@@ -161,6 +178,9 @@ class Bench:
               f"ratio {median(disk) / median(warm):.2f}x local")
         print(f"after restart    {rate(size, median(restart))}   (disk tier; fetches {restart_fetches})   "
               f"ratio {median(disk) / median(restart):.2f}x local")
+        print(f"local file read from the device (O_DIRECT) {rate(size, median(device))}: "
+              f"warm re-read {median(device) / median(warm):.2f}x, after restart "
+              f"{median(device) / median(restart):.2f}x of it")
 
     def capped(self) -> None:
         size = self.args.capped_size_mib * MiB
