@@ -272,7 +272,6 @@ def test_add_child_refuses_self_parent(client: ACDClient) -> None:
     assert info.value.status_code == 400
 
 
-@pytest.mark.xfail(reason="server accepts cycles through add_child (team/server-bugs.md)", strict=False)
 def test_add_child_refuses_cycles(client: ACDClient) -> None:
     f = client.create_folder("F")
     g = client.create_folder("G", f["id"])
