@@ -1,7 +1,18 @@
 """Content read path of the mount: chunk cache (memory + disk) and read-ahead, FUSE-agnostic.
 
-``ContentReader`` gets a plain ``fetch(node_id, offset, length)`` callable and serves byte ranges;
-see ``reader.py`` for the design and lock order.
+Usage (the mount builds the options once and passes any ``fetch(node_id, offset, length)``)::
+
+    reader = ContentReader(client.download_chunk, ReaderOptions(cache_dir=..., memory_cache=...))
+    reader.start()
+    fh = reader.open(node.id, node.md5 or str(node.content_version), node.size)
+    data = reader.read(fh, offset, length)     # bytes; short only at end of file
+    reader.release(fh)
+    reader.invalidate(node.id, keep_content=new_key)   # after a sync saw new content
+    reader.close()                                      # writes out queued disk-cache chunks
+
+Errors: whatever ``fetch`` raises propagates unchanged; a read that cannot finish within
+``timeout`` raises ``OSError(EIO)``; bad handles/ranges raise EBADF/EINVAL.  Design, lock order
+and the read-ahead policy are described in ``reader.py`` and the modules it names.
 """
 
 from __future__ import annotations
