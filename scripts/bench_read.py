@@ -71,8 +71,13 @@ def say(msg: str) -> None:
 
 
 def fusermount_u(mnt: Path) -> None:
+    """Unmount; a mount that stays busy (someone else's process inside it) is detached lazily."""
     exe = shutil.which("fusermount") or shutil.which("fusermount3") or "fusermount"
-    subprocess.run([exe, "-u", str(mnt)], capture_output=True, check=False)
+    for _ in range(10):
+        if subprocess.run([exe, "-u", str(mnt)], capture_output=True, check=False).returncode == 0:
+            return
+        time.sleep(0.3)
+    subprocess.run([exe, "-u", "-z", str(mnt)], capture_output=True, check=False)
 
 
 def wait_mounted(mnt: Path, proc: subprocess.Popen[bytes], what: str, timeout: float = 600) -> None:
