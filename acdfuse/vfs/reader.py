@@ -1,7 +1,8 @@
 """The content read path: file reads served from a two-tier chunk cache, fed by range fetches.
 
 ``ContentReader`` knows nothing of FUSE or HTTP.  It gets one plain callable,
-``fetch(node_id, offset, length) -> bytes``, and splits every file into fixed-size chunks keyed by
+``fetch(node_id, offset, length, content_key) -> bytes`` (the bytes of exactly that content
+version, or an error), and splits every file into fixed-size chunks keyed by
 (node id, content key, chunk index), so a file whose content changed (new md5 / content version)
 can never be served old bytes.  A chunk is looked up in memory, then on disk, then fetched; one
 fetch at most is in flight per chunk and every other reader of that chunk waits on its Event.
@@ -39,7 +40,9 @@ from .writebehind import WriteBehind
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[str, int, int], "bytes | bytearray | memoryview"]
+# fetch(node_id, offset, length, content_key): the key is the handle's, so the caller can pin the
+# request to that content version and fail rather than hand out bytes of newer content
+Fetch = Callable[[str, int, int, str], "bytes | bytearray | memoryview"]
 
 
 class _Pending:
@@ -421,7 +424,7 @@ class ContentReader:
             self._fail(items, OSError(errno.EIO, "content reader closed"))
             return
         try:
-            raw = self._fetch(node_id, offset, length)
+            raw = self._fetch(node_id, offset, length, items[0].key[1])
         except Exception as exc:
             log.warning("fetch of %s [%d, +%d) failed: %r", node_id, offset, length, exc)
             self._count(fetch_errors=1)
