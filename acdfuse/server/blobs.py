@@ -5,6 +5,12 @@ into place before the metadata transaction commits and before the client gets it
 completed upload survives ``kill -9``. Blobs are never shared between nodes or rewritten in place:
 an overwrite writes a new blob and unlinks the old one after the commit, so a download that already
 opened the old file keeps reading a consistent version.
+
+A kill between the rename and the commit (or between an overwrite's commit and the unlink of the old
+blob) leaves a file no node references. ``orphans()`` finds those after a restart: only files older than
+this start (their mtime is before that of the fresh ``tmp`` dir, on the same filesystem clock), so an
+upload of the running server that is between its rename and its commit is never taken for one.
+Directories and files are private to the server's user (0700/0600): they hold the drive's contents.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -26,7 +33,7 @@ class BlobWriter:
         self._store = store
         self.blob_id = secrets.token_hex(16)
         self.tmp_path = store.tmp_dir / self.blob_id
-        self._f = open(self.tmp_path, "wb")
+        self._f = os.fdopen(os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
         self._md5 = hashlib.md5()
         self._limit = limit
         self.size = 0
@@ -47,7 +54,7 @@ class BlobWriter:
         os.fsync(self._f.fileno())
         self._f.close()
         final = self._store.path(self.blob_id)
-        final.parent.mkdir(exist_ok=True)
+        final.parent.mkdir(mode=0o700, exist_ok=True)
         os.rename(self.tmp_path, final)
         _fsync_dir(final.parent)
         return self.blob_id
@@ -65,13 +72,38 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root / "blobs"
         self.tmp_dir = root / "tmp"
+        self.started_ns = 0  # mtime of the tmp dir made at open(): files older than it predate this start
 
     def open(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         # leftovers of uploads that never completed (server killed mid-upload) are garbage
         if self.tmp_dir.exists():
             shutil.rmtree(self.tmp_dir)
-        self.tmp_dir.mkdir(parents=True)
+        self.tmp_dir.mkdir(mode=0o700, parents=True)
+        self.started_ns = os.stat(self.tmp_dir).st_mtime_ns
+
+    def orphans(self, referenced: Callable[[str], set[str]]) -> Iterator[str]:
+        """Blob ids on disk that predate this start and that ``referenced(prefix)`` does not name.
+
+        ``referenced`` returns the blob ids of committed nodes starting with a two-hex-digit prefix, so
+        memory stays at one directory's worth even for millions of blobs.
+        """
+        for sub in sorted(self.root.iterdir()):
+            if not (sub.is_dir() and len(sub.name) == 2):
+                continue
+            names = [e.name for e in os.scandir(sub) if e.is_file(follow_symlinks=False)]
+            if not names:
+                continue
+            known = referenced(sub.name)
+            for name in names:
+                if name in known:
+                    continue
+                try:
+                    mtime = os.stat(sub / name).st_mtime_ns
+                except FileNotFoundError:
+                    continue  # purged meanwhile
+                if mtime < self.started_ns:
+                    yield name
 
     def path(self, blob_id: str) -> Path:
         return self.root / blob_id[:2] / blob_id

@@ -16,6 +16,9 @@ class ServerConfig:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8080
+    # the base URL clients elsewhere reach this server at (a name of this machine, a reverse proxy);
+    # used for discovery answers and written credentials instead of one derived from host/port
+    public_url: str | None = None
     token_lifetime: float = 3600
     # fault switches (off by default), see faults.py
     latency_ms: float = 0

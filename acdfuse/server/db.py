@@ -16,11 +16,17 @@ Schema notes (why each index exists):
 - ``nodes(md5)``: duplicate-content detection on upload.
 - ``nodes(status, trashed)`` (partial): trash listing and the expired-trash sweeper.
 - ``nodes(is_root) WHERE is_root``: the ``isRoot:true`` lookup every client starts with.
+- ``nodes(blob)`` (partial): the start-up sweep of orphan blob files reads the blob ids of one
+  ``blobs/<xx>`` directory as an index range.
+
+The database file is created 0600 (SQLite gives its -wal/-shm files the same mode): it holds every
+name and the app's client secret.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -80,6 +86,7 @@ CREATE INDEX IF NOT EXISTS nodes_md5sum ON nodes(md5) WHERE md5 IS NOT NULL;
 CREATE INDEX IF NOT EXISTS nodes_trashed ON nodes(status, trashed) WHERE trashed IS NOT NULL;
 DROP INDEX IF EXISTS nodes_root;
 CREATE INDEX IF NOT EXISTS nodes_isroot ON nodes(is_root) WHERE is_root = 1;
+CREATE INDEX IF NOT EXISTS nodes_blob ON nodes(blob) WHERE blob IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS nodes_local ON nodes(account, local_id) WHERE local_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS parents (
     parent TEXT NOT NULL,
@@ -135,7 +142,10 @@ class Database:
         return conn
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.exists():
+            # an empty file is a new database to SQLite; creating it here sets the mode
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = self.conn()
         with self.write_lock:
             row = conn.execute(

@@ -156,6 +156,15 @@ class Drive:
                 acc_id = int(row[0])
         return self.account(acc_id)
 
+    def blobs_with_prefix(self, prefix: str) -> set[str]:
+        """Blob ids of committed nodes that start with ``prefix`` (index range on ``nodes_blob``)."""
+        rows = (
+            self.db.conn()
+            .execute("SELECT blob FROM nodes WHERE blob >= ? AND blob < ?", (prefix, prefix + "~"))
+            .fetchall()
+        )
+        return {str(r[0]) for r in rows}
+
     @staticmethod
     def owner_of(account: int) -> str:
         return f"acdfuse-app-{account}"

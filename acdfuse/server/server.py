@@ -12,16 +12,19 @@ in flight (wiped at start), ``server.lock`` (flock: one server per data dir).
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import logging
 import os
+import re
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from acdfuse.server.auth import Auth
+from acdfuse.server.auth import Auth, TokenSet
 from acdfuse.server.blobs import BlobStore
 from acdfuse.server.config import ServerConfig
 from acdfuse.server.db import Database
@@ -35,6 +38,7 @@ from acdfuse.server.routes import Api
 log = logging.getLogger(__name__)
 
 ENDPOINT_VALIDITY = 259200  # 3 days, as acd_cli caches endpoints
+LOCK_FILE = "server.lock"
 
 
 class DataDirBusy(OSError):
@@ -72,16 +76,17 @@ class DriveServer:
         self._stop = threading.Event()
         self._port = 0
         self._lock_fd = -1
+        self.blob_sweep_done = threading.Event()  # set when the start-up orphan blob sweep has ended
 
     # -- life cycle -------------------------------------------------------------------------------
     def start(self) -> None:
         if self._httpd is not None:
             raise RuntimeError("server already started")
         data = Path(self.config.data_dir)
-        data.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data)
         # One server per data dir: the change counter lives in memory, so a second writer would
         # hand out the same numbers. flock is released by the kernel even after kill -9.
-        self._lock_fd = os.open(data / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._lock_fd = os.open(data / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -107,11 +112,20 @@ class DriveServer:
         )
         t.start()
         self._threads.append(t)
+        b = threading.Thread(target=self._blob_sweep, name="acdfuse-blob-sweep", daemon=True)
+        b.start()
+        self._threads.append(b)
         if self.config.trash_retention is not None:
             s = threading.Thread(target=self._sweeper, name="acdfuse-trash-sweeper", daemon=True)
             s.start()
             self._threads.append(s)
-        log.info("serving %s (data in %s)", self.base_url, self.config.data_dir)
+        log.info(
+            "serving %s (listening on %s port %d, data in %s)",
+            self.base_url,
+            self.config.host or "*",
+            self._port,
+            self.config.data_dir,
+        )
 
     def close(self) -> None:
         self._stop.set()
@@ -157,6 +171,31 @@ class DriveServer:
                     break
         finally:
             self.db.release_thread()
+
+    def _blob_sweep(self) -> None:
+        try:
+            self.sweep_orphan_blobs()
+        except Exception:
+            log.exception("orphan blob sweep failed")
+        finally:
+            self.db.release_thread()
+            self.blob_sweep_done.set()
+
+    def sweep_orphan_blobs(self) -> int:
+        """Remove blob files that predate this start and that no node references; returns how many."""
+        removed = 0
+        for blob_id in self.blobs.orphans(self.drive.blobs_with_prefix):
+            if self._stop.is_set():
+                break
+            log.info("removing orphan blob %s (no node references it)", blob_id)
+            try:
+                self.blobs.path(blob_id).unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+        if removed:
+            log.warning("removed %d orphan blob file(s) left by an interrupted upload or overwrite", removed)
+        return removed
 
     @property
     def open_connections(self) -> int:
@@ -257,6 +296,85 @@ class DriveServer:
             return 0
         cutoff = ((time.time() if now is None else now) - retention) * 1000
         return self.drive.sweep_trash(int(cutoff))
+
+
+# host[:port] of a Host header: a DNS name or IPv4 address, or a bracketed IPv6 address
+_HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+
+
+def is_wildcard(host: str) -> bool:
+    return host in ("", "0.0.0.0", "::")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` listens on loopback only (a name other than localhost counts as not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def write_client_files(cdir: Path, base: str, tokens: TokenSet, client_id: str, client_secret: str) -> None:
+    """Contract 2's client config dir: endpoint_data, oauth_data, client_data, acdfuse_server (0600)."""
+    cdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    files: dict[str, dict[str, Any]] = {
+        "endpoint_data": {
+            "customerExists": True,
+            "metadataUrl": base + "/drive/v1/",
+            "contentUrl": base + "/cdproxy/",
+            "exp_time": time.time() + ENDPOINT_VALIDITY,
+        },
+        "oauth_data": {
+            **tokens.as_json(),
+            # acd_cli's convention: refresh two minutes before the end
+            "exp_time": tokens.issued + tokens.expires_in - 120,
+        },
+        "client_data": {"CLIENT_ID": client_id, "CLIENT_SECRET": client_secret},
+        "acdfuse_server": {"base_url": base},
+    }
+    for name, content in files.items():
+        _write_private(cdir / name, json.dumps(content, indent=4, sort_keys=True))
+
+
+def advertised_url(config: ServerConfig, port: int) -> str:
+    """``DriveServer.base_url`` of a server with this config listening on ``port``."""
+    if config.public_url:
+        return config.public_url.rstrip("/")
+    host = config.host
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) 0700; warn once if an existing one is open to others."""
+    if path.is_dir():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "data dir %s is accessible to other users (mode %o); chmod 700 it to keep the drive private",
+                path,
+                mode,
+            )
+        return
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for p in reversed(missing):
+        p.mkdir(mode=0o700, exist_ok=True)
+
+
+def read_lock_info(data_dir: Path) -> dict[str, Any]:
+    """``{"pid", "base_url"}`` that the server holding ``data_dir`` wrote into its lock file, or {}."""
+    try:
+        info = json.loads((Path(data_dir) / LOCK_FILE).read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def _write_private(path: Path, text: str) -> None:
