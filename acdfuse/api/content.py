@@ -8,6 +8,8 @@ where it stopped.
 
 from __future__ import annotations
 
+import ctypes
+import http.client
 import io
 import json
 import logging
@@ -66,6 +68,26 @@ def _range_of(r: requests.Response) -> tuple[int | None, int | None, int | None]
         return first, last - first + 1, total
     length = r.headers.get("Content-Length")
     return None, (int(length) if length and length.isdigit() else None), None
+
+
+def _new_bytearray() -> Callable[[int], bytearray]:
+    """A maker of bytearrays that skips zero-filling: ``bytearray(n)`` writes every byte (and faults
+    in every page) with the GIL held, for a buffer the socket overwrites right after."""
+    try:
+        make = ctypes.pythonapi.PyByteArray_FromStringAndSize
+    except AttributeError:  # not CPython
+        return bytearray
+    make.restype = ctypes.py_object
+    make.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+
+    def uninitialised(size: int) -> bytearray:
+        buf: bytearray = make(None, size)
+        return buf
+
+    return uninitialised
+
+
+_uninitialised = _new_bytearray()
 
 
 def _etag_md5(r: requests.Response) -> str | None:
@@ -317,30 +339,30 @@ class ContentMixin(ClientBase):
     def download_chunk(self, node_id: str, offset: int, length: int, **kwargs: Any) -> bytearray:
         """Load a file chunk into memory (thread-safe). A cut answer is continued where it stopped.
 
+        The body goes straight from the socket into one buffer of the announced size with a few large
+        ``readinto`` calls, which run without the GIL; the buffer itself is what comes back.
+
         :param length: the length of the download chunk; less comes back only at the end of the file
         :param kwargs: ``content_md5`` (see :meth:`response_chunk`), passed on to the request
         """
-        buffer = bytearray()
+        buffer: bytearray | None = None
+        view = memoryview(b"")
         filled = 0
-
-        def sink(piece: bytes) -> None:
-            nonlocal filled
-            end = filled + len(piece)
-            # same-size slice assignment copies in place: no reallocation while the chunk fills
-            buffer[filled : min(end, len(buffer))] = piece
-            filled = end
-
         backoff = self.BOReq.policy.start()
-        while filled < length:
+        while True:
             pos = offset + filled
             r = self.response_chunk(node_id, pos, length - filled, backoff=backoff, **kwargs)
             # a continuation must come from the same content version as the first part
             kwargs["content_md5"] = kwargs.get("content_md5") or _etag_md5(r)
             _, expected, _ = _range_of(r)
-            if not buffer and expected:
-                buffer = bytearray(min(expected, length))  # one allocation of what is announced
-            got, cut = self._drain(r, sink)
-            if cut is None and (expected is None or got >= expected):
+            if buffer is None:
+                # one allocation of what is announced (less than asked for at the end of the file)
+                buffer = _uninitialised(min(expected, length) if expected else length)
+                view = memoryview(buffer)
+            want = len(buffer) - filled if expected is None else min(expected, len(buffer) - filled)
+            got, cut = self._read_into(r, view[filled : filled + want])
+            filled += got
+            if cut is None and (filled == len(buffer) or expected is None or got >= expected):
                 break  # all there is (the file may end before offset + length)
             delay = backoff.next_delay()
             what = f"download bytes {pos}-{offset + length - 1} (node {node_id})"
@@ -351,8 +373,52 @@ class ContentMixin(ClientBase):
                 )
             logger.warning("%s cut after %d of %s bytes; continuing in %.1fs", what, got, expected, delay)
             self.BOReq.sleep(delay)
-        del buffer[filled:]
+        if filled < len(buffer):
+            # a body without a length ended early; bytes past ``filled`` were never written and must
+            # not leave here (a copy, not a resize: a cut's traceback may still hold a view)
+            return buffer[:filled]
         return buffer
+
+    @classmethod
+    def _read_into(cls, r: requests.Response, view: memoryview) -> tuple[int, Exception | None]:
+        """Read the body into ``view``; (bytes read, the error that cut it or None). Closes ``r``.
+
+        Identity bodies are read with ``readinto`` on the underlying ``http.client`` answer, which
+        fills the buffer from the socket in C without holding the GIL (no per-piece bytes objects,
+        no copies). The connection goes back to the pool only if the body was read to its end.
+        """
+        fp = getattr(r.raw, "_fp", None)
+        encoding = r.headers.get("Content-Encoding", "identity").strip().lower()
+        if not isinstance(fp, http.client.HTTPResponse) or encoding not in ("", "identity"):
+            return cls._drain_into(r, view)  # anything unusual: the generic (decoding) path
+        got = 0
+        cut: Exception | None = None
+        try:
+            while got < len(view):
+                n = fp.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+        except (OSError, http.client.HTTPException) as exc:
+            cut = exc
+        finally:
+            if cut is None and got == len(view) and fp.isclosed():
+                r.raw.release_conn()  # read to its end: the connection can be used again
+            r.close()  # otherwise this closes the connection: its stream position is unknown
+        return got, cut
+
+    @classmethod
+    def _drain_into(cls, r: requests.Response, view: memoryview) -> tuple[int, Exception | None]:
+        filled = 0
+
+        def sink(piece: bytes) -> None:
+            nonlocal filled
+            end = min(filled + len(piece), len(view))
+            view[filled:end] = piece[: end - filled]
+            filled = end
+
+        got, cut = cls._drain(r, sink)
+        return got, cut
 
     @staticmethod
     def _drain(r: requests.Response, sink: Callable[[bytes], Any]) -> tuple[int, Exception | None]:
