@@ -57,7 +57,9 @@ def _oauth_error(e: OAuthError) -> Response:
 
 
 class OAuthPages:
-    def __init__(self, config: ServerConfig, auth: Auth, drive: Drive, base_url: Callable[[], str]) -> None:
+    def __init__(
+        self, config: ServerConfig, auth: Auth, drive: Drive, base_url: Callable[[str | None], str]
+    ) -> None:
         self.config = config
         self.auth = auth
         self.drive = drive
@@ -117,7 +119,7 @@ class OAuthPages:
         scope = form.get("scope", SCOPE)
         state = form.get("state")
         if req.method == "GET":
-            return self._page(form, scope)
+            return self._page(req, form, scope)
         extra = {"state": state} if state is not None else {}
         if form.get("decision") != "allow":
             return self._redirect(
@@ -127,11 +129,11 @@ class OAuthPages:
         if self.config.login_password is not None and not hmac.compare_digest(
             form.get("password", ""), self.config.login_password
         ):
-            return self._page(form, scope, error="Wrong password.", status=401)
+            return self._page(req, form, scope, error="Wrong password.", status=401)
         try:
             acc = self.drive.ensure_account(form.get("account", "default").strip() or "default")
         except ApiError as e:
-            return self._page(form, scope, error=e.message, status=400)
+            return self._page(req, form, scope, error=e.message, status=400)
         code = self.auth.new_code(acc.id, redirect_uri)
         return self._redirect(redirect_uri, {"code": code, "scope": scope, **extra})
 
@@ -140,7 +142,9 @@ class OAuthPages:
         sep = "&" if urlsplit(uri).query else "?"
         return Response(302, b"", "", {"Location": uri + sep + urlencode(params)})
 
-    def _page(self, form: dict[str, str], scope: str, error: str = "", status: int = 200) -> Response:
+    def _page(
+        self, req: Request, form: dict[str, str], scope: str, error: str = "", status: int = 200
+    ) -> Response:
         keep = ("client_id", "redirect_uri", "response_type", "scope", "state")
         hidden = "\n".join(
             f'<input type="hidden" name="{k}" value="{html.escape(form[k])}">' for k in keep if k in form
@@ -154,7 +158,7 @@ class OAuthPages:
             client=html.escape(form.get("client_id", "")),
             scope=html.escape(scope),
             error=f'<p style="color:#b00">{html.escape(error)}</p>' if error else "",
-            action=html.escape(self.base_url() + "/ap/oa"),
+            action=html.escape(self.base_url(req.headers.get("Host")) + "/ap/oa"),
             hidden=hidden,
             password=password,
         )

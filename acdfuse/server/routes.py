@@ -24,7 +24,7 @@ from acdfuse.server.auth import Auth
 from acdfuse.server.blobs import BlobStore
 from acdfuse.server.bodies import BodyError
 from acdfuse.server.config import ServerConfig
-from acdfuse.server.drive import Account, Drive, NewContent, Page
+from acdfuse.server.drive import Drive, NewContent, Page
 from acdfuse.server.errors import ApiError, bad_request
 from acdfuse.server.faults import Stats
 from acdfuse.server.messages import AnyResponse, FileResponse, Request, Response, StreamResponse
@@ -65,7 +65,7 @@ class Api:
         blobs: BlobStore,
         auth: Auth,
         stats: Stats,
-        base_url: Callable[[], str],
+        base_url: Callable[[str | None], str],
     ) -> None:
         self.config = config
         self.drive = drive
@@ -131,13 +131,17 @@ class Api:
             raise ApiError(405, f"Method {method} not allowed on {path}")
         raise ApiError(404, f"No such resource: {path}", "NOT_FOUND")
 
+    def _base(self, req: Request) -> str:
+        """The base URL for URLs in this answer (see ``DriveServer.url_for``)."""
+        return self.base_url(req.headers.get("Host"))
+
     def call(self, route: Route, req: Request) -> AnyResponse:
         fn: Endpoint = getattr(self, route.name)
         return fn(req)
 
     # -- account ----------------------------------------------------------------------------------
     def endpoint(self, req: Request) -> AnyResponse:
-        base = self.base_url()
+        base = self._base(req)
         return json_response(
             {"customerExists": True, "contentUrl": base + "/cdproxy/", "metadataUrl": base + "/drive/v1/"}
         )
@@ -169,23 +173,23 @@ class Api:
     def get_node(self, req: Request) -> AnyResponse:
         node = self.drive.node(req.acc, req.params["id"])
         if _wants_templink(req) and node["kind"] == "FILE":
-            node["tempLink"] = self._templink(req.acc, node["id"])
+            node["tempLink"] = self._templink(req, node["id"])
         if req.query.get("asset", "").upper() == "ALL" and node["kind"] == "FILE":
             node["assets"] = []  # this server makes no derived ASSET nodes (thumbnails come from viewBox)
         return json_response(node)
 
     # -- tempLink: a pre-authenticated download URL ------------------------------------------------
-    def _templink(self, acc: Account, node_id: str) -> str:
+    def _templink(self, req: Request, node_id: str) -> str:
         """``{content}templink/<token>``: the token signs (account, node, expiry), so it needs no table."""
         expires = int(time.time() + self.config.templink_lifetime)
-        raw = f"{acc.id}.{node_id}.{expires}"
+        raw = f"{req.acc.id}.{node_id}.{expires}"
         sig = hmac.new(self.drive.token_key, raw.encode(), hashlib.sha256).digest()[:16]
         token = (
             base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
             + "."
             + (base64.urlsafe_b64encode(sig).decode().rstrip("="))
         )
-        return f"{self.base_url()}/cdproxy/templink/{token}"
+        return f"{self._base(req)}/cdproxy/templink/{token}"
 
     def templink(self, req: Request) -> AnyResponse:
         """Download through a tempLink: no Authorization header, Range works; expired or forged -> 404."""
@@ -210,7 +214,7 @@ class Api:
             for text in page.data:
                 node = json.loads(text)
                 if node["kind"] == "FILE":
-                    node["tempLink"] = self._templink(req.acc, node["id"])
+                    node["tempLink"] = self._templink(req, node["id"])
                 data.append(json.dumps(node))
             page = Page(page.count, data, page.next_token)
         return Response(200, page.to_bytes())
@@ -265,7 +269,7 @@ class Api:
             raise bad_request('expected {"value": "..."}')
         node_id, key = req.params["id"], req.params["key"]
         self.drive.set_property(req.acc, node_id, owner, key, body["value"])
-        location = f"{self.base_url()}/drive/v1/nodes/{node_id}/properties/{owner}/{key}"
+        location = f"{self._base(req)}/drive/v1/nodes/{node_id}/properties/{owner}/{key}"
         return json_response({"key": key, "value": body["value"], "location": location}, 201)
 
     def delete_property(self, req: Request) -> AnyResponse:

@@ -5,8 +5,13 @@ threads; ``close()`` stops serving, cuts idle keep-alive connections and closes 
 In-process extras for tests and benchmarks: ``write_credentials``, ``generate_tree``, ``purge``,
 ``forget_purged``, ``sweep_trash``, ``access_token``, ``account``, ``open_connections``.
 
-Data dir layout: ``drive.sqlite3`` (+ WAL) metadata, ``blobs/<xx>/<blob id>`` contents, ``tmp/`` uploads
-in flight (wiped at start), ``server.lock`` (flock: one server per data dir).
+Data dir layout (private: dirs 0700, files 0600): ``drive.sqlite3`` (+ WAL) metadata,
+``blobs/<xx>/<blob id>`` contents, ``tmp/`` uploads in flight (wiped at start), ``server.lock`` (flock:
+one server per data dir; holds ``{"pid", "base_url"}`` of the server holding it, which
+``acdfuse serve --credentials-only`` writes into the credentials it provisions, see provision.py).
+
+At start a background sweep removes blob files that no node references and that predate the start
+(left by a kill between a blob's rename and its transaction's commit), see ``blobs.BlobStore.orphans``.
 """
 
 from __future__ import annotations
@@ -69,8 +74,8 @@ class DriveServer:
             next_token_lifetime=config.next_token_lifetime,
             allow_cycles=config.allow_cycles,
         )
-        self.api = Api(config, self.drive, self.blobs, self.auth, self.stats, lambda: self.base_url)
-        self.oauth = OAuthPages(config, self.auth, self.drive, lambda: self.base_url)
+        self.api = Api(config, self.drive, self.blobs, self.auth, self.stats, self.url_for)
+        self.oauth = OAuthPages(config, self.auth, self.drive, self.url_for)
         self._httpd: HTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -92,7 +97,9 @@ class DriveServer:
         except BlockingIOError:
             os.close(self._lock_fd)
             self._lock_fd = -1
-            raise DataDirBusy(f"{data} is in use by another acdfuse server") from None
+            holder = read_lock_info(data)
+            where = f" (pid {holder.get('pid')}, {holder.get('base_url')})" if holder else ""
+            raise DataDirBusy(f"{data} is in use by another acdfuse server{where}") from None
         try:
             self.db.open()
             self.blobs.open()
@@ -104,6 +111,9 @@ class DriveServer:
             self._unlock()
             raise
         self._port = int(self._httpd.server_address[1])
+        info = json.dumps({"pid": os.getpid(), "base_url": self.base_url}).encode()
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, info, 0)
         t = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.2},
@@ -213,14 +223,33 @@ class DriveServer:
 
     @property
     def base_url(self) -> str:
-        host = self.config.host
-        if host in ("0.0.0.0", ""):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self._port}"
+        """The URL this server advertises when no request tells otherwise (credentials, the log).
+
+        ``public_url`` if set; else built from the bound address, with a wildcard bind (0.0.0.0, ::)
+        replaced by loopback: the server cannot know which of its addresses a client will use.
+        """
+        return advertised_url(self.config, self._port)
+
+    def url_for(self, host_header: str | None) -> str:
+        """The base URL to put in an answer to a request that carried ``Host: host_header``.
+
+        Decision: bound to a wildcard address without ``public_url``, the server answers discovery
+        (and tempLinks, property locations, the login form) with ``http://<Host header>``: the client
+        reached us under that name, so it can reach the URLs we hand out under it too; loopback would
+        send a client on another machine to itself. A missing or malformed Host falls back to
+        ``base_url``. With ``public_url`` set, or a specific bind address, the answer never depends
+        on a request header.
+        """
+        if self.config.public_url or not is_wildcard(self.config.host):
+            return self.base_url
+        if host_header and _HOST_RE.fullmatch(host_header.strip()):
+            return f"http://{host_header.strip()}"
+        return self.base_url
+
+    @property
+    def exposed(self) -> bool:
+        """Whether the listening socket is reachable from other machines (not bound to loopback)."""
+        return not is_loopback(self.config.host)
 
     # -- in-process helpers -----------------------------------------------------------------------
     def account(self, name: str = "default") -> Account:
@@ -237,26 +266,7 @@ class DriveServer:
         """Write Contract 2's client files (endpoint_data, oauth_data, client_data, acdfuse_server), 0600."""
         acc = self.account(account)
         tokens = self.auth.issue(acc.id, token_lifetime)
-        base = self.base_url
-        cdir = Path(cdir)
-        cdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        files: dict[str, dict[str, Any]] = {
-            "endpoint_data": {
-                "customerExists": True,
-                "metadataUrl": base + "/drive/v1/",
-                "contentUrl": base + "/cdproxy/",
-                "exp_time": time.time() + ENDPOINT_VALIDITY,
-            },
-            "oauth_data": {
-                **tokens.as_json(),
-                # acd_cli's convention: refresh two minutes before the end
-                "exp_time": tokens.issued + tokens.expires_in - 120,
-            },
-            "client_data": {"CLIENT_ID": self.auth.client_id, "CLIENT_SECRET": self.auth.client_secret},
-            "acdfuse_server": {"base_url": base},
-        }
-        for name, content in files.items():
-            _write_private(cdir / name, json.dumps(content, indent=4, sort_keys=True))
+        write_client_files(Path(cdir), self.base_url, tokens, self.auth.client_id, self.auth.client_secret)
 
     def generate_tree(
         self,
