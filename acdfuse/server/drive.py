@@ -73,8 +73,12 @@ class Drive:
         quota: int,
         next_token_lifetime: float,
         allow_cycles: bool = False,
+        guest: bool = False,
     ) -> None:
         self.allow_cycles = allow_cycles
+        # guest: this process is not the data dir's server (``acdfuse serve --credentials-only`` next to
+        # a running one) and must not hand out change numbers; see ensure_account
+        self.guest = guest
         self.db = db
         self.blobs = blobs
         self.quota = quota
@@ -90,7 +94,8 @@ class Drive:
         conn = self.db.conn()
         row = conn.execute("SELECT MAX(seq) FROM nodes").fetchone()
         hrow = conn.execute("SELECT MAX(horizon) FROM accounts").fetchone()
-        self._seq = max(int(row[0] or 0), int(hrow[0] or 0))
+        # never below 1: a guest may give a new account's root number 1 in an empty drive (ensure_account)
+        self._seq = max(int(row[0] or 0), int(hrow[0] or 0), 1)
         with self.db.write() as c:
             epoch = self.db.get_meta("epoch")
             if epoch is None:
@@ -149,12 +154,29 @@ class Drive:
                     "INSERT INTO nodes(id, account, kind, name, lname, status, version, created_by, created, "
                     "modified, etag, is_root, seq) "
                     "VALUES (?, ?, 'FOLDER', NULL, NULL, 'AVAILABLE', 1, ?, ?, ?, ?, 1, ?)",
-                    (root, acc_id, self.owner_of(acc_id), now, now, new_etag(), self.next_seq()),
+                    (root, acc_id, self.owner_of(acc_id), now, now, new_etag(), self._root_seq(c)),
                 )
                 log.info("created account %s (root %s)", name, root)
             else:
                 acc_id = int(row[0])
         return self.account(acc_id)
+
+    def _root_seq(self, c: sqlite3.Connection) -> int:
+        """The change number of a new account's root.
+
+        The server takes the next number. A guest cannot: the server keeps its counter in memory and
+        would hand that number out again, maybe within this very account. A guest reuses the newest
+        committed number instead (inside its write transaction every number the server handed out is
+        committed): numbers are only compared within one account, where the root is the only node;
+        and it is <= the server's counter, so the account's first ``changes`` dump includes it.
+        """
+        if not self.guest:
+            return self.next_seq()
+        row = c.execute(
+            "SELECT MAX(m) FROM (SELECT (SELECT MAX(seq) FROM nodes WHERE account = a.id) AS m "
+            "FROM accounts a UNION ALL SELECT horizon FROM accounts)"
+        ).fetchone()
+        return max(int(row[0] or 0), 1)
 
     def blobs_with_prefix(self, prefix: str) -> set[str]:
         """Blob ids of committed nodes that start with ``prefix`` (index range on ``nodes_blob``)."""

@@ -120,3 +120,71 @@ def test_bad_flags(tmp_path: Path) -> None:
         check=False,
     )
     assert r.returncode == 2 and "error-rate" in r.stderr
+
+
+def test_help_shows_defaults_and_how_to_get_a_client_config() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "acdfuse", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    out = " ".join(r.stdout.split())  # argparse wraps lines
+    for default in ("(default: 8080)", "(default: 3600)", "(default: default)", "(default: 127.0.0.1"):
+        assert default in out, default
+    for hint in (
+        "--config-dir CDIR",
+        "ACDClient(",
+        "ACD_CLI_CACHE_PATH=CDIR",
+        "--token-lifetime",
+        "--credentials-only",
+    ):
+        assert hint in out, hint
+
+
+def _run_briefly(tmp_path: Path, *extra: str) -> tuple[str, str]:
+    """Start ``acdfuse serve`` until it says where it serves, stop it, return (stdout, stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "acdfuse", "serve", "--data", str(tmp_path / "data"), "--port", "0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "serving at" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return "".join(lines) + out, err
+
+
+def test_all_interfaces_bind_warns_once(tmp_path: Path) -> None:
+    out, err = _run_briefly(tmp_path, "--host", "0.0.0.0")
+    warnings = [line for line in err.splitlines() if "warning" in line and "loopback" in line]
+    assert len(warnings) == 1, err
+    assert "Host header" in warnings[0] and "--public-url" in warnings[0]
+    out, err = _run_briefly(tmp_path, "--host", "0.0.0.0", "--public-url", "http://nas.lan:8080")
+    assert "serving at http://nas.lan:8080" in out
+    assert "clients are sent to http://nas.lan:8080" in err
+
+
+def test_loopback_start_says_how_to_get_a_client_config(tmp_path: Path) -> None:
+    out, err = _run_briefly(tmp_path)
+    assert "warning" not in err
+    assert "--credentials-only --credentials-out CDIR" in out and str(tmp_path / "data") in out
+
+
+def test_bad_public_url(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "acdfuse", "serve", "--data", str(tmp_path), "--public-url", "nas.lan:8080"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2 and "--public-url" in r.stderr

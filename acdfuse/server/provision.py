@@ -1,0 +1,117 @@
+"""Client credentials for a data dir without serving it (``acdfuse serve --credentials-only``).
+
+The usual case: a server already runs on the data dir and holds its lock, and the self-hoster wants a
+client config (maybe for another account) without stopping it. This process then writes straight into
+the shared SQLite database (WAL; its write waits for the server's short transactions through the busy
+timeout) and starts no listener. Everything it writes is safe next to the server's in-memory state:
+- tokens are rows the server looks up on a cache miss;
+- a missing account gets its row and root folder; the root reuses the newest committed change number
+  instead of taking a new one (``Drive`` in guest mode, see ``Drive._root_seq``).
+The URL written is the one the running server advertises in its lock file (or ``public_url`` if given).
+
+With no server running, this process holds the lock itself while it works (a server starting meanwhile
+gets "in use" and can be started again), and the URL is the one ``acdfuse serve`` with the same
+``--host``/``--port``/``--public-url`` will advertise.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+from acdfuse.server.auth import Auth
+from acdfuse.server.blobs import BlobStore
+from acdfuse.server.config import ServerConfig
+from acdfuse.server.db import Database
+from acdfuse.server.drive import Drive
+from acdfuse.server.server import (
+    LOCK_FILE,
+    advertised_url,
+    make_private_dir,
+    read_lock_info,
+    write_client_files,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ProvisionError(Exception):
+    """The credentials cannot be written (no URL to put in them, a foreign data dir)."""
+
+
+def write_credentials_only(
+    config: ServerConfig, cdir: Path, account: str = "default", token_lifetime: float | None = None
+) -> str:
+    """Write Contract 2's files for ``account`` into ``cdir``; returns the base URL written."""
+    data = Path(config.data_dir)
+    make_private_dir(data)
+    fd = os.open(data / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            running = False
+        except BlockingIOError:
+            running = True
+        if running:
+            return _via_running_server(config, data, cdir, account, token_lifetime)
+        return _while_stopped(config, cdir, account, token_lifetime)
+    finally:
+        os.close(fd)  # drops our flock, if we got it
+
+
+def _via_running_server(
+    config: ServerConfig, data: Path, cdir: Path, account: str, token_lifetime: float | None
+) -> str:
+    base = config.public_url or read_lock_info(data).get("base_url")
+    if not isinstance(base, str) or not base:
+        raise ProvisionError(
+            f"the server running on {data} does not say its URL (an older version?); pass --public-url"
+        )
+    db_path = data / "drive.sqlite3"
+    if not db_path.exists():
+        raise ProvisionError(f"{data} is locked but holds no drive database")
+    db = Database(db_path)  # no open(): the running server owns the schema
+    try:
+        auth = Auth(db, config.token_lifetime)
+        auth.open()
+        drive = Drive(
+            db,
+            BlobStore(data),
+            quota=config.quota,
+            next_token_lifetime=config.next_token_lifetime,
+            guest=True,
+        )
+        acc = drive.ensure_account(account)
+        tokens = auth.issue(acc.id, token_lifetime)
+        write_client_files(cdir, base.rstrip("/"), tokens, auth.client_id, auth.client_secret)
+    finally:
+        db.close()
+    log.info("credentials for account %s written to %s (server running at %s)", account, cdir, base)
+    return base.rstrip("/")
+
+
+def _while_stopped(config: ServerConfig, cdir: Path, account: str, token_lifetime: float | None) -> str:
+    if not config.public_url and config.port == 0:
+        raise ProvisionError(
+            "no server is running on this data dir and --port is 0: give the --port (or --public-url) "
+            "the server will use, or start it with --credentials-out"
+        )
+    data = Path(config.data_dir)
+    db = Database(data / "drive.sqlite3")
+    try:
+        db.open()
+        auth = Auth(db, config.token_lifetime)
+        auth.open()
+        # we hold the lock, so this is the only writer: the ordinary change counter is right
+        drive = Drive(db, BlobStore(data), quota=config.quota, next_token_lifetime=config.next_token_lifetime)
+        drive.open()
+        base = advertised_url(config, config.port)
+        acc = drive.ensure_account(account)
+        tokens = auth.issue(acc.id, token_lifetime)
+        write_client_files(cdir, base, tokens, auth.client_id, auth.client_secret)
+    finally:
+        db.close()
+    log.info("credentials for account %s written to %s (for %s)", account, cdir, base)
+    return base
