@@ -142,7 +142,8 @@ def add_arguments(name: str, subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         default=30 * 86400,
         metavar="S",
-        help="seconds after which trashed nodes are purged, <0 disables (default: %(default)s, 30 days)",
+        help="seconds after which trashed nodes are purged, <0 disables; checked at start, then every "
+        "hour or every S seconds if shorter (default: %(default)s, 30 days)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
     p.set_defaults(run=run)

@@ -36,7 +36,8 @@ class ServerConfig:
     next_token_lifetime: float = 600
     # Trashed nodes older than this are purged (Amazon: 30 days); None disables the sweeper.
     trash_retention: float | None = 30 * 86400
-    # how often the sweeper looks for expired trash
+    # how often the sweeper looks for expired trash at most (a shorter retention sweeps as often as
+    # it is long, so trash goes within about twice the retention; see DriveServer.sweep_interval)
     purge_interval: float = 3600
     # if set, the /ap/oa login page asks for this password (the server is loopback-only by default)
     login_password: str | None = None

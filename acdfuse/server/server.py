@@ -177,10 +177,20 @@ class DriveServer:
                     self.auth.purge_expired()
                 except Exception:
                     log.exception("trash sweeper failed")
-                if self._stop.wait(self.config.purge_interval):
+                if self._stop.wait(self.sweep_interval):
                     break
         finally:
             self.db.release_thread()
+
+    @property
+    def sweep_interval(self) -> float:
+        """Seconds between trash sweeps: ``purge_interval``, or the retention if that is shorter (an
+        expired node then waits at most one more retention, not an hour), but at least 0.1 s."""
+        retention = self.config.trash_retention
+        interval = self.config.purge_interval
+        if retention is not None:
+            interval = min(interval, retention)
+        return max(interval, 0.1)
 
     def _blob_sweep(self) -> None:
         try:

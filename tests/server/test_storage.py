@@ -112,3 +112,18 @@ def test_expired_trash_is_swept_at_start(tmp_path: Path) -> None:
         ]
         assert f["id"] not in {n["id"] for n in purged}  # a reset dump carries no tombstones
         api.close()
+
+
+def test_short_retention_is_swept_while_running(tmp_path: Path) -> None:
+    """A retention shorter than the hourly sweep is honoured without a restart (QA F17)."""
+    assert DriveServer(ServerConfig(data_dir=tmp_path / "x", port=0)).sweep_interval == 3600
+    with DriveServer(ServerConfig(data_dir=tmp_path / "d", port=0, trash_retention=0.3)) as srv:
+        assert srv.sweep_interval == 0.3
+        api = RawDrive(srv, srv.access_token())
+        f = api.upload("soon-gone.txt", b"x")
+        assert api.put(f"trash/{f['id']}").status_code == 200
+        deadline = time.monotonic() + 30  # generous: only "long before an hour" matters
+        while api.get(f"nodes/{f['id']}").status_code != 404 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert api.get(f"nodes/{f['id']}").status_code == 404
+        api.close()
