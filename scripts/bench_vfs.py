@@ -41,6 +41,13 @@ MiB = 1024 * 1024
 READ = 128 * 1024
 
 
+def pinned_fetch(client: ACDClient) -> Callable[[str, int, int, str], bytearray]:
+    """ContentReader's fetch over the client, each range pinned to the handle's content md5."""
+    def fetch(node_id: str, offset: int, length: int, content_key: str) -> bytearray:
+        return client.download_chunk(node_id, offset, length, content_md5=content_key)
+    return fetch
+
+
 def make_file(path: Path, size: int, seed: int) -> None:
     rng = random.Random(seed)
     with open(path, "wb") as f:
@@ -133,7 +140,7 @@ class Bench:
                     reader: ContentReader | None = None) -> tuple[float, dict[str, int], ContentReader]:
         """One sequential read of the whole file (a new reader unless one is given)."""
         if reader is None:
-            reader = ContentReader(self.client.download_chunk, self.options(cache_dir))
+            reader = ContentReader(pinned_fetch(self.client), self.options(cache_dir))
             reader.start()
         fh = reader.open(node, md5, size)
         read = reader.read
@@ -239,7 +246,7 @@ def rss_child(job_json: str) -> None:
     opts = dict(job["options"])
     opts["cache_dir"] = Path(opts["cache_dir"]) if opts["cache_dir"] else None
     client = ACDClient(job["cdir"])
-    reader = ContentReader(client.download_chunk, ReaderOptions(**opts))
+    reader = ContentReader(pinned_fetch(client), ReaderOptions(**opts))
     reader.start()
     base = vm_kib("VmRSS") * 1024
     size = job["size"]

@@ -33,7 +33,7 @@ def make_reader(tmp_path: Path) -> Iterator[ReaderFactory]:
                     cache_size=16 * MiB, read_ahead=1 * MiB, initial_window=64 * KiB,
                     read_ahead_budget=2 * MiB, request_size=256 * KiB, streams=4, timeout=10.0)
 
-    def factory(fetch: Callable[[str, int, int], bytes | bytearray], **overrides: object) -> ContentReader:
+    def factory(fetch: Callable[[str, int, int, str], bytes | bytearray], **overrides: object) -> ContentReader:
         reader = ContentReader(fetch, ReaderOptions(**{**defaults, **overrides}))  # type: ignore[arg-type]
         reader.start()
         readers.append(reader)

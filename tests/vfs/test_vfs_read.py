@@ -212,3 +212,21 @@ def test_memory_tier_bounds_whole_response_buffers(drive: MemoryDrive, make_read
         # slices never keep more alive than the budget: siblings are evicted together
         assert held <= budget
     assert max(ln for _, ln in drive.calls_for("n")) > CHUNK  # multi-chunk responses were involved
+
+
+def test_every_fetch_names_the_handles_content_key(drive: MemoryDrive, make_reader: ReaderFactory) -> None:
+    # The fetch pins each range to the content its handle was opened on; two handles of different
+    # contents (a long-open one across a remote overwrite, and a fresh one) each name their own key.
+    size = 6 * CHUNK
+    drive.add("n", pattern(size, seed=21))
+    reader = make_reader(drive, cache_dir=None)
+    old = reader.open("n", "key-old", size)
+    assert reader.read(old, 0, 2 * CHUNK) == drive.files["n"][:2 * CHUNK]
+    new = reader.open("n", "key-new", size)
+    assert read_all(reader, new, size) == drive.files["n"]
+    reader.read(old, 4 * CHUNK, CHUNK)
+    keys = {key for node_id, key in drive.keys if node_id == "n"}
+    assert keys == {"key-old", "key-new"}
+    with drive.lock:
+        calls = list(zip(drive.calls, drive.keys, strict=True))
+    assert any(key == "key-old" and off >= 4 * CHUNK for (_, off, _), (_, key) in calls)

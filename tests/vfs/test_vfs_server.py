@@ -22,6 +22,13 @@ def upload(client, name: str, data: bytes) -> tuple[str, str]:  # type: ignore[n
     return node["id"], node["contentProperties"]["md5"]
 
 
+def pinned(client):  # type: ignore[no-untyped-def]
+    """The reader's fetch over the client: each range pinned to the handle's content (md5) key."""
+    def fetch(node_id: str, offset: int, length: int, content_key: str) -> bytearray:
+        return client.download_chunk(node_id, offset, length, content_md5=content_key)
+    return fetch
+
+
 def downloads(server: DriveServer) -> int:
     return server.stats.snapshot()["download"]
 
@@ -37,7 +44,7 @@ def test_reads_a_file_from_the_server(client, drive_server: DriveServer, make_re
                                       options: dict[str, object]) -> None:
     data = pattern(3 * MiB + 4321, seed=1)
     node_id, md5 = upload(client, "big.bin", data)
-    reader = make_reader(client.download_chunk, **options)
+    reader = make_reader(pinned(client), **options)
     fh = reader.open(node_id, md5, len(data))
     assert read_all(reader, fh, len(data)) == data
     # chunk edges and the tail, served from the cache now
@@ -50,11 +57,11 @@ def test_remount_reads_with_no_http(client, drive_server: DriveServer, make_read
                                     options: dict[str, object]) -> None:
     data = pattern(2 * MiB + 1, seed=2)
     node_id, md5 = upload(client, "warm.bin", data)
-    first = make_reader(client.download_chunk, **options)
+    first = make_reader(pinned(client), **options)
     read_all(first, first.open(node_id, md5, len(data)), len(data))
     first.close()
     drive_server.stats.reset()
-    second = make_reader(client.download_chunk, **options)
+    second = make_reader(pinned(client), **options)
     assert read_all(second, second.open(node_id, md5, len(data)), len(data), step=100 * KiB) == data
     assert downloads(drive_server) == 0
     assert drive_server.stats.snapshot()["requests"] == 0
@@ -65,7 +72,7 @@ def test_random_reads_download_only_touched_chunks(client, drive_server: DriveSe
                                                    options: dict[str, object]) -> None:
     data = pattern(8 * MiB, seed=3)
     node_id, md5 = upload(client, "random.bin", data)
-    reader = make_reader(client.download_chunk, **{**options, "cache_dir": None})
+    reader = make_reader(pinned(client), **{**options, "cache_dir": None})
     fh = reader.open(node_id, md5, len(data))
     drive_server.stats.reset()
     rng = random.Random(1)
@@ -87,7 +94,7 @@ def test_changed_file_on_the_server_is_read_fresh(client, drive_server: DriveSer
                                                   options: dict[str, object]) -> None:
     old = pattern(600 * KiB, seed=4)
     node_id, md5 = upload(client, "changing.bin", old)
-    reader = make_reader(client.download_chunk, **options)
+    reader = make_reader(pinned(client), **options)
     fh = reader.open(node_id, md5, len(old))
     assert read_all(reader, fh, len(old)) == old
     reader.release(fh)
@@ -101,7 +108,7 @@ def test_changed_file_on_the_server_is_read_fresh(client, drive_server: DriveSer
 
 def test_unknown_node_raises_the_clients_error_unchanged(client, make_reader: ReaderFactory,
                                                          options: dict[str, object]) -> None:
-    reader = make_reader(client.download_chunk, **options)
+    reader = make_reader(pinned(client), **options)
     fh = reader.open("A" * 22, "nomd5", 1000)
     with pytest.raises(RequestError) as raised:
         reader.read(fh, 0, 100)
@@ -112,7 +119,7 @@ def test_concurrent_readers_share_downloads(client, drive_server: DriveServer, m
                                             options: dict[str, object]) -> None:
     data = pattern(4 * MiB, seed=6)
     node_id, md5 = upload(client, "shared.bin", data)
-    reader = make_reader(client.download_chunk, **{**options, "memory_cache": 16 * MiB})
+    reader = make_reader(pinned(client), **{**options, "memory_cache": 16 * MiB})
     drive_server.stats.reset()
     errors: list[BaseException] = []
 
@@ -141,7 +148,7 @@ class TestStoppedServer:
                                                           options: dict[str, object]) -> None:
         data = pattern(2 * MiB, seed=7)
         node_id, md5 = upload(client, "offline.bin", data)
-        reader = make_reader(client.download_chunk, **{**options, "timeout": 0.5, "read_ahead": 0})
+        reader = make_reader(pinned(client), **{**options, "timeout": 0.5, "read_ahead": 0})
         fh = reader.open(node_id, md5, len(data))
         assert reader.read(fh, 0, CHUNK) == data[:CHUNK]
         # every answer now takes far longer than the read timeout
@@ -168,7 +175,7 @@ def test_flaky_server_never_yields_wrong_bytes(client, drive_server: DriveServer
                                                options: dict[str, object]) -> None:
     data = pattern(3 * MiB, seed=8)
     node_id, md5 = upload(client, "flaky.bin", data)
-    reader = make_reader(client.download_chunk, **options)
+    reader = make_reader(pinned(client), **options)
     fh = reader.open(node_id, md5, len(data))
     drive_server.faults.configure(error_rate=0.2, cut_rate=0.2, seed=3)
     try:

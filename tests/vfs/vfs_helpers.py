@@ -32,6 +32,7 @@ class MemoryDrive:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.calls: list[tuple[str, int, int]] = []
+        self.keys: list[tuple[str, str]] = []   # (node id, content key) of every call
         self.lock = threading.Condition()
         self.active = 0
         self.max_active = 0
@@ -43,9 +44,10 @@ class MemoryDrive:
     def add(self, node_id: str, data: bytes) -> None:
         self.files[node_id] = data
 
-    def __call__(self, node_id: str, offset: int, length: int) -> bytearray:
+    def __call__(self, node_id: str, offset: int, length: int, content_key: str = "") -> bytearray:
         with self.lock:
             self.calls.append((node_id, offset, length))
+            self.keys.append((node_id, content_key))
             self.active += 1
             self.active_bytes += length
             self.max_active = max(self.max_active, self.active)
