@@ -13,7 +13,9 @@ import fcntl
 import hashlib
 import logging
 import os
+import socket
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +312,7 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
     from acdfuse.api.client import ACDClient  # noqa: PLC0415
     from acdfuse.api.common import RequestError  # noqa: PLC0415
     from acdfuse.fs.attrs import Ownership  # noqa: PLC0415
+    from acdfuse.fs.fetcher import PinnedFetch  # noqa: PLC0415
     from acdfuse.fs.operations import DriveOperations  # noqa: PLC0415
     from acdfuse.store import NodeStore, StoreError  # noqa: PLC0415
     from acdfuse.vfs import ContentReader, ReaderOptions  # noqa: PLC0415
@@ -340,18 +343,13 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
 
     loop_ref: list[SyncLoop] = []
 
-    def fetch(node_id: str, offset: int, length: int) -> bytes | bytearray:
-        # Pin the bytes to the content the mirror knows: if the server has newer content, the client
-        # raises 412 (ESTALE to the reader) instead of handing out a mix, and a sync is due at once.
-        node = store.get(node_id)
-        md5 = node.md5 if node is not None else None
-        try:
-            return client.download_chunk(node_id, offset, length, content_md5=md5)
-        except RequestError as exc:
-            if exc.status_code == 412 and loop_ref:
-                log.info("%s changed on the server; syncing now", node_id)
-                loop_ref[0].request_sync()
-            raise
+    def on_stale(node_id: str) -> None:
+        if loop_ref:
+            loop_ref[0].request_sync()
+
+    # each range pinned to its handle's content: newer content on the server is ESTALE, never a mix
+    fetch = PinnedFetch(client.download_chunk, opts.timeout, on_stale=on_stale,
+                        probe=lambda: server_accepts(client, min(1.0, opts.timeout / 4)))
 
     reader = ContentReader(fetch, ReaderOptions(
         cache_dir=opts.chunk_dir, memory_cache=opts.memory_cache, cache_size=opts.cache_size,
@@ -387,6 +385,21 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
         raise MountError(f"libfuse refused the mount ({exc}); see the messages above") from exc
     log.info("unmounted %s", opts.mountpoint)
     return 0
+
+
+def server_accepts(client: Any, timeout: float) -> bool:
+    """Whether the content server accepts a TCP connection now (cheap: no request, no retries)."""
+    try:
+        url = urllib.parse.urlsplit(client.content_url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        with socket.create_connection((url.hostname or "localhost", port), timeout=timeout):
+            return True
+    except (OSError, ValueError) as exc:
+        log.debug("the content server does not accept connections: %s", exc)
+        return False
+    except Exception as exc:  # endpoint discovery failed: no server to ask
+        log.debug("no content server address: %r", exc)
+        return False
 
 
 # ----- umount -----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -17,6 +17,15 @@ class OpenFile:
     content_key: str
     reader_handle: Any       # whatever ContentReader.open returned
     ino: int
+    direct: bool = False     # opened with direct_io: its reads bypass the kernel's page cache
+
+
+@dataclass(frozen=True, slots=True)
+class OpenMode:
+    """How the kernel should treat the page cache for one open (fuse_file_info flags)."""
+
+    keep_cache: bool
+    direct_io: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,22 +41,52 @@ class HandleTable:
         self._next = itertools.count(1)
         self._files: dict[int, OpenFile] = {}
         self._dirs: dict[int, OpenDir] = {}
-        # inode -> content key the kernel's page cache was last filled from; used to decide keep_cache
-        self._cached_content: dict[int, str] = {}
+        # The kernel has one page cache per inode, shared by all its open files. Per inode: the
+        # content key its pages were filled under since the kernel last dropped them (an open without
+        # keep_cache), and the inodes where a read under another key may have added pages since.
+        self._page_key: dict[int, str] = {}
+        self._mixed: set[int] = set()
 
-    def add_file(self, entry: OpenFile) -> tuple[int, bool]:
-        """Register an open file; returns (fh, keep_cache).
+    def add_file(self, entry: OpenFile) -> tuple[int, OpenMode]:
+        """Register an open file; returns (fh, how the kernel should treat the inode's page cache).
 
-        keep_cache is true when the kernel may keep the pages it holds for this inode: only when the
-        last open of the inode saw the same content. A changed file gets keep_cache false, which makes
-        the kernel drop its pages, so stale bytes are never served from the page cache.
+        keep_cache only when every page the kernel may hold for the inode was read under this same
+        content key; otherwise the open drops them (keep_cache false). While files of another content
+        key are still open on the inode (a long-open handle across a remote overwrite), the new file
+        gets direct_io as well: its reads bypass the shared page cache, so neither handle can see the
+        other's bytes, and each keeps reading its own content version.
         """
         with self._lock:
             fh = next(self._next)
-            self._files[fh] = entry
-            keep = self._cached_content.get(entry.ino) == entry.content_key
-            self._cached_content[entry.ino] = entry.content_key
-            return fh, keep
+            ino, key = entry.ino, entry.content_key
+            others = {f.content_key for f in self._files.values() if f.ino == ino and not f.direct}
+            if others - {key}:
+                mode = OpenMode(keep_cache=False, direct_io=True)
+                # the drop at this open leaves the page cache to the other key's handles
+                if len(others) == 1:
+                    self._page_key[ino] = next(iter(others))
+                    self._mixed.discard(ino)
+                else:
+                    self._mixed.add(ino)
+            else:
+                keep = self._page_key.get(ino) == key and ino not in self._mixed
+                mode = OpenMode(keep_cache=keep, direct_io=False)
+                if not keep:
+                    self._page_key[ino] = key
+                    self._mixed.discard(ino)
+            self._files[fh] = replace(entry, direct=mode.direct_io)
+            return fh, mode
+
+    def note_read(self, entry: OpenFile) -> None:
+        """A read reached us through ``entry``: pages under its key may now be in the page cache.
+
+        By the rules of ``add_file`` only this inode's page-cache key reads through a cached file; a
+        read under another key (a private mmap of a direct_io file goes through the page cache) makes
+        the next open drop the pages rather than keep them.
+        """
+        if self._page_key.get(entry.ino) != entry.content_key and entry.ino not in self._mixed:
+            with self._lock:
+                self._mixed.add(entry.ino)
 
     def file(self, fh: int) -> OpenFile | None:
         return self._files.get(fh)
@@ -76,4 +115,5 @@ class HandleTable:
     def forget_content(self, ino: int) -> None:
         """The content of this inode changed: the next open must not keep the kernel's pages."""
         with self._lock:
-            self._cached_content.pop(ino, None)
+            self._page_key.pop(ino, None)
+            self._mixed.discard(ino)

@@ -201,9 +201,10 @@ class DriveOperations:
             raise FuseOSError(errno.EISDIR)
         key = content_key(node)
         handle = self._reader.open(node.id, key, node.size)
-        fh, keep = self._handles.add_file(OpenFile(node.id, key, handle, node.ino))
+        fh, mode = self._handles.add_file(OpenFile(node.id, key, handle, node.ino))
         fi.fh = fh
-        fi.keep_cache = 1 if keep else 0
+        fi.keep_cache = 1 if mode.keep_cache else 0
+        fi.direct_io = 1 if mode.direct_io else 0
         return 0
 
     @_guard
@@ -211,6 +212,7 @@ class DriveOperations:
         entry = self._handles.file(fi.fh)
         if entry is None:
             raise FuseOSError(errno.EBADF)
+        self._handles.note_read(entry)
         return self._reader.read(entry.reader_handle, offset, size)
 
     @_guard

@@ -104,3 +104,26 @@ def test_cold_mount_without_a_server_fails_clearly(tmp_path: Path, cdir: Path,
     assert proc.returncode != 0
     assert "cannot mount" in proc.stderr
     assert not os.path.ismount(mnt)
+
+
+def test_refused_connections_are_not_retried_twice_per_read(mount: Mount, files: dict[str, bytes],
+                                                            drive_server: DriveServer,
+                                                            server_config: ServerConfig) -> None:
+    # QA F4: with the server refusing connections, the kernel re-issues a failed read at once, and a
+    # second full round of the client's retries made the read take longer than --timeout. The
+    # re-issue must fail at once while the server still refuses (the log names it), and reads work
+    # again as soon as the server is back.
+    mount.start("--timeout", "5")
+    d = mount.mnt / "dir"
+    assert sorted(os.listdir(d)) == ["cached.bin", "uncached.bin"]
+    port = drive_server.port
+    drive_server.close()
+    assert read_errno(d / "uncached.bin") == errno.EIO
+    assert "still unreachable" in mount.log_file.read_text()
+    again = DriveServer(ServerConfig(data_dir=server_config.data_dir, host="127.0.0.1", port=port))
+    again.start()
+    try:
+        assert (d / "uncached.bin").read_bytes() == files["uncached.bin"]
+    finally:
+        mount.stop()
+        again.close()
