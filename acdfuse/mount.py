@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -231,6 +232,10 @@ def _fail(message: str) -> int:
 def run_mount(args: argparse.Namespace) -> int:
     opts = build_options(args)
     mnt = opts.mountpoint
+    if daemon.is_dead_mount(mnt):
+        problem = _clean_dead_mount(mnt, opts.embedded)
+        if problem:
+            return _fail(problem)
     if daemon.is_mounted(mnt):
         return _fail(f"{mnt} is already a mount point (`acdfuse umount {mnt}` first)")
     if not mnt.exists() and mnt.parent.is_dir():
@@ -253,6 +258,21 @@ def run_mount(args: argparse.Namespace) -> int:
         print(f"acdfuse: mounted the local drive at {mnt} (data in {embedded.data_root() / 'drive'}; "
               f"`acdfuse umount {mnt}` stops it)")
     return 0
+
+
+def _clean_dead_mount(mnt: Path, embedded_next: bool) -> str:
+    """Detach the dead mount a killed mount process left at mnt; an error message, or '' when done."""
+    pid = daemon.read_pid_file(mnt)
+    if pid is not None and embedded.pid_alive(pid):
+        return (f"the mount at {mnt} does not answer but its process {pid} is still running; "
+                f"stop it with `acdfuse umount {mnt}`")
+    ok, err = daemon.unmount(mnt, lazy=True)
+    if not ok:
+        return f"a dead mount is left at {mnt} ({err}); run `acdfuse umount {mnt}` or `fusermount -uz {mnt}`"
+    print(f"acdfuse mount: detached the dead mount at {mnt} (its mount process had died)", file=sys.stderr)
+    if not embedded_next:
+        _stop_orphaned_server()     # an embedded mount takes the orphaned bundled server over instead
+    return ""
 
 
 def lock_cache_dir(cache_dir: Path) -> int:
@@ -302,6 +322,12 @@ def _embedded_server(stack: contextlib.ExitStack) -> None:
         except embedded.EmbeddedError as exc:
             raise MountError(str(exc)) from exc
         stack.callback(embedded.stop_server, paths, state)
+    elif not embedded.pid_alive(state.owner_pid):
+        # its mount process died (killed): this mount takes it over and stops it when it ends
+        state = dataclasses.replace(state, owner_pid=os.getpid())
+        embedded.write_state(paths, state)
+        stack.callback(embedded.stop_server, paths, state)
+        log.info("took over the embedded server pid %d left by a dead mount", state.pid)
     log.info("using the embedded drive at %s (data %s)", state.base_url, paths.data)
 
 
@@ -408,7 +434,9 @@ def run_umount(args: argparse.Namespace) -> int:
     mnt = args.mountpoint.expanduser().resolve()
     pid = daemon.read_pid_file(mnt)
     if daemon.is_mounted(mnt):
-        ok, err = daemon.unmount(mnt)
+        # a dead mount (its process was killed) may still be held open: detach it lazily then
+        dead = daemon.is_dead_mount(mnt) and (pid is None or not embedded.pid_alive(pid))
+        ok, err = daemon.unmount(mnt, lazy=dead)
         if not ok:
             print(f"acdfuse umount: cannot unmount {mnt}: {err}", file=sys.stderr)
             return 1

@@ -9,6 +9,7 @@ finish its shutdown (and stop an embedded server it owns) before returning.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -57,15 +58,37 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
+def mount_target(mountpoint: Path) -> str:
+    """The absolute path the kernel lists for mountpoint, without touching mountpoint itself.
+
+    A dead FUSE mount answers every stat of its root with ENOTCONN, so only the parent is resolved.
+    """
+    path = Path(os.path.abspath(mountpoint))
+    with contextlib.suppress(OSError):
+        path = path.parent.resolve() / path.name
+    return str(path)
+
+
 def is_mounted(mountpoint: Path) -> bool:
     """Whether the kernel lists mountpoint as a mount, even a dead FUSE mount that no longer answers
     (where os.path.ismount fails with ENOTCONN and says no)."""
-    target = str(mountpoint.resolve()) if mountpoint.exists() else str(mountpoint)
+    target = mount_target(mountpoint)
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:
         return os.path.ismount(mountpoint)
     return any(len(f := line.split()) > 4 and _unescape(f[4]) == target for line in lines)
+
+
+def is_dead_mount(mountpoint: Path) -> bool:
+    """A mount the kernel still lists whose FUSE process is gone: its root fails with ENOTCONN."""
+    if not is_mounted(mountpoint):
+        return False
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
 
 
 def mount_answers(mountpoint: Path) -> bool:
@@ -108,19 +131,26 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def unmount(mountpoint: Path) -> tuple[bool, str]:
-    """Unmount with fusermount -u (fusermount3, then umount as fallbacks); returns (ok, error text)."""
+def unmount(mountpoint: Path, lazy: bool = False) -> tuple[bool, str]:
+    """Unmount with fusermount -u (fusermount3, then umount as fallbacks); returns (ok, error text).
+
+    ``lazy`` adds a last try with ``-z``: a dead mount some process still has open (a shell sitting in
+    it) is detached now and goes away when the last user leaves.
+    """
     errors = []
-    for tool in ("fusermount", "fusermount3"):
-        exe = shutil.which(tool)
-        if exe is None:
-            continue
-        proc = subprocess.run([exe, "-u", str(mountpoint)], capture_output=True, text=True, check=False)
-        if proc.returncode == 0:
-            return True, ""
-        errors.append(proc.stderr.strip() or f"{tool} exited with {proc.returncode}")
+    target = mount_target(mountpoint)
+    flags = [["-u"], ["-u", "-z"]] if lazy else [["-u"]]
+    for flag in flags:
+        for tool in ("fusermount", "fusermount3"):
+            exe = shutil.which(tool)
+            if exe is None:
+                continue
+            proc = subprocess.run([exe, *flag, target], capture_output=True, text=True, check=False)
+            if proc.returncode == 0:
+                return True, ""
+            errors.append(proc.stderr.strip() or f"{tool} exited with {proc.returncode}")
     if os.geteuid() == 0 and shutil.which("umount"):
-        proc = subprocess.run(["umount", str(mountpoint)], capture_output=True, text=True, check=False)
+        proc = subprocess.run(["umount", target], capture_output=True, text=True, check=False)
         if proc.returncode == 0:
             return True, ""
         errors.append(proc.stderr.strip())

@@ -4,6 +4,7 @@ background, `acdfuse umount MNT` stops both, and the next mount finds the same d
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -207,3 +208,49 @@ def test_embedded_server_retries_when_its_port_is_taken(tmp_path: Path,
         embedded.stop_server(paths, state)
     assert not alive(state.pid)
     assert embedded.read_state(paths) is None
+
+
+def kill_mount_and_wait_dead(tmp_path: Path, mnt: Path) -> None:
+    """kill -9 the mount process (started by this test's `acdfuse mount`), until its root fails."""
+    mount_pid = int(next((tmp_path / "run" / "acdfuse").glob("mount-*.pid")).read_text().split()[0])
+    os.kill(mount_pid, signal.SIGKILL)
+    wait_until(lambda: not alive(mount_pid), "the killed mount process to go")
+
+    def dead() -> bool:
+        try:
+            os.stat(mnt)        # answered from the kernel's attribute cache for a moment
+        except OSError as exc:
+            return exc.errno == errno.ENOTCONN
+        return False
+
+    wait_until(dead, "the dead mount to answer ENOTCONN")
+
+
+def test_killed_embedded_mount_is_cleaned_by_mount_and_umount(tmp_path: Path, xdg: dict[str, str],
+                                                              expect_errors: list[str]) -> None:
+    # QA F8: after kill -9 of the mount, `acdfuse umount`/`mount` crashed on ENOTCONN and the bundled
+    # server was left running.
+    require_fuse()
+    mnt = tmp_path / "mnt"
+    data_root = tmp_path / "data" / "acdfuse"
+    first = acdfuse(xdg, "mount", str(mnt))
+    assert first.returncode == 0, first.stderr
+    server_pid = json.loads((data_root / "server.json").read_text())["pid"]
+    kill_mount_and_wait_dead(tmp_path, mnt)
+
+    # mount again on the dead mount: it is detached, the orphaned server taken over
+    again = acdfuse(xdg, "mount", str(mnt))
+    assert again.returncode == 0, again.stderr
+    assert "Traceback" not in again.stderr and "dead mount" in again.stderr
+    assert os.listdir(mnt) == []
+    assert json.loads((data_root / "server.json").read_text())["pid"] == server_pid
+    kill_mount_and_wait_dead(tmp_path, mnt)
+
+    down = acdfuse(xdg, "umount", str(mnt))
+    assert down.returncode == 0, down.stderr
+    assert "Traceback" not in down.stderr
+    assert not os.path.ismount(mnt)
+    from acdfuse.fs.daemon import is_mounted  # noqa: PLC0415
+    assert not is_mounted(mnt)
+    wait_until(lambda: not alive(server_pid), "the orphaned server to stop")
+    assert not (data_root / "server.json").exists()
