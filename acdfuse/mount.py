@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ log = logging.getLogger("acdfuse.mount")
 
 BACKGROUND_MOUNT_TIMEOUT = 300.0   # the first sync of a big drive happens before the mount answers
 UNMOUNT_WAIT = 60.0
+FIRST_SYNC_FILE = "first-sync"     # the child's one-line notice about its first sync, for the parent
+NOTICE_WAIT = 10.0                 # how long a background mount waits for that notice at most
 
 
 # ----- command line ---------------------------------------------------------------------------
@@ -90,7 +93,9 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="node mirror, chunk cache and log (default: under $XDG_CACHE_HOME/acdfuse)")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
-    p.add_argument("--read-only", action="store_true", help="mount read-only")
+    p.add_argument("--read-only", action="store_true",
+                   help="mount read-only (for now every mount is: writing is not implemented yet, "
+                        "changes get EROFS)")
     p.add_argument("--interval", type=positive_float, default=60.0, metavar="SECONDS",
                    help="seconds between background syncs (default 60); SIGUSR1 syncs at once")
     p.add_argument("--allow-other", action="store_true", help="let other users access the mount")
@@ -210,8 +215,9 @@ def fuse_kwargs(opts: Options) -> dict[str, Any]:
         "entry_timeout": opts.attr_timeout,
         "negative_timeout": opts.attr_timeout,
     }
-    if opts.read_only:
-        kw["ro"] = True
+    # writes are not implemented yet (every change gets EROFS): say so in the mount table too, so
+    # `mount`/`findmnt` show ro; once the write side exists this follows opts.read_only
+    kw["ro"] = True
     if opts.allow_other:
         kw["allow_other"] = True
         # other users: let the kernel enforce the modes we report
@@ -251,13 +257,31 @@ def run_mount(args: argparse.Namespace) -> int:
     if opts.foreground:
         return run_foreground(opts)
     stderr_path = opts.cache_dir / "mount-stderr.log"
+    with contextlib.suppress(OSError):
+        (opts.cache_dir / FIRST_SYNC_FILE).unlink()
     code, detail = daemon.spawn_and_wait(child_argv(opts), mnt, stderr_path, BACKGROUND_MOUNT_TIMEOUT)
     if code != 0:
-        return _fail(f"cannot mount {mnt}:\n{detail}")
+        return _report_child_failure(mnt, detail)
     if opts.embedded:
-        print(f"acdfuse: mounted the local drive at {mnt} (data in {embedded.data_root() / 'drive'}; "
-              f"`acdfuse umount {mnt}` stops it)")
+        paths = embedded.EmbeddedPaths(embedded.data_root())
+        print(f"acdfuse: mounted the local drive at {mnt} (data in {paths.data}, client config in "
+              f"{paths.cdir}; `acdfuse umount {mnt}` stops it)")
+    for line in _notices(opts):
+        print(f"acdfuse mount: {line}", file=sys.stderr)
     return 0
+
+
+def _report_child_failure(mnt: Path, detail: str) -> int:
+    """The background child's stderr, said once: its own "acdfuse mount:" line already names the
+    mount point; anything else it printed (libfuse's messages) comes first, as it did."""
+    lines = [line for line in detail.splitlines() if line.strip()]
+    if any(line.startswith("acdfuse mount: ") for line in lines):
+        print("\n".join(lines), file=sys.stderr)
+        return 1
+    if len(lines) <= 1:
+        return _fail(f"cannot mount {mnt}: {lines[0] if lines else 'the mount process failed'}")
+    print("\n".join(lines[:-1]), file=sys.stderr)
+    return _fail(f"cannot mount {mnt}: {lines[-1]}")
 
 
 def _clean_dead_mount(mnt: Path, embedded_next: bool) -> str:
@@ -364,8 +388,12 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
         try:
             sync()
         except (RequestError, StoreError) as exc:
+            refused = refused_credentials(exc)
+            if refused is not None:
+                raise MountError(refused_message(opts, refused)) from exc
             raise MountError(f"the local mirror is empty and the server did not answer: {exc}") from exc
         synced_before_mount = True
+        write_first_sync_notice(opts, "")
 
     loop_ref: list[SyncLoop] = []
 
@@ -395,7 +423,8 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
 
     loop = SyncLoop(sync, fetch_quota=client.fs_sizes, quota=quota, on_synced=on_synced,
                     interval=opts.interval, quota_interval=opts.quota_interval,
-                    sync_first=not synced_before_mount)
+                    sync_first=not synced_before_mount,
+                    on_first=lambda exc: write_first_sync_notice(opts, first_sync_notice(opts, exc)))
     loop_ref.append(loop)
     if synced_before_mount:
         loop.refresh_quota()
@@ -411,6 +440,72 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
         raise MountError(f"libfuse refused the mount ({exc}); see the messages above") from exc
     log.info("unmounted %s", opts.mountpoint)
     return 0
+
+
+# statuses that mean "the server answered and refused these credentials"
+REFUSED_STATUSES = frozenset({401, 403, 1004, 1005})   # + RequestError.CODE.REFRESH_FAILED, INVALID_TOKEN
+
+
+def refused_credentials(exc: BaseException) -> BaseException | None:
+    """The API error in exc's chain that says the credentials were refused, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if int(getattr(current, "status_code", 0) or 0) in REFUSED_STATUSES:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def refused_message(opts: Options, exc: BaseException) -> str:
+    how = ("restart the mount so the bundled server writes new ones" if opts.embedded
+           else f"get new ones with `acdfuse serve --credentials-out {opts.config_dir}` (or log in again)")
+    why = getattr(exc, "msg", None) or exc
+    return f"the server refused the credentials in {opts.config_dir} ({why}); {how}"
+
+
+def first_sync_notice(opts: Options, exc: BaseException | None) -> str:
+    """One line for the console about the first sync of a warm mirror; '' when it went well."""
+    if exc is None:
+        return ""
+    refused = refused_credentials(exc)
+    if refused is not None:
+        return (f"mounted offline from the local mirror (only cached files can be read): "
+                f"{refused_message(opts, refused)}")
+    return (f"mounted offline from the local mirror (only cached files can be read; it syncs when "
+            f"the server answers): {exc}")
+
+
+def write_first_sync_notice(opts: Options, notice: str) -> None:
+    """Tell the background parent (which prints it) how the first sync went; a console gets it now."""
+    if notice:
+        log.warning("%s", notice)
+        if not sys.stderr.isatty():   # a terminal already got the warning through logging
+            print(f"acdfuse mount: {notice}", file=sys.stderr)
+    path = opts.cache_dir / FIRST_SYNC_FILE
+    try:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(notice)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write %s: %s", path, exc)
+
+
+def _notices(opts: Options) -> list[str]:
+    """The child's first-sync notice, waited for a little: '' (or nothing in time) prints nothing."""
+    path = opts.cache_dir / FIRST_SYNC_FILE
+    deadline = time.monotonic() + min(opts.timeout, NOTICE_WAIT)
+    while True:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            text = None
+        if text is not None:
+            return [text] if text else []
+        if time.monotonic() >= deadline:
+            return []
+        time.sleep(0.05)
 
 
 def server_accepts(client: Any, timeout: float) -> bool:

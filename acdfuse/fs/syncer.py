@@ -60,8 +60,11 @@ class SyncLoop:
         interval: float,
         quota_interval: float,
         sync_first: bool = True,
+        on_first: Callable[[BaseException | None], None] | None = None,
     ) -> None:
         self._sync_first = sync_first
+        self._on_first = on_first       # told how the first sync went (None: it succeeded)
+        self.last_error: BaseException | None = None
         self._sync = sync
         self._fetch_quota = fetch_quota
         self._quota = quota
@@ -101,8 +104,10 @@ class SyncLoop:
         try:
             result = self._sync()
         except Exception as exc:  # a failed sync keeps the old mirror; the next round retries
+            self.last_error = exc
             self._set_online(False, exc)
             return False
+        self.last_error = None
         self.syncs += 1
         self._set_online(True, None)
         try:
@@ -136,6 +141,11 @@ class SyncLoop:
         if self._sync_first:
             # a warm mirror is served at once; catching up with the server happens here, behind it
             self.run_once()
+            if self._on_first is not None:
+                try:
+                    self._on_first(self.last_error)
+                except Exception:  # a report of the first sync must not stop the syncing
+                    log.exception("reporting the first sync failed")
         while not self._stop.is_set():
             got = signal.sigtimedwait({SYNC_SIGNAL}, self._interval)
             if self._stop.is_set():
