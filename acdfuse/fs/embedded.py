@@ -63,6 +63,12 @@ class EmbeddedPaths:
     def log(self) -> Path:
         return self.root / "server.log"
 
+    @property
+    def port_file(self) -> Path:
+        # outlives server.json (removed when the server stops): the next start reuses the port, so
+        # client configs copied from the credentials dir keep working across mounts
+        return self.root / "port"
+
 
 @dataclass(frozen=True)
 class ServerState:
@@ -138,6 +144,25 @@ def credentials_for(paths: EmbeddedPaths, base_url: str) -> bool:
     return raw.get("base_url", "").rstrip("/") == base_url and (paths.cdir / "oauth_data").exists()
 
 
+def remembered_port(paths: EmbeddedPaths) -> int | None:
+    """The port the bundled server had last time, when it is free now."""
+    try:
+        port = int(paths.port_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not 0 < port < 65536:
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the server binds (allow_reuse_address): a port with connections in TIME_WAIT is free
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            log.info("the bundled server's last port %d is taken; using another", port)
+            return None
+    return port
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -154,16 +179,19 @@ def running_server(paths: EmbeddedPaths) -> ServerState | None:
 
 
 def start_server(paths: EmbeddedPaths, owner_pid: int, attempts: int = 3) -> ServerState:
-    """Start ``acdfuse serve`` on a free loopback port and wait until it answers with credentials.
+    """Start ``acdfuse serve`` on a loopback port and wait until it answers with credentials.
 
-    The port is picked here and bound by the child, so another program can take it in between; a
+    The port of the last start is used again when it is free, else a free one. The port is picked
+    here and bound by the child, so another program can take it in between; a
     server that exits at once is then retried on a new port.
     """
     paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths.cdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    first = remembered_port(paths)
     for attempt in range(1, attempts + 1):
+        port = first if attempt == 1 and first is not None else free_port()
         try:
-            return _start_once(paths, owner_pid, free_port())
+            return _start_once(paths, owner_pid, port)
         except _ExitedEarly as exc:
             if attempt == attempts:
                 raise EmbeddedError(str(exc)) from None
@@ -192,6 +220,10 @@ def _start_once(paths: EmbeddedPaths, owner_pid: int, port: int) -> ServerState:
             raise _ExitedEarly(f"the bundled server exited with status {proc.returncode}; see {paths.log}")
         if answers(state.base_url, timeout=0.5) and credentials_for(paths, state.base_url):
             write_state(paths, state)
+            try:
+                paths.port_file.write_text(f"{port}\n")
+            except OSError as exc:
+                log.warning("cannot remember the bundled server's port in %s: %s", paths.port_file, exc)
             log.info("embedded server pid %d on %s, data in %s", proc.pid, state.base_url, paths.data)
             return state
         time.sleep(0.1)

@@ -8,6 +8,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,6 +77,7 @@ def test_embedded_mount_umount_cycle(tmp_path: Path, xdg: dict[str, str], expect
     assert first.returncode == 0, first.stderr
     assert "local drive" in first.stdout and str(mnt) in first.stdout
     assert len(first.stdout.strip().splitlines()) == 1       # one short message
+    assert str(data_root / "credentials") in first.stdout     # where a client config for it lives
     assert os.path.ismount(mnt)
     assert os.listdir(mnt) == []
     state = json.loads((data_root / "server.json").read_text())
@@ -84,6 +86,8 @@ def test_embedded_mount_umount_cycle(tmp_path: Path, xdg: dict[str, str], expect
     assert (data_root / "drive").is_dir()
 
     # someone else writes to the drive; the mount sees it after a sync
+    copied = tmp_path / "copied-config"      # a client config taken from this first mount
+    shutil.copytree(data_root / "credentials", copied)
     client = ACDClient(str(data_root / "credentials"))
     client.upload_stream(io.BytesIO(b"persisted\n"), "hello.txt")
     mount_pid = int(next((tmp_path / "run" / "acdfuse").glob("mount-*.pid")).read_text().split()[0])
@@ -104,7 +108,11 @@ def test_embedded_mount_umount_cycle(tmp_path: Path, xdg: dict[str, str], expect
     try:
         assert os.listdir(mnt) == ["hello.txt"]
         assert (mnt / "hello.txt").read_bytes() == b"persisted\n"
-        assert json.loads((data_root / "server.json").read_text())["pid"] != server_pid
+        second_state = json.loads((data_root / "server.json").read_text())
+        assert second_state["pid"] != server_pid
+        # the same port as before (QA F10): a client config copied from credentials/ keeps working
+        assert second_state["port"] == state["port"]
+        assert ACDClient(str(copied)).get_root_id()
     finally:
         down = acdfuse(xdg, "umount", str(mnt))
     assert down.returncode == 0, down.stderr
