@@ -18,6 +18,7 @@ class OpenFile:
     reader_handle: Any       # whatever ContentReader.open returned
     ino: int
     direct: bool = False     # opened with direct_io: its reads bypass the kernel's page cache
+    node: Any = None         # the store's Node as opened: attributes of an fd whose node is gone
 
 
 @dataclass(frozen=True, slots=True)

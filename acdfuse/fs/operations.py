@@ -148,8 +148,22 @@ class DriveOperations:
 
     @_guard
     def getattr(self, path: str, fh: Any = None) -> dict[str, int | float]:
+        # With an open file's handle (fstat, or the kernel checking the size on a read past EOF) the
+        # answer comes from that file's node, not the path: a file renamed, moved or trashed on the
+        # server keeps working through fds opened before, as after unlink on a local fs.
+        entry = self._handles.file(fh.fh) if fh is not None else None
+        if entry is not None:
+            node = self._store.get(entry.node_id) or entry.node
+            if node is not None:
+                return node_attrs(node, self._owner, self._nlink(node))
         node = self._node(path)
         return node_attrs(node, self._owner, self._nlink(node))
+
+    @_guard
+    def fgetattr(self, path: str, fh: Any = None) -> dict[str, int | float]:
+        """Never called by name: its presence makes fusepy register fgetattr, so ``getattr`` gets
+        the open file's handle when the kernel has one."""
+        return self.getattr(path, fh)
 
     @_guard
     def access(self, path: str, amode: int) -> int:
@@ -201,7 +215,7 @@ class DriveOperations:
             raise FuseOSError(errno.EISDIR)
         key = content_key(node)
         handle = self._reader.open(node.id, key, node.size)
-        fh, mode = self._handles.add_file(OpenFile(node.id, key, handle, node.ino))
+        fh, mode = self._handles.add_file(OpenFile(node.id, key, handle, node.ino, node=node))
         fi.fh = fh
         fi.keep_cache = 1 if mode.keep_cache else 0
         fi.direct_io = 1 if mode.direct_io else 0

@@ -260,3 +260,32 @@ def test_handle_open_across_remote_overwrites_never_mixes_versions(mount: Mount,
     for _ in range(2):
         assert hashlib.md5(path.read_bytes()).hexdigest() == hashlib.md5(v3).hexdigest()
     assert pread(path, 3 * MiB - 10, 20) == v3[3 * MiB - 10:3 * MiB + 10]
+
+
+@pytest.mark.parametrize("change", ["rename", "move", "trash"])
+def test_open_handle_reads_on_after_a_remote_rename_move_or_trash(mount: Mount, client: Any,
+                                                                  change: str) -> None:
+    # QA F15: like unlink on a local fs, an fd opened before the change keeps reading its content;
+    # only new lookups see the new path (or ENOENT). Reading past EOF makes the kernel ask getattr
+    # with the open file's handle: that must answer from the handle, not from the old path.
+    data = pattern(3 * MiB + 77, 41)
+    node = upload(client, "moving-away.bin", data)
+    folder = client.create_folder("elsewhere")
+    mount.start("--read-ahead", "1M")
+    path = mount.mnt / "moving-away.bin"
+    with open(path, "rb", buffering=0) as f:
+        assert f.read(MiB) == data[:MiB]
+        if change == "rename":
+            client.rename_node(node["id"], "renamed.bin")
+        elif change == "move":
+            client.move_node(node["id"], folder["id"])
+        else:
+            client.move_to_trash(node["id"])
+        mount.sync(check=lambda: not path.exists())
+        assert f.read(30 * MiB) == data[MiB:]
+        assert f.read(10) == b""
+        assert os.fstat(f.fileno()).st_size == len(data)
+    if change == "rename":
+        assert (mount.mnt / "renamed.bin").read_bytes() == data
+    elif change == "move":
+        assert (mount.mnt / "elsewhere" / "moving-away.bin").read_bytes() == data
