@@ -75,7 +75,8 @@ def add_arguments(name: str, subparsers: Any) -> None:
         _add_mount_arguments(subparsers.add_parser(
             "mount", help="mount the drive as a local directory",
             description="Mount a Cloud Drive. With no --config-dir and no account configured, mount "
-                        "the bundled local drive (started on a loopback port)."))
+                        "the bundled local drive (started on a loopback port).",
+            epilog=MOUNT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter))
     elif name == "umount":
         p = subparsers.add_parser("umount", help="unmount a mounted drive",
                                   description="Unmount a drive mounted with `acdfuse mount`.")
@@ -85,8 +86,22 @@ def add_arguments(name: str, subparsers: Any) -> None:
         raise ValueError(f"acdfuse.mount has no sub-command {name!r}")
 
 
+MOUNT_EPILOG = """\
+where things are:
+  client config (CDIR)  oauth_data, endpoint_data, ...: written by
+                        `acdfuse serve --credentials-out CDIR`, or an acd_cli cache dir
+  bundled drive         data in $XDG_DATA_HOME/acdfuse/drive (~/.local/share/...), its client
+                        config in $XDG_DATA_HOME/acdfuse/credentials (use it as CDIR with
+                        acdfuse.api or acd_cli to put files on the drive)
+  log                   acdfuse.log in the cache dir (--debug for more)
+  new files on the drive show up after the next sync: every --interval seconds, or at once
+  with `kill -USR1 <mount pid>`. The mount is read-only for now.
+"""
+
+
 def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("mountpoint", type=Path)
+    p.add_argument("mountpoint", type=Path,
+                   help="the directory to mount on (created when missing and its parent exists)")
     p.add_argument("--config-dir", type=Path, metavar="CDIR",
                    help="client config dir with oauth_data/endpoint_data (default: "
                         "$XDG_CONFIG_HOME/acdfuse; if it holds no account, the bundled drive is used)")
@@ -256,6 +271,10 @@ def run_mount(args: argparse.Namespace) -> int:
         return _fail(f"no credentials in {opts.config_dir} (oauth_data missing)")
     if opts.foreground:
         return run_foreground(opts)
+    try:
+        make_private_dir(opts.cache_dir)
+    except OSError as exc:
+        return _fail(f"cannot use the cache dir {opts.cache_dir}: {exc}")
     stderr_path = opts.cache_dir / "mount-stderr.log"
     with contextlib.suppress(OSError):
         (opts.cache_dir / FIRST_SYNC_FILE).unlink()
@@ -299,9 +318,23 @@ def _clean_dead_mount(mnt: Path, embedded_next: bool) -> str:
     return ""
 
 
+def make_private_dir(path: Path) -> None:
+    """Create path (and missing parents) readable by the user alone: it holds drive content and names.
+
+    An existing dir is left as it is, with a warning when other users can read it.
+    """
+    missing = [d for d in (path, *path.parents) if not d.exists()]
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=0o700)
+    if not missing and path.stat().st_mode & 0o077:
+        log.warning("%s is open to other users (mode %o); drive content cached there is readable by them "
+                    "(chmod 700 %s)", path, path.stat().st_mode & 0o777, path)
+
+
 def lock_cache_dir(cache_dir: Path) -> int:
     """An exclusive lock on the cache dir for the mount's lifetime: two mounts must not share it."""
-    cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(cache_dir)
     fd = os.open(cache_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -104,7 +104,7 @@ def mount_answers(mountpoint: Path) -> bool:
 
 def spawn_and_wait(argv: list[str], mountpoint: Path, stderr_path: Path, timeout: float) -> tuple[int, str]:
     """Start argv detached and wait until mountpoint answers; returns (status, message for the user)."""
-    stderr_path.parent.mkdir(parents=True, exist_ok=True)
+    stderr_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(stderr_path, "wb") as errf:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
                                 start_new_session=True)

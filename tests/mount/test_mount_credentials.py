@@ -1,6 +1,6 @@
 """Background mounts tell the user in one line what went wrong or how they are mounted: refused
 credentials (cold and warm mirror, QA F11), a failed mount said once (QA F5), a read-only mount
-table entry (QA F9)."""
+table entry (QA F9), a private cache dir (QA F13)."""
 
 from __future__ import annotations
 
@@ -93,9 +93,13 @@ def test_the_mount_table_says_read_only(tmp_path: Path, cdir: Path) -> None:
     require_fuse()
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    up = acdfuse(tmp_path, "mount", str(mnt), "--config-dir", str(cdir), "--cache-dir", str(tmp_path / "c"))
+    cache = tmp_path / "new" / "c"
+    up = acdfuse(tmp_path, "mount", str(mnt), "--config-dir", str(cdir), "--cache-dir", str(cache))
     assert up.returncode == 0, up.stderr
     try:
+        # QA F13: the cache holds drive content and names: other users cannot enter it
+        assert cache.stat().st_mode & 0o777 == 0o700
+        assert cache.parent.stat().st_mode & 0o777 == 0o700
         entry = next(line.split() for line in Path("/proc/self/mounts").read_text().splitlines()
                      if line.split()[1] == str(mnt))
         assert "ro" in entry[3].split(","), entry
@@ -107,4 +111,8 @@ def test_the_mount_table_says_read_only(tmp_path: Path, cdir: Path) -> None:
 def test_read_only_help_says_writes_are_not_implemented(tmp_path: Path) -> None:
     proc = acdfuse(tmp_path, "mount", "--help")
     assert proc.returncode == 0
-    assert "not implemented" in " ".join(proc.stdout.split())
+    text = " ".join(proc.stdout.split())
+    assert "not implemented" in text
+    # QA F14: where a client config comes from, where the bundled drive and the log live
+    for needle in ("--credentials-out CDIR", "acdfuse/credentials", "acdfuse/drive", "acdfuse.log"):
+        assert needle in text, needle
