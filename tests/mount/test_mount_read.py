@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from mount_helpers import Mount, pattern, upload
 
+from acdfuse.vfs import ReaderOptions
+
 pytestmark = pytest.mark.mount
 
 MiB = 1 << 20
@@ -221,14 +223,17 @@ def test_page_cache_is_kept_across_opens(mount: Mount, drive_server: Any,
     assert drive_server.stats.snapshot()["download"] == 0
 
 
-def test_handle_open_across_remote_overwrites_never_mixes_versions(mount: Mount, client: Any) -> None:
+@pytest.mark.parametrize("read_ahead", ["0", "64M"])
+def test_handle_open_across_remote_overwrites_never_mixes_versions(mount: Mount, client: Any,
+                                                                    read_ahead: str) -> None:
     # QA F6: a handle kept open across an overwrite read old+new bytes mixed, and after the content
     # went back to the first md5 a fresh open was served that mix from the kernel's page cache.
-    # Same sizes throughout: only the content identity tells the versions apart.
-    size = 8 * MiB
+    # Same sizes throughout: only the content identity tells the versions apart. Without read-ahead
+    # the old handle's later chunks are fetched after the overwrite (the pinning is what is tested).
+    size = 2 * ReaderOptions().chunk_size + 12345
     v1, v2, v3 = (pattern(size, seed) for seed in (31, 32, 33))
     node = upload(client, "versions.bin", v1)
-    mount.start()
+    mount.start("--read-ahead", read_ahead)
     path = mount.mnt / "versions.bin"
     markers = iter(range(100))
 
@@ -255,6 +260,8 @@ def test_handle_open_across_remote_overwrites_never_mixes_versions(mount: Mount,
             assert exc.errno in (errno.ESTALE, errno.EIO), exc
         else:
             assert pos == size
+            # with no read-ahead the later chunks were not cached: only v2 was on the server
+            assert read_ahead != "0", "the old handle got bytes the server no longer has"
     overwrite_and_sync(v3)
     # the md5 matches the old handle's again: the page cache may still be used only if it holds v3 alone
     for _ in range(2):
