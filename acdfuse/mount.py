@@ -253,12 +253,16 @@ def _fail(message: str) -> int:
 def run_mount(args: argparse.Namespace) -> int:
     opts = build_options(args)
     mnt = opts.mountpoint
-    if daemon.is_dead_mount(mnt):
-        problem = _clean_dead_mount(mnt, opts.embedded)
-        if problem:
-            return _fail(problem)
     if daemon.is_mounted(mnt):
-        return _fail(f"{mnt} is already a mount point (`acdfuse umount {mnt}` first)")
+        # a dead mount left by a killed mount process is cleaned; a live one (stat is not even tried
+        # while its process runs: a stopped one would hang it) is the user's to unmount
+        pid = daemon.read_pid_file(mnt)
+        if (pid is None or not embedded.pid_alive(pid)) and daemon.is_dead_mount(mnt):
+            problem = _clean_dead_mount(mnt, opts.embedded)
+            if problem:
+                return _fail(problem)
+        else:
+            return _fail(f"{mnt} is already a mount point (`acdfuse umount {mnt}` first)")
     if not mnt.exists() and mnt.parent.is_dir():
         # the README's first command names a fresh ~/CloudDrive: make it rather than refuse
         try:
@@ -563,7 +567,7 @@ def run_umount(args: argparse.Namespace) -> int:
     pid = daemon.read_pid_file(mnt)
     if daemon.is_mounted(mnt):
         # a dead mount (its process was killed) may still be held open: detach it lazily then
-        dead = daemon.is_dead_mount(mnt) and (pid is None or not embedded.pid_alive(pid))
+        dead = (pid is None or not embedded.pid_alive(pid)) and daemon.is_dead_mount(mnt)
         ok, err = daemon.unmount(mnt, lazy=dead)
         if not ok:
             print(f"acdfuse umount: cannot unmount {mnt}: {err}", file=sys.stderr)
