@@ -325,12 +325,18 @@ def _clean_dead_mount(mnt: Path, embedded_next: bool) -> str:
 def make_private_dir(path: Path) -> None:
     """Create path (and missing parents) readable by the user alone: it holds drive content and names.
 
-    An existing dir is left as it is, with a warning when other users can read it.
+    Our own default cache dirs (under $XDG_CACHE_HOME/acdfuse) made open by an older version are
+    closed; a cache dir the user chose is left as it is, with a warning when others can read it.
     """
     missing = [d for d in (path, *path.parents) if not d.exists()]
     for d in reversed(missing):
         with contextlib.suppress(FileExistsError):
             d.mkdir(mode=0o700)
+    root = cache_root()
+    for d in (root, path) if path.parent == root else ():
+        with contextlib.suppress(OSError):
+            if d.stat().st_mode & 0o077:
+                d.chmod(0o700)
     if not missing and path.stat().st_mode & 0o077:
         log.warning("%s is open to other users (mode %o); drive content cached there is readable by them "
                     "(chmod 700 %s)", path, path.stat().st_mode & 0o777, path)

@@ -116,3 +116,23 @@ def test_read_only_help_says_writes_are_not_implemented(tmp_path: Path) -> None:
     # QA F14: where a client config comes from, where the bundled drive and the log live
     for needle in ("--credentials-out CDIR", "acdfuse/credentials", "acdfuse/drive", "acdfuse.log"):
         assert needle in text, needle
+
+
+def test_default_cache_dirs_are_closed_a_chosen_one_gets_a_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from acdfuse.mount import make_private_dir  # noqa: PLC0415
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    root = tmp_path / "xdg-cache" / "acdfuse"
+    (root / "embedded").mkdir(parents=True)
+    for d in (root, root / "embedded"):
+        d.chmod(0o755)                     # as an older version left them
+    make_private_dir(root / "embedded")
+    assert [d.stat().st_mode & 0o777 for d in (root, root / "embedded")] == [0o700, 0o700]
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    chosen.chmod(0o755)
+    with caplog.at_level("WARNING", logger="acdfuse.mount"):
+        make_private_dir(chosen)
+    assert chosen.stat().st_mode & 0o777 == 0o755    # the user's dir: told, not changed
+    assert "open to other users" in caplog.text
