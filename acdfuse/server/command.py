@@ -1,6 +1,8 @@
 """``acdfuse serve``: run the bundled drive server in the foreground until interrupted.
 
-``--credentials-only`` writes a client config and exits instead (see provision.py). Console output is
+``--credentials-only`` writes a client config and exits instead (see provision.py). ``--background``
+starts the same command detached (``--ready-fd``) and returns once it serves and has written the
+credentials, so ``acdfuse serve -d ... && acdfuse mount ...`` is scriptable. Console output is
 for the self-hoster: a warning when other machines can reach the server, and how to get a client config.
 """
 
@@ -9,9 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import shlex
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -24,6 +28,10 @@ from acdfuse.server.provision import ProvisionError, write_credentials_only
 from acdfuse.server.server import DataDirBusy, DriveServer, is_wildcard, make_private_dir
 
 log = logging.getLogger(__name__)
+
+PID_FILE = "server.pid"  # of a --background server, removed when it stops
+LOG_FILE = "server.log"  # console and log of a --background server
+BACKGROUND_START_TIMEOUT = 300.0  # a big drive's first start (schema migration) may take a while
 
 
 def default_data_dir() -> Path:
@@ -42,6 +50,8 @@ client config:
   long --token-lifetime, e.g. 31536000 (a year).
   While a server runs, add --credentials-only to write a config for it (any --account) without
   stopping it: acdfuse serve --data DIR --credentials-only --credentials-out CDIR
+  In a script: acdfuse serve --data DIR --credentials-out CDIR --background &&
+    acdfuse mount MOUNTPOINT --config-dir CDIR     (stop the server: kill $(cat DIR/server.pid))
 
 network:
   By default only this machine can connect (127.0.0.1). With --host 0.0.0.0 (or another non-loopback
@@ -145,7 +155,16 @@ def add_arguments(name: str, subparsers: Any) -> argparse.ArgumentParser:
         help="seconds after which trashed nodes are purged, <0 disables; checked at start, then every "
         "hour or every S seconds if shorter (default: %(default)s, 30 days)",
     )
+    p.add_argument(
+        "-d",
+        "--background",
+        action="store_true",
+        help="run detached: return once the server answers and --credentials-out is written "
+        "(pid in DIR/server.pid, log in DIR/server.log; stop it with kill $(cat DIR/server.pid))",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    # internal: the detached child of --background reports readiness (and its console lines) here
+    p.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
     return p
 
@@ -191,6 +210,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.credentials_only:
         return _credentials_only(cfg, args)
+    if args.background:
+        return _background(cfg, args)
+    return _serve(cfg, args, _Console(args.ready_fd))
+
+
+def _serve(cfg: ServerConfig, args: argparse.Namespace, console: _Console) -> int:
     srv = DriveServer(cfg)
     try:
         srv.start()
@@ -198,10 +223,10 @@ def run(args: argparse.Namespace) -> int:
         hint = ""
         if args.credentials_out is not None:
             hint = "; to write a client config for it, add --credentials-only"
-        print(f"acdfuse serve: {e}{hint}", file=sys.stderr)
+        console.err(f"acdfuse serve: {e}{hint}")
         return 1
     except OSError as e:
-        print(f"acdfuse serve: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
+        console.err(f"acdfuse serve: cannot listen on {args.host}:{args.port}: {e.strerror}")
         return 1
     stop = threading.Event()
 
@@ -210,23 +235,124 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    pid_file = Path(cfg.data_dir) / PID_FILE
     try:
         if srv.exposed:
-            print(f"acdfuse serve: warning: {_exposure(srv)}", file=sys.stderr, flush=True)
+            console.err(f"acdfuse serve: warning: {_exposure(srv)}")
         if args.credentials_out is not None:
             srv.write_credentials(args.credentials_out, account=args.account)
-            print(f"credentials for account {args.account!r} written to {args.credentials_out}", flush=True)
+            console.out(f"credentials for account {args.account!r} written to {args.credentials_out}")
         else:
-            print(
+            console.out(
                 "no client config written; get one while this runs with: acdfuse serve "
-                f"--data {shlex.quote(str(cfg.data_dir))} --credentials-only --credentials-out CDIR",
-                flush=True,
+                f"--data {shlex.quote(str(cfg.data_dir))} --credentials-only --credentials-out CDIR"
             )
-        print(f"acdfuse drive serving at {srv.base_url} (data: {cfg.data_dir})", flush=True)
+        console.out(f"acdfuse drive serving at {srv.base_url} (data: {cfg.data_dir})")
+        if console.detached:
+            pid_file.write_text(f"{os.getpid()}\n")
+        console.ready()
         stop.wait()
     finally:
         srv.close()
+        if console.detached:
+            _remove_own_pid_file(pid_file)
     return 0
+
+
+class _Console:
+    """The self-hoster's console lines. A detached child (--background) prints them into its log and
+    also hands them, followed by ``ready``, to the waiting parent over ``ready_fd``."""
+
+    def __init__(self, ready_fd: int | None) -> None:
+        self._fd = ready_fd
+        self._lines: list[str] = []
+        self.detached = ready_fd is not None
+
+    def out(self, text: str) -> None:
+        print(text, flush=True)
+        self._lines.append("out " + text)
+
+    def err(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+        self._lines.append("err " + text)
+
+    def ready(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.write(fd, "".join(line + "\n" for line in [*self._lines, "ready"]).encode())
+        finally:
+            os.close(fd)
+
+
+def _remove_own_pid_file(path: Path) -> None:
+    try:
+        if path.read_text().strip() == str(os.getpid()):
+            path.unlink()
+    except OSError as e:
+        log.warning("cannot remove %s: %s", path, e)
+
+
+def _child_argv(cfg: ServerConfig, args: argparse.Namespace, ready_fd: int) -> list[str]:
+    """The same ``acdfuse serve`` in the foreground, with absolute paths, reporting to ``ready_fd``."""
+    argv = [sys.executable, "-m", "acdfuse", "serve", "--data", str(Path(cfg.data_dir).absolute())]
+    argv += ["--host", args.host, "--port", str(args.port), "--token-lifetime", str(args.token_lifetime)]
+    argv += ["--account", args.account, "--trash-retention", str(args.trash_retention)]
+    argv += ["--latency-ms", str(args.latency_ms), "--bandwidth", str(args.bandwidth)]
+    argv += ["--error-rate", str(args.error_rate), "--cut-rate", str(args.cut_rate)]
+    if args.public_url:
+        argv += ["--public-url", args.public_url]
+    if args.credentials_out is not None:
+        argv += ["--credentials-out", str(Path(args.credentials_out).absolute())]
+    if args.fault_seed is not None:
+        argv += ["--fault-seed", str(args.fault_seed)]
+    if args.verbose:
+        argv.append("-v")
+    return [*argv, "--ready-fd", str(ready_fd)]
+
+
+def _background(cfg: ServerConfig, args: argparse.Namespace) -> int:
+    """Start a detached server and return once it is ready (0), or with its error (non-zero)."""
+    data = Path(cfg.data_dir).absolute()
+    make_private_dir(data)
+    log_path = data / LOG_FILE
+    r, w = os.pipe()
+    with open(log_path, "ab") as logf:
+        offset = logf.tell()
+        # own session: the shell's Ctrl-C or hang-up must not reach the drive
+        proc = subprocess.Popen(
+            _child_argv(cfg, args, w),
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=logf,
+            pass_fds=(w,),
+            start_new_session=True,
+        )
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        ready, _, _ = select.select([pipe], [], [], BACKGROUND_START_TIMEOUT)
+        report = pipe.read().decode("utf-8", "replace").splitlines() if ready else []
+    if report and report[-1] == "ready":
+        for line in report[:-1]:
+            kind, _, text = line.partition(" ")
+            print(text, file=sys.stderr if kind == "err" else sys.stdout, flush=True)
+        print(
+            f"running in the background: pid {proc.pid}, log {log_path}; stop it with: "
+            f"kill $(cat {shlex.quote(str(data / PID_FILE))})",
+            flush=True,
+        )
+        return 0
+    if not ready:
+        proc.kill()
+    code = proc.wait()
+    with open(log_path, "rb") as f:
+        f.seek(offset)
+        tail = f.read().decode("utf-8", "replace").strip()
+    reason = "did not become ready in time" if not ready else f"exited with status {code}"
+    print(f"acdfuse serve: the background server {reason}; its output ({log_path}):", file=sys.stderr)
+    print(tail or "(none)", file=sys.stderr)
+    return code or 1
 
 
 def _exposure(srv: DriveServer) -> str:

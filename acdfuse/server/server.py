@@ -8,7 +8,8 @@ In-process extras for tests and benchmarks: ``write_credentials``, ``generate_tr
 Data dir layout (private: dirs 0700, files 0600): ``drive.sqlite3`` (+ WAL) metadata,
 ``blobs/<xx>/<blob id>`` contents, ``tmp/`` uploads in flight (wiped at start), ``server.lock`` (flock:
 one server per data dir; holds ``{"pid", "base_url"}`` of the server holding it, which
-``acdfuse serve --credentials-only`` writes into the credentials it provisions, see provision.py).
+``acdfuse serve --credentials-only`` writes into the credentials it provisions, see provision.py);
+``server.pid`` and ``server.log`` of an ``acdfuse serve --background`` (command.py).
 
 At start a background sweep removes blob files that no node references and that predate the start
 (left by a kill between a blob's rename and its transaction's commit), see ``blobs.BlobStore.orphans``.

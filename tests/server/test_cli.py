@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -188,3 +189,36 @@ def test_bad_public_url(tmp_path: Path) -> None:
         check=False,
     )
     assert r.returncode == 2 and "--public-url" in r.stderr
+
+
+def test_background_returns_once_ready_and_stops_through_its_pid_file(tmp_path: Path) -> None:
+    """``serve --background && mount`` must not race: credentials exist and the server answers (QA F18)."""
+    data, cdir = tmp_path / "data", tmp_path / "c"
+
+    def start(out: Path) -> subprocess.CompletedProcess[str]:
+        argv = ["serve", "--data", str(data), "--port", "0", "--credentials-out", str(out), "--background"]
+        return subprocess.run(
+            [sys.executable, "-m", "acdfuse", *argv], capture_output=True, text=True, timeout=300, check=False
+        )
+
+    r = start(cdir)
+    pid = int((data / "server.pid").read_text()) if (data / "server.pid").exists() else None
+    try:
+        assert r.returncode == 0, r.stderr
+        assert pid is not None and f"pid {pid}" in r.stdout and "server.pid" in r.stdout
+        base = json.loads((cdir / "acdfuse_server").read_text())["base_url"]
+        assert f"serving at {base}" in r.stdout
+        assert (
+            requests.get(base + "/drive/v1/account/info", headers=_token(cdir), timeout=30).status_code == 200
+        )
+        again = start(tmp_path / "c2")  # the data dir is taken: fails with the child's reason
+        assert again.returncode == 1 and "in use by another acdfuse server" in again.stderr
+        assert not (tmp_path / "c2").exists()
+        assert int((data / "server.pid").read_text()) == pid
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60  # generous: only "it stops and cleans up" matters
+    while (data / "server.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (data / "server.pid").exists()
