@@ -1,8 +1,12 @@
 """Content read path of the mount: chunk cache (memory + disk) and read-ahead, FUSE-agnostic.
 
-Usage (the mount builds the options once and passes any ``fetch(node_id, offset, length)``)::
+Usage (the mount builds the options once and passes any ``fetch(node_id, offset, length, content_key)``,
+which must return exactly that content's bytes, e.g. by pinning the range request to it)::
 
-    reader = ContentReader(client.download_chunk, ReaderOptions(cache_dir=..., memory_cache=...))
+    def fetch(node_id, offset, length, content_key):
+        return client.download_chunk(node_id, offset, length, content_md5=content_key)
+
+    reader = ContentReader(fetch, ReaderOptions(cache_dir=..., memory_cache=...))
     reader.start()
     fh = reader.open(node.id, node.md5 or str(node.content_version), node.size)
     data = reader.read(fh, offset, length)     # bytes; short only at end of file

@@ -176,7 +176,8 @@ class DiskCache:
         if self._capacity <= _FIXED_OVERHEAD:
             return
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
+            # private: chunk files are the user's file contents (files themselves are 0600)
+            self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._block = max(512, os.statvfs(self._dir).f_frsize)
             self._check_format()
             self._scan()

@@ -334,3 +334,15 @@ def test_chunk_files_on_a_filesystem_without_o_direct(tmp_path: Path, monkeypatc
         assert target.read_bytes() == data
     finally:
         target.unlink(missing_ok=True)
+
+
+def test_chunk_files_are_private(drive: MemoryDrive, make_reader: ReaderFactory, tmp_path: Path) -> None:
+    # chunk files hold the user's file contents: 0600 whatever the umask, their directory 0700
+    drive.add("n", pattern(3 * CHUNK + 5, seed=8))
+    reader = make_reader(drive, cache_dir=tmp_path / "cache", chunk_size=CHUNK)
+    read_all(reader, reader.open("n", "k", 3 * CHUNK + 5), 3 * CHUNK + 5)
+    assert reader.flush(10)
+    files = chunk_files(tmp_path / "cache")
+    assert len(files) == 4
+    assert {f.stat().st_mode & 0o777 for f in files} == {0o600}
+    assert (tmp_path / "cache" / "chunks").stat().st_mode & 0o777 == 0o700
