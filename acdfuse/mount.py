@@ -31,7 +31,8 @@ log = logging.getLogger("acdfuse.mount")
 BACKGROUND_MOUNT_TIMEOUT = 300.0   # the first sync of a big drive happens before the mount answers
 UNMOUNT_WAIT = 60.0
 FIRST_SYNC_FILE = "first-sync"     # the child's one-line notice about its first sync, for the parent
-NOTICE_WAIT = 10.0                 # how long a background mount waits for that notice at most
+UNMOUNT_SYNC_WAIT = 5.0            # at unmount, how long a running sync may still take
+NOTICE_WAIT = 3.0                  # how long a background mount waits for that notice at most
 
 
 # ----- command line ---------------------------------------------------------------------------
@@ -464,15 +465,28 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
             ops.invalidate(None if result.reset else result.changed)
         log.debug("sync: %s", result)
 
+    said_offline: list[bool] = []
+
+    def report_first(exc: BaseException | None) -> None:
+        if exc is not None and said_offline and refused_credentials(exc) is None:
+            return      # "offline" was said already, before the mount
+        write_first_sync_notice(opts, first_sync_notice(opts, exc))
+
     loop = SyncLoop(sync, fetch_quota=client.fs_sizes, quota=quota, on_synced=on_synced,
                     interval=opts.interval, quota_interval=opts.quota_interval,
                     sync_first=not synced_before_mount,
-                    on_first=lambda exc: write_first_sync_notice(opts, first_sync_notice(opts, exc)))
+                    on_first=report_first)
     loop_ref.append(loop)
     if synced_before_mount:
         loop.refresh_quota()
+    elif not server_accepts(client, min(1.0, opts.timeout / 4)):
+        # said at once: the first sync of an unreachable server ends only after the client's retries
+        write_first_sync_notice(opts, first_sync_notice(
+            opts, ConnectionError(f"the server at {client_base(client)} does not accept connections")))
+        said_offline.append(True)
     loop.start()
-    stack.callback(loop.close)
+    # an unmount must not wait for a sync stuck in retries against an unreachable server
+    stack.callback(loop.close, min(opts.timeout, UNMOUNT_SYNC_WAIT))
 
     daemon.write_pid_file(opts.mountpoint)
     stack.callback(daemon.remove_pid_file, opts.mountpoint)
@@ -536,7 +550,7 @@ def write_first_sync_notice(opts: Options, notice: str) -> None:
 
 
 def _notices(opts: Options) -> list[str]:
-    """The child's first-sync notice, waited for a little: '' (or nothing in time) prints nothing."""
+    """The child's first-sync notice, waited for a little: '' prints nothing."""
     path = opts.cache_dir / FIRST_SYNC_FILE
     deadline = time.monotonic() + min(opts.timeout, NOTICE_WAIT)
     while True:
@@ -547,8 +561,18 @@ def _notices(opts: Options) -> list[str]:
         if text is not None:
             return [text] if text else []
         if time.monotonic() >= deadline:
-            return []
+            return ["the first sync with the server is still running; until it ends the mount serves the "
+                    f"local mirror (see {opts.log_file})"]
         time.sleep(0.05)
+
+
+def client_base(client: Any) -> str:
+    """scheme://host:port of the content server, for messages."""
+    try:
+        url = urllib.parse.urlsplit(client.content_url)
+    except Exception:  # endpoint discovery failed: nothing better to name
+        return "(unknown address)"
+    return f"{url.scheme}://{url.netloc}"
 
 
 def server_accepts(client: Any, timeout: float) -> bool:

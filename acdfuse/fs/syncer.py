@@ -86,12 +86,22 @@ class SyncLoop:
         self._thread = threading.Thread(target=self._run, name="acdfuse-sync", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
+    def close(self, wait: float = 30.0) -> bool:
+        """Stop the loop; False when a sync still runs after ``wait`` seconds.
+
+        A sync against an unreachable server sits in the client's retries until its deadline; the
+        loop's thread is a daemon, so a caller that is exiting may stop waiting for it sooner (the
+        mirror keeps its last complete sync: a sync is all-or-nothing).
+        """
         self._stop.set()
         thread = self._thread
         if thread is not None and thread.ident is not None and thread.is_alive():
             signal.pthread_kill(thread.ident, SYNC_SIGNAL)   # wakes sigtimedwait at once
-            thread.join(timeout=30)
+            thread.join(timeout=wait)
+            if thread.is_alive():
+                log.info("a sync is still running after %.0f s; not waiting for it", wait)
+                return False
+        return True
 
     def request_sync(self) -> None:
         """Sync as soon as possible (from any thread), as SIGUSR1 does."""

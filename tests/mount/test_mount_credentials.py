@@ -136,3 +136,34 @@ def test_default_cache_dirs_are_closed_a_chosen_one_gets_a_warning(
         make_private_dir(chosen)
     assert chosen.stat().st_mode & 0o777 == 0o755    # the user's dir: told, not changed
     assert "open to other users" in caplog.text
+
+
+def test_warm_mirror_with_the_server_down_mounts_offline_with_one_line(
+        tmp_path: Path, cdir: Path, client: Any, drive_server: Any) -> None:
+    require_fuse()
+    client.upload_stream(io.BytesIO(b"still here\n"), "kept.txt")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cache = tmp_path / "c"
+    up = acdfuse(tmp_path, "mount", str(mnt), "--config-dir", str(cdir), "--cache-dir", str(cache))
+    assert up.returncode == 0, up.stderr
+    try:
+        assert (mnt / "kept.txt").read_bytes() == b"still here\n"
+    finally:
+        down = acdfuse(tmp_path, "umount", str(mnt))
+    assert down.returncode == 0, down.stderr
+    drive_server.close()
+
+    up = acdfuse(tmp_path, "mount", str(mnt), "--config-dir", str(cdir), "--cache-dir", str(cache))
+    try:
+        assert up.returncode == 0, up.stderr
+        lines = console_lines(up)
+        assert len(lines) == 1, up.stderr
+        assert "offline" in lines[0] and "does not accept connections" in lines[0]
+        assert (mnt / "kept.txt").read_bytes() == b"still here\n"
+    finally:
+        down = acdfuse(tmp_path, "umount", str(mnt))
+        if os.path.ismount(mnt):
+            fusermount_u(mnt, lazy=True)
+    assert down.returncode == 0, down.stderr
+    assert not log_problems(cache / "acdfuse.log", [])
