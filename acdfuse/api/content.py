@@ -16,6 +16,8 @@ import logging
 import mimetypes
 import os
 import re
+import sys
+import threading
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -88,6 +90,56 @@ def _new_bytearray() -> Callable[[int], bytearray]:
 
 
 _uninitialised = _new_bytearray()
+
+
+class _BufferPool:
+    """Hands out large download buffers again once nobody references them any more.
+
+    A fresh 8 MiB buffer is 2048 pages the kernel must fault in and zero while the socket fills
+    them (on a small VM the largest single CPU cost of a cold read); a buffer whose every holder
+    (caller, memoryviews of it, caches) has let go can take the next body as it is. "Let go" is
+    read off the reference count (CPython): the pool's list, the loop variable and the call's own
+    argument are the only references of a free buffer. At most ``max_idle`` bytes of free buffers
+    are kept; the rest go back to the allocator.
+    """
+
+    _FREE_REFS = 3
+
+    def __init__(self, min_size: int, max_idle: int, max_tracked: int) -> None:
+        self._min_size = min_size
+        self._max_idle = max_idle
+        self._max_tracked = max_tracked
+        self._lock = threading.Lock()
+        self._bufs: list[bytearray] = []
+        self._enabled = hasattr(sys, "getrefcount")
+
+    def get(self, size: int) -> bytearray:
+        if not self._enabled or size < self._min_size:
+            return _uninitialised(size)
+        with self._lock:
+            found: bytearray | None = None
+            idle = tracked = 0
+            keep: list[bytearray] = []
+            for buf in self._bufs:
+                if sys.getrefcount(buf) == self._FREE_REFS:
+                    if found is None and len(buf) == size:
+                        found = buf
+                    elif idle + len(buf) > self._max_idle:
+                        continue  # dropped from the list: freed when the loop lets go of it
+                    else:
+                        idle += len(buf)
+                keep.append(buf)
+                tracked += len(buf)
+            if found is None:
+                found = _uninitialised(size)
+                if tracked + size <= self._max_tracked:
+                    keep.append(found)
+            self._bufs = keep
+            return found
+
+
+# 32 MiB of free buffers kept at most; buffers of at least 1 MiB, 1 GiB of them tracked
+_pool = _BufferPool(1 << 20, 32 << 20, 1 << 30)
 
 
 def _etag_md5(r: requests.Response) -> str | None:
@@ -357,7 +409,7 @@ class ContentMixin(ClientBase):
             _, expected, _ = _range_of(r)
             if buffer is None:
                 # one allocation of what is announced (less than asked for at the end of the file)
-                buffer = _uninitialised(min(expected, length) if expected else length)
+                buffer = _pool.get(min(expected, length) if expected else length)
                 view = memoryview(buffer)
             want = len(buffer) - filled if expected is None else min(expected, len(buffer) - filled)
             got, cut = self._read_into(r, view[filled : filled + want])
