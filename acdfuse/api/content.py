@@ -1,6 +1,7 @@
 """Content transfers: folder/file creation, uploads and overwrites, ranged downloads and thumbnails.
 
-Everything streams in pieces of ``FS_RW_CHUNK_SZ``. Uploads are never repeated blindly: after an
+Uploads and file downloads stream in pieces of ``FS_RW_CHUNK_SZ``; ``download_chunk`` reads a range
+body with ``readinto`` straight into one (reused) buffer. Uploads are never repeated blindly: after an
 unsure failure the server is asked whether the node (with our MD5) is there before sending again.
 Downloads check every answer against its Content-Range/Content-Length and continue a cut body from
 where it stopped.
