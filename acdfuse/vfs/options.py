@@ -26,9 +26,13 @@ class ReaderOptions:
     cache_size: int = 2 * GiB
     # Unit of the caches and of one disk-tier file.  Large: every chunk file costs an inode allocation,
     # a crc pass and a write call, and on a fast link those, not the bytes, bound a cold read
-    # (1 GiB cold through the mount: 1 MiB chunks ~440 MiB/s, 8 MiB chunks ~650 MiB/s).  A random
+    # (1 GiB cold through the mount: 1 MiB chunks ~440 MiB/s, 8 MiB chunks ~650 MiB/s).  But the
+    # read-ahead window is counted in whole chunks, so large chunks ramp a slow link up late: with a
+    # 16 MiB/s per-connection cap, 8 MiB chunks gave 2.69x the single-stream rate, 4 MiB 3.38x and
+    # 2 MiB 3.77x, while cold uncapped reads were 0.37x / 0.35x / 0.33x the minimal FUSE FS
+    # (scripts/bench_read.py --only capped,cold --runs 3, same hour).  4 MiB keeps both.  A random
     # read fetches the whole chunk it touches.
-    chunk_size: int = 8 * MiB
+    chunk_size: int = 4 * MiB
     read_ahead: int = 64 * MiB
     streams: int = 4
     read_ahead_budget: int = 128 * MiB

@@ -11,7 +11,7 @@ def test_defaults() -> None:
     opts = ReaderOptions()
     assert opts.memory_cache == 256 * MiB and opts.cache_size == 2 * GiB
     assert opts.read_ahead == 64 * MiB and opts.streams == 4 and opts.timeout == 30.0
-    assert opts.initial_window == 1 * MiB and opts.chunk_size == 8 * MiB == opts.request_size
+    assert opts.initial_window == 1 * MiB and opts.chunk_size == 4 * MiB and opts.request_size == 8 * MiB
 
 
 @pytest.mark.parametrize("bad", [dict(chunk_size=0), dict(streams=0), dict(timeout=0), dict(memory_cache=-1),
