@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+import requests
 
 from .backoff_req import BackOffRequest
 from .common import OK_CODES, error_from_response
@@ -62,6 +64,34 @@ class ClientBase:
         if r.status_code not in ok:
             raise error_from_response(r, operation, node)
         return r.json() if r.content else None
+
+    def _confirmed_call(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        node: str | None,
+        confirm: Callable[[], dict | None],
+        *,
+        body: dict | None = None,
+        ok_codes: Iterable[int] = OK_CODES,
+        parse: Callable[[requests.Response], dict] = lambda r: r.json(),
+    ) -> dict:
+        """A metadata request that must not be repeated blindly (a repeat after a lost reply would
+        fail or act twice): after an unsure failure ``confirm()`` checks whether it took effect."""
+        ok = list(ok_codes)
+        url = self.metadata_url + path
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs["data"] = json.dumps(body)
+            kwargs["headers"] = {"Content-Type": "application/json"}
+
+        def send(backoff: Any) -> requests.Response:
+            return self.BOReq.request(
+                method, url, ok, idempotent=False, backoff=backoff, operation=operation, node=node, **kwargs
+            )
+
+        return self.BOReq.request_confirmed(send, ok, confirm, operation=operation, node=node, parse=parse)
 
     def _find_child(self, parent: str | None, name: str) -> dict | None:
         """The AVAILABLE child of ``parent`` (root if None) called ``name`` (case-insensitive), if any."""

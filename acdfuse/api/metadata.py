@@ -192,52 +192,32 @@ class MetadataMixin(ClientBase):
 
     def remove_child(self, parent_id: str, child_id: str) -> dict:
         """:returns: updated child node dict"""
-        operation = f"remove child from {parent_id}"
-        url = self.metadata_url + f"nodes/{parent_id}/children/{child_id}"
 
-        def send(backoff: Any) -> requests.Response:
-            # a repeat after a lost reply would answer 404, so it is confirmed instead
-            return self.BOReq.delete(
-                url,
-                acc_codes=(200, 202),
-                idempotent=False,
-                backoff=backoff,
-                operation=operation,
-                node=child_id,
-            )
-
+        # a repeat after a lost reply would answer 404, so it is confirmed instead
         def confirm() -> dict | None:
             node = self.get_metadata(child_id, temp_link=False)
             return node if parent_id not in node.get("parents", []) else None
 
         # Amazon documented 202 but answered 200
-        return self.BOReq.request_confirmed(send, (200, 202), confirm, operation=operation, node=child_id)
+        return self._confirmed_call(
+            "DELETE", f"nodes/{parent_id}/children/{child_id}", f"remove child from {parent_id}", child_id,
+            confirm, ok_codes=(200, 202),
+        )
 
     def move_node_from(self, node_id: str, old_parent_id: str, new_parent_id: str) -> dict:
         """Moves node with given ID from old parent to new parent.
 
         :returns: changed node dict
         """
-        operation = f"move from {old_parent_id} to {new_parent_id}"
-        body = json.dumps({"fromParent": old_parent_id, "childId": node_id})
-        url = self.metadata_url + f"nodes/{new_parent_id}/children"
-
-        def send(backoff: Any) -> requests.Response:
-            return self.BOReq.post(
-                url,
-                data=body,
-                headers={"Content-Type": "application/json"},
-                backoff=backoff,
-                operation=operation,
-                node=node_id,
-            )
-
         def confirm() -> dict | None:
             node = self.get_metadata(node_id, temp_link=False)
             parents = node.get("parents", [])
             return node if new_parent_id in parents and old_parent_id not in parents else None
 
-        return self.BOReq.request_confirmed(send, OK_CODES, confirm, operation=operation, node=node_id)
+        return self._confirmed_call(
+            "POST", f"nodes/{new_parent_id}/children", f"move from {old_parent_id} to {new_parent_id}",
+            node_id, confirm, body={"fromParent": old_parent_id, "childId": node_id},
+        )
 
     def move_node(self, node_id: str, parent_id: str) -> dict:
         return self.update_metadata(node_id, {"parents": [parent_id]})
@@ -288,24 +268,12 @@ class MetadataMixin(ClientBase):
 
     def delete_property(self, node_id: str, owner_id: str, key: str) -> None:
         """Deletes *key* property from node with ID *node_id*."""
-        operation = f"delete property {key!r}"
-        url = self.metadata_url + f"nodes/{node_id}/properties/{owner_id}/{key}"
-
-        def send(backoff: Any) -> requests.Response:
-            return self.BOReq.delete(
-                url,
-                acc_codes=(204, 200),
-                idempotent=False,
-                backoff=backoff,
-                operation=operation,
-                node=node_id,
-            )
-
         def confirm() -> dict | None:
             return {} if key not in self.list_properties(node_id, owner_id) else None
 
-        self.BOReq.request_confirmed(
-            send, (204, 200), confirm, operation=operation, node=node_id, parse=lambda r: {}
+        self._confirmed_call(
+            "DELETE", f"nodes/{node_id}/properties/{owner_id}/{key}", f"delete property {key!r}", node_id,
+            confirm, ok_codes=(204, 200), parse=lambda r: {},
         )
 
     def delete_properties(self, node_id: str, owner_id: str) -> None:

@@ -5,12 +5,7 @@ https://developer.amazon.com/public/apis/experience/cloud-drive/content/trash
 
 from __future__ import annotations
 
-from typing import Any
-
-import requests
-
 from ._base import ClientBase
-from .common import OK_CODES
 
 
 class TrashMixin(ClientBase):
@@ -22,17 +17,11 @@ class TrashMixin(ClientBase):
         return self._json_call("PUT", "trash/" + node_id, "move to trash", node_id)
 
     def restore(self, node_id: str) -> dict:
-        operation = "restore"
-        url = self.metadata_url + "trash/" + node_id + "/restore"
-
-        def send(backoff: Any) -> requests.Response:
-            return self.BOReq.post(url, backoff=backoff, operation=operation, node=node_id)
-
         def confirm() -> dict | None:
             node = self.get_metadata(node_id, temp_link=False)
             return node if node.get("status") == "AVAILABLE" else None
 
-        return self.BOReq.request_confirmed(send, OK_CODES, confirm, operation=operation, node=node_id)
+        return self._confirmed_call("POST", f"trash/{node_id}/restore", "restore", node_id, confirm)
 
     # Amazon refused this to third-party apps:
     # {"message":"Insufficient permissions granted for operation: purgeNode"}
