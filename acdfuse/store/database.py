@@ -101,6 +101,7 @@ class Database:
             problem = self._inspect()
             if problem:
                 self._move_aside(problem)
+        self._make_private()
         self._writer = self._connect(WRITER_PRAGMAS)
         try:
             self._migrate(self._writer)
@@ -110,6 +111,21 @@ class Database:
             self._writer = None
             raise StoreError(f"cannot initialise node mirror {self.path}: {exc}") from exc
         self._closed = False
+
+    def _make_private(self) -> None:
+        """The mirror lists the names of every file on the drive: readable by its owner only.
+
+        SQLite gives the -wal and -shm files the mode of the database file, so creating that one
+        0600 (rather than with the process umask) covers all three; an older, looser file is closed.
+        """
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            try:
+                if path.stat().st_mode & 0o077:
+                    path.chmod(0o600)
+            except FileNotFoundError:
+                pass
 
     def _inspect(self) -> str | None:
         """Return why the existing file is unusable, or None. Raises SchemaTooNew."""

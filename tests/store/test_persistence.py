@@ -198,3 +198,21 @@ def test_migration_runs_on_open_and_keeps_data(tmp_path: Path, monkeypatch: pyte
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
     con.close()
+
+
+def test_mirror_files_are_private(tmp_path: Path) -> None:
+    """The mirror holds every file name of the drive: 0600 for the db, its WAL and shm, old ones too."""
+    db = tmp_path / "nodes.db"
+    store = NodeStore(db)
+    store.open()
+    store.close()
+    for path in tmp_path.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    db.chmod(0o644)
+    store = NodeStore(db)
+    store.open()
+    try:
+        assert db.stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "nodes.db-wal").stat().st_mode & 0o777 == 0o600
+    finally:
+        store.close()
