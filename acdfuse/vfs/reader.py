@@ -356,14 +356,7 @@ class ContentReader:
         if loads:
             per_job = max(1, min(8, -(-len(loads) // self._opts.streams)))
             for i in range(0, len(loads), per_job):
-                group = loads[i:i + per_job]
-                job = Job(functools.partial(self._run_load, handle.node_id, group), True)
-                for item in group:
-                    item.pending.job = job
-                try:
-                    self._pool.submit(job)
-                except RuntimeError:
-                    self._fail(group, OSError(errno.EIO, "content reader closed"))
+                self._queue(self._run_load, handle.node_id, loads[i:i + per_job], readahead=True)
 
     def _run_load(self, node_id: str, items: list[_Item]) -> None:
         """Read-ahead from the disk tier; what is not there (evicted, corrupt) is fetched instead."""
@@ -391,37 +384,30 @@ class ContentReader:
                     item.pending.event.set()
             self._count(disk_hits=len(loaded), disk_ahead=len(loaded))
             self._forget([item for item, _ in loaded])
-        run: list[_Item] = []
-        for item in missing:  # fetch in runs of consecutive chunks
-            if run and run[-1].index + 1 != item.index:
-                self._run_fetch(node_id, run)
-                run = []
-            run.append(item)
-        if run:
+        for run in _consecutive_runs(missing):  # one range request per run of chunks
             self._run_fetch(node_id, run)
 
     # ---- fetching ---------------------------------------------------------------------------
 
     def _submit(self, handle: _Handle, items: list[_Item], readahead: bool) -> None:
         """Group consecutive chunks into range requests spread over ``streams`` and queue them."""
-        runs: list[list[_Item]] = []
-        for item in items:
-            if runs and runs[-1][-1].index + 1 == item.index:
-                runs[-1].append(item)
-            else:
-                runs.append([item])
         max_chunks = max(1, self._opts.request_size // self._cs)
-        for run in runs:
+        for run in _consecutive_runs(items):
             per_request = min(max_chunks, max(1, -(-len(run) // self._opts.streams)))
             for i in range(0, len(run), per_request):
-                group = run[i:i + per_request]
-                job = Job(functools.partial(self._run_fetch, handle.node_id, group), readahead)
-                for item in group:
-                    item.pending.job = job
-                try:
-                    self._pool.submit(job)
-                except RuntimeError:
-                    self._fail(group, OSError(errno.EIO, "content reader closed"))
+                self._queue(self._run_fetch, handle.node_id, run[i:i + per_request], readahead)
+
+    def _queue(
+        self, runner: Callable[[str, list[_Item]], None], node_id: str, group: list[_Item], readahead: bool
+    ) -> None:
+        """Queue one worker job for ``group``; its waiters fail at once if the reader is closing."""
+        job = Job(functools.partial(runner, node_id, group), readahead)
+        for item in group:
+            item.pending.job = job
+        try:
+            self._pool.submit(job)
+        except RuntimeError:
+            self._fail(group, OSError(errno.EIO, "content reader closed"))
 
     def _run_fetch(self, node_id: str, items: list[_Item]) -> None:
         offset = items[0].index * self._cs
@@ -543,3 +529,14 @@ class ContentReader:
     def reset_stats(self) -> None:
         with self._stats_lock:
             self._stats.clear()
+
+
+def _consecutive_runs(items: list[_Item]) -> list[list[_Item]]:
+    """Split chunks (in index order) into runs of consecutive indexes: one range request each."""
+    runs: list[list[_Item]] = []
+    for item in items:
+        if runs and runs[-1][-1].index + 1 == item.index:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
