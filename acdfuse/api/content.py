@@ -209,16 +209,8 @@ class ContentMixin(ClientBase):
         metadata: dict[str, Any] = {"kind": "FILE", "name": file_name}
         if parent:
             metadata["parents"] = [parent]
-        body = UploadBody(
-            stream,
-            metadata=metadata,
-            filename=file_name,
-            mime_type=_get_mimetype(file_name),
-            chunk_size=FS_RW_CHUNK_SZ,
-            read_callbacks=read_callbacks,
-        )
-        # empty files would all be duplicates of each other, so dedup is never asked for them
-        params = {} if deduplication and body.size != 0 else {"suppress": "deduplication"}
+        body = _upload_body(stream, metadata, file_name, read_callbacks)
+        params = _dedup_params(body, deduplication)
 
         def confirm() -> dict | None:
             if not body.complete:
@@ -260,15 +252,8 @@ class ContentMixin(ClientBase):
     def _overwrite(
         self, stream: IO[bytes], node_id: str, read_callbacks: Callbacks, deduplication: bool, file_name: str
     ) -> dict:
-        body = UploadBody(
-            stream,
-            metadata=None,
-            filename=file_name,
-            mime_type=_get_mimetype(file_name),
-            chunk_size=FS_RW_CHUNK_SZ,
-            read_callbacks=read_callbacks,
-        )
-        params = {} if deduplication and body.size != 0 else {"suppress": "deduplication"}
+        body = _upload_body(stream, None, file_name, read_callbacks)
+        params = _dedup_params(body, deduplication)
 
         def confirm() -> dict | None:
             if not body.complete:
@@ -632,3 +617,22 @@ class ContentMixin(ClientBase):
                     f"{operation} (node {node_id}): cut after {got} of {expected} bytes",
                 )
             self.BOReq.sleep(delay)
+
+
+def _upload_body(
+    stream: IO[bytes], metadata: dict[str, Any] | None, file_name: str, read_callbacks: Callbacks
+) -> UploadBody:
+    """The streamed multipart body of an upload (with metadata) or an overwrite (content only)."""
+    return UploadBody(
+        stream,
+        metadata=metadata,
+        filename=file_name,
+        mime_type=_get_mimetype(file_name),
+        chunk_size=FS_RW_CHUNK_SZ,
+        read_callbacks=read_callbacks,
+    )
+
+
+def _dedup_params(body: UploadBody, deduplication: bool) -> dict[str, str]:
+    # empty files would all be duplicates of each other, so dedup is never asked for them
+    return {} if deduplication and body.size != 0 else {"suppress": "deduplication"}
