@@ -25,10 +25,17 @@ import mmap
 import os
 import threading
 import time
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    # ISA-L's CRC-32 gives the same values as zlib's (same polynomial, so chunk names stay valid) at
+    # about 4x the speed: on a cold read the checksum of every fetched byte was a quarter of the
+    # mount's CPU time.
+    from isal.isal_zlib import crc32
+except ImportError:  # no wheel for this platform
+    from zlib import crc32
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +328,7 @@ class DiskCache:
                     data = fh.read(length)
                     if len(data) != length:
                         problem = "short file"
-                    elif zlib.crc32(data) != entry.crc:
+                    elif crc32(data) != entry.crc:
                         problem = "checksum mismatch"
             if not problem:
                 # mtime carries the LRU order over a restart
@@ -348,7 +355,7 @@ class DiskCache:
         if not self._enabled or time.monotonic() < self._writes_off_until:
             return False
         length = data.nbytes
-        crc = zlib.crc32(data)
+        crc = crc32(data)
         entry = _Entry(stem=stem, name=f"{stem[0]}.{stem[1]}.{stem[2]}.{crc:08x}{_SUFFIX}", length=length,
                        cost=self._cost(length), crc=crc)
         if entry.cost + _FIXED_OVERHEAD > self._capacity:
