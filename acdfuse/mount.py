@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -380,23 +379,24 @@ class MountError(Exception):
     """A reason the mount cannot start, told to the user in one line."""
 
 
-def _embedded_server(stack: contextlib.ExitStack) -> None:
-    """Use the bundled server that runs for this data dir, or start one and stop it when we end."""
+def _embedded_server(stack: contextlib.ExitStack, mountpoint: Path) -> None:
+    """Use the bundled server (the running one, or one started now) until this mount ends; the last
+    mount to end stops it (see embedded.py: file locks count the mounts, a killed one included)."""
     paths = embedded.EmbeddedPaths(embedded.data_root())
-    state = embedded.running_server(paths)
-    if state is None:
-        try:
-            state = embedded.start_server(paths, os.getpid())
-        except embedded.EmbeddedError as exc:
-            raise MountError(str(exc)) from exc
-        stack.callback(embedded.stop_server, paths, state)
-    elif not embedded.pid_alive(state.owner_pid):
-        # its mount process died (killed): this mount takes it over and stops it when it ends
-        state = dataclasses.replace(state, owner_pid=os.getpid())
-        embedded.write_state(paths, state)
-        stack.callback(embedded.stop_server, paths, state)
-        log.info("took over the embedded server pid %d left by a dead mount", state.pid)
-    log.info("using the embedded drive at %s (data %s)", state.base_url, paths.data)
+    try:
+        lease = embedded.join(paths, mountpoint)
+    except embedded.EmbeddedError as exc:
+        raise MountError(str(exc)) from exc
+    stack.callback(_leave_embedded, lease)
+    log.info("using the embedded drive at %s (data %s)", lease.state.base_url, paths.data)
+
+
+def _leave_embedded(lease: embedded.Lease) -> None:
+    try:
+        lease.leave()
+    except (embedded.EmbeddedError, OSError) as exc:
+        # the server keeps running; the next `acdfuse umount` or mount stops it when nobody uses it
+        log.warning("could not give up the embedded server: %s", exc)
 
 
 def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
@@ -412,7 +412,7 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
     from acdfuse.vfs import ContentReader, ReaderOptions  # noqa: PLC0415
 
     if opts.embedded:
-        _embedded_server(stack)
+        _embedded_server(stack, opts.mountpoint)
 
     client = ACDClient(str(opts.config_dir), timeout=(min(10.0, opts.timeout), opts.timeout),
                        retry_deadline=opts.timeout)
@@ -488,7 +488,7 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
     # an unmount must not wait for a sync stuck in retries against an unreachable server
     stack.callback(loop.close, min(opts.timeout, UNMOUNT_SYNC_WAIT))
 
-    daemon.write_pid_file(opts.mountpoint)
+    daemon.write_pid_file(opts.mountpoint, embedded=opts.embedded)
     stack.callback(daemon.remove_pid_file, opts.mountpoint)
     log.info("mounting %s (config %s, cache %s)", opts.mountpoint, opts.config_dir, opts.cache_dir)
     try:
@@ -595,6 +595,9 @@ def server_accepts(client: Any, timeout: float) -> bool:
 def run_umount(args: argparse.Namespace) -> int:
     mnt = args.mountpoint.expanduser().resolve()
     pid = daemon.read_pid_file(mnt)
+    was_embedded = daemon.pid_file_embedded(mnt)
+    # read before the mount process ends: it may stop the server on its way out
+    before = embedded.server_process(embedded.EmbeddedPaths(embedded.data_root())) if was_embedded else None
     if daemon.is_mounted(mnt):
         # a dead mount (its process was killed) may still be held open: detach it lazily then
         dead = (pid is None or not embedded.pid_alive(pid)) and daemon.is_dead_mount(mnt)
@@ -606,19 +609,32 @@ def run_umount(args: argparse.Namespace) -> int:
         print(f"acdfuse umount: {mnt} is not mounted", file=sys.stderr)
         _stop_orphaned_server()
         return 1
-    # the mount process finishes its shutdown (and stops a server it started) before we return
+    # the mount process finishes its shutdown (and stops the bundled server if it was its last user)
+    # before we return
     if pid is not None and not daemon.wait_for_exit(pid, UNMOUNT_WAIT):
         print(f"acdfuse umount: the mount process {pid} is still shutting down", file=sys.stderr)
         return 1
-    _stop_orphaned_server()
+    _stop_orphaned_server(before)
     return 0
 
 
-def _stop_orphaned_server() -> None:
-    """Stop an embedded server whose mount process died without stopping it."""
+def _stop_orphaned_server(before: embedded.ServerState | None = None) -> None:
+    """Stop a bundled server no live mount uses (its mounts were killed) and say so in one line.
+
+    ``before`` is the server an embedded mount used before it was unmounted: then the line also says
+    whether that mount's process stopped it (it was the last user) or it runs on for other mounts.
+    """
     paths = embedded.EmbeddedPaths(embedded.data_root())
-    state = embedded.read_state(paths)
-    if state is None or embedded.pid_alive(state.owner_pid):
+    try:
+        settled = embedded.settle(paths)
+    except (embedded.EmbeddedError, OSError) as exc:
+        print(f"acdfuse umount: cannot check the local drive's server: {exc}", file=sys.stderr)
         return
-    with contextlib.suppress(OSError):
-        embedded.stop_server(paths, state)
+    if settled.running is not None and settled.users:
+        if before is not None:
+            n = len(settled.users)
+            print(f"acdfuse: left the local drive's server running for {n} other "
+                  f"mount{'s' if n > 1 else ''} ({', '.join(settled.users)})")
+    elif settled.stopped is not None or (before is not None and not embedded.pid_alive(before.pid)):
+        # stopped here, or by the mount process when it found itself the last user
+        print("acdfuse: stopped the local drive's server (no other mount uses it)")

@@ -3,7 +3,8 @@
 The background mode starts the same command with ``--foreground`` as a detached child (no fork of a
 threaded process) and returns once the mount point answers a stat, or reports why the child died.
 Each mount process leaves a pid file named after its mount point, so ``umount`` can wait for it to
-finish its shutdown (and stop an embedded server it owns) before returning.
+finish its shutdown (and give up the bundled server, stopping it when it was the last user) before
+returning, and can tell whether it was a mount of the bundled server.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ def pid_file(mountpoint: Path) -> Path:
     return runtime_dir() / f"mount-{digest}.pid"
 
 
-def write_pid_file(mountpoint: Path) -> Path:
+def write_pid_file(mountpoint: Path, embedded: bool = False) -> Path:
+    """pid, mount point and (for `umount`'s report) whether the mount uses the bundled server."""
     path = pid_file(mountpoint)
-    path.write_text(f"{os.getpid()}\n{mountpoint.resolve()}\n")
+    kind = "embedded" if embedded else "account"
+    path.write_text(f"{os.getpid()}\n{mountpoint.resolve()}\n{kind}\n")
     return path
 
 
@@ -44,6 +47,15 @@ def read_pid_file(mountpoint: Path) -> int | None:
         return int(pid_file(mountpoint).read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def pid_file_embedded(mountpoint: Path) -> bool:
+    """Whether the mount at mountpoint said it uses the bundled server (its pid file's third line)."""
+    try:
+        lines = pid_file(mountpoint).read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) > 2 and lines[2].strip() == "embedded"
 
 
 def remove_pid_file(mountpoint: Path) -> None:

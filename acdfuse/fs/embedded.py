@@ -2,13 +2,23 @@
 
 A mount with no config dir and no configured account starts ``acdfuse serve`` with its data under the
 user's data dir, asks it for credentials (``--credentials-out``) and uses those. A state file records
-the server's pid and port, so a second mount reuses a running server and ``umount`` can stop one whose
-mount is gone. The next start finds the same data.
+the server's pid and port, so a second mount reuses a running server. The next start finds the same data.
+
+Who uses the server is kept with file locks, not pids or timing, so it survives kill -9:
+
+- ``server.lock`` (the control lock, flock LOCK_EX) is held by whoever starts, stops or joins the server
+  or counts its users. Two mounts starting at once, or an unmount racing a mount, take turns on it.
+- ``users/`` holds one file per mount that uses the server, locked LOCK_EX by that mount for its whole
+  life. The kernel drops the lock when the mount process dies however it dies, so under the control lock
+  a user file that can be locked belongs to a dead mount and is removed.
+- A mount that ends drops its own user file and, when no live user is left, stops the server; ``umount``
+  does the same for a server whose mounts were all killed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -16,10 +26,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -28,6 +40,9 @@ log = logging.getLogger(__name__)
 # acd_cli (which can only refresh against Amazon) use the same credentials.
 TOKEN_LIFETIME = 10 * 365 * 86400
 START_TIMEOUT = 30.0
+# how long to wait for another acdfuse process that holds the control lock: a start tries up to 3 ports
+# of START_TIMEOUT each, a stop takes ~10 s; only a stopped (SIGSTOP) holder makes us give up
+LOCK_TIMEOUT = 4 * START_TIMEOUT
 
 
 class EmbeddedError(RuntimeError):
@@ -64,6 +79,14 @@ class EmbeddedPaths:
         return self.root / "server.log"
 
     @property
+    def lock(self) -> Path:
+        return self.root / "server.lock"
+
+    @property
+    def users(self) -> Path:
+        return self.root / "users"
+
+    @property
     def port_file(self) -> Path:
         # outlives server.json (removed when the server stops): the next start reuses the port, so
         # client configs copied from the credentials dir keep working across mounts
@@ -74,7 +97,6 @@ class EmbeddedPaths:
 class ServerState:
     pid: int
     port: int
-    owner_pid: int      # the mount process that started it and will stop it
 
     @property
     def base_url(self) -> str:
@@ -110,7 +132,7 @@ def is_server_process(pid: int) -> bool:
 def read_state(paths: EmbeddedPaths) -> ServerState | None:
     try:
         raw = json.loads(paths.state.read_text())
-        return ServerState(int(raw["pid"]), int(raw["port"]), int(raw.get("owner_pid", 0)))
+        return ServerState(int(raw["pid"]), int(raw["port"]))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -120,7 +142,7 @@ def read_state(paths: EmbeddedPaths) -> ServerState | None:
 
 def write_state(paths: EmbeddedPaths, state: ServerState) -> None:
     tmp = paths.state.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": state.pid, "port": state.port, "owner_pid": state.owner_pid}))
+    tmp.write_text(json.dumps({"pid": state.pid, "port": state.port}))
     os.replace(tmp, paths.state)
 
 
@@ -169,21 +191,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def running_server(paths: EmbeddedPaths) -> ServerState | None:
+def server_process(paths: EmbeddedPaths) -> ServerState | None:
+    """The state file's server when its process still runs (answering or not)."""
     state = read_state(paths)
     if state is None or not pid_alive(state.pid) or not is_server_process(state.pid):
-        return None
-    if not answers(state.base_url) or not credentials_for(paths, state.base_url):
         return None
     return state
 
 
-def start_server(paths: EmbeddedPaths, owner_pid: int, attempts: int = 3) -> ServerState:
+def running_server(paths: EmbeddedPaths, timeout: float = 5.0) -> ServerState | None:
+    """The state file's server when it runs, answers and the credentials dir points at it."""
+    state = server_process(paths)
+    if state is None:
+        return None
+    # a generous timeout: a busy server that is slow to answer must not be replaced under its mounts
+    if not answers(state.base_url, timeout) or not credentials_for(paths, state.base_url):
+        return None
+    return state
+
+
+def start_server(paths: EmbeddedPaths, attempts: int = 3) -> ServerState:
     """Start ``acdfuse serve`` on a loopback port and wait until it answers with credentials.
 
     The port of the last start is used again when it is free, else a free one. The port is picked
     here and bound by the child, so another program can take it in between; a
-    server that exits at once is then retried on a new port.
+    server that exits at once is then retried on a new port. Mounts call it through ``join`` (under the
+    control lock), never directly.
     """
     paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths.cdir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -191,7 +224,7 @@ def start_server(paths: EmbeddedPaths, owner_pid: int, attempts: int = 3) -> Ser
     for attempt in range(1, attempts + 1):
         port = first if attempt == 1 and first is not None else free_port()
         try:
-            return _start_once(paths, owner_pid, port)
+            return _start_once(paths, port)
         except _ExitedEarly as exc:
             if attempt == attempts:
                 raise EmbeddedError(str(exc)) from None
@@ -203,7 +236,7 @@ class _ExitedEarly(Exception):
     pass
 
 
-def _start_once(paths: EmbeddedPaths, owner_pid: int, port: int) -> ServerState:
+def _start_once(paths: EmbeddedPaths, port: int) -> ServerState:
     argv = [
         sys.executable, "-m", "acdfuse", "serve",
         "--data", str(paths.data), "--host", "127.0.0.1", "--port", str(port),
@@ -213,7 +246,7 @@ def _start_once(paths: EmbeddedPaths, owner_pid: int, port: int) -> ServerState:
         # own session: a Ctrl-C meant for the mount's terminal must not kill the drive under it
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                 start_new_session=True)
-    state = ServerState(proc.pid, port, owner_pid)
+    state = ServerState(proc.pid, port)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -255,3 +288,161 @@ def stop_server(paths: EmbeddedPaths, state: ServerState, wait: float = 10.0) ->
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+# ----- who uses the server: the control lock and one locked file per mount ----------------------------
+
+@contextlib.contextmanager
+def control_lock(paths: EmbeddedPaths, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold ``server.lock`` exclusively: starting, joining, leaving and stopping take turns on it.
+
+    Waits for another holder (which may be starting the server); raises EmbeddedError when it is still
+    held after ``timeout``, which only a stopped process can cause. A killed holder frees it at once.
+    """
+    paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise EmbeddedError(f"another acdfuse process holds {paths.lock} for more than "
+                                        f"{timeout:.0f}s (is one stopped?)") from None
+                if not said:
+                    log.info("waiting for another acdfuse process to start or stop the bundled server")
+                    said = True
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)    # closing the only descriptor of this open file drops the flock
+
+
+def live_users(paths: EmbeddedPaths) -> list[str]:
+    """The mount points of the mounts that use the server now; call with the control lock held.
+
+    A user file that can be locked belongs to a mount process that is gone (the kernel dropped its
+    lock), so it is removed here. Under the control lock nobody registers meanwhile, so removing it
+    cannot race a new user taking it.
+    """
+    try:
+        entries = sorted(paths.users.iterdir())
+    except FileNotFoundError:
+        return []
+    users = []
+    for entry in entries:
+        try:
+            fd = os.open(entry, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                users.append(entry.read_text(errors="replace").strip() or entry.name)
+                continue
+            log.info("removing the embedded server user %s left by a dead mount", entry.name)
+            entry.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return users
+
+
+@dataclass
+class Lease:
+    """One mount's use of the bundled server: its user file stays locked until ``leave``."""
+
+    paths: EmbeddedPaths
+    state: ServerState
+    user_file: Path
+    fd: int | None = field(default=None, repr=False)
+
+    def leave(self) -> bool:
+        """Give the server up; stop it when no other mount uses it. True when it was stopped."""
+        if self.fd is None:
+            return False
+        with control_lock(self.paths):
+            _drop_user(self.user_file, self.fd)
+            self.fd = None
+            others = live_users(self.paths)
+            if others:
+                log.info("left the embedded server pid %d running for %d other mount(s): %s",
+                         self.state.pid, len(others), ", ".join(others))
+                return False
+            current = server_process(self.paths)
+            if current is None:
+                return False
+            stop_server(self.paths, current)
+            return True
+
+
+def join(paths: EmbeddedPaths, mountpoint: Path) -> Lease:
+    """Use the bundled server for mountpoint: the running one, or one started now.
+
+    The mount is registered as a user before the control lock is let go, so no one stops the server
+    between this check and the mount's first request.
+    """
+    with control_lock(paths):
+        paths.users.mkdir(exist_ok=True, mode=0o700)
+        user_file, fd = _add_user(paths, mountpoint)
+        try:
+            state = running_server(paths)
+            if state is None:
+                stale = server_process(paths)
+                if stale is not None:
+                    # running but not answering or its credentials are gone: two servers must never
+                    # share one data dir, so the old one goes first
+                    log.warning("the bundled server pid %d does not answer; restarting it", stale.pid)
+                    stop_server(paths, stale)
+                state = start_server(paths)
+            else:
+                log.info("joined the embedded server pid %d", state.pid)
+        except BaseException:
+            _drop_user(user_file, fd)
+            raise
+    return Lease(paths, state, user_file, fd)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What ``settle`` found: the server it stopped, or the one still running and its users."""
+
+    stopped: ServerState | None
+    running: ServerState | None
+    users: list[str]
+
+
+def settle(paths: EmbeddedPaths) -> Settled:
+    """Stop the bundled server when no live mount uses it (its mounts were killed); say what is left."""
+    if read_state(paths) is None:
+        return Settled(None, None, [])      # none started (a start in progress registers its user first)
+    with control_lock(paths):
+        users = live_users(paths)
+        state = server_process(paths)
+        if state is None or users:
+            return Settled(None, state, users)
+        log.info("stopping the embedded server pid %d: no mount uses it any more", state.pid)
+        stop_server(paths, state)
+        return Settled(state, None, [])
+
+
+def _add_user(paths: EmbeddedPaths, mountpoint: Path) -> tuple[Path, int]:
+    fd, name = tempfile.mkstemp(dir=paths.users, prefix=f"{os.getpid()}-", suffix=".user")
+    try:
+        # nobody else can hold it: the name is new and only we have it open
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, f"{mountpoint}\n".encode())
+    except BaseException:
+        os.close(fd)
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name), fd
+
+
+def _drop_user(user_file: Path, fd: int) -> None:
+    # unlink before unlocking: a file whose lock is dropped must not be counted as a live user
+    user_file.unlink(missing_ok=True)
+    os.close(fd)

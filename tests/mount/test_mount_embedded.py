@@ -207,7 +207,7 @@ def test_embedded_server_retries_when_its_port_is_taken(tmp_path: Path,
         ports = [busy]
         real = embedded.free_port
         monkeypatch.setattr(embedded, "free_port", lambda: ports.pop() if ports else real())
-        state = embedded.start_server(paths, os.getpid())
+        state = embedded.start_server(paths)
     try:
         assert state.port != busy and not ports
         assert embedded.running_server(paths) == state
