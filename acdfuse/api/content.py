@@ -383,9 +383,37 @@ class ContentMixin(ClientBase):
         :param length: the length of the download chunk; less comes back only at the end of the file
         :param kwargs: ``content_md5`` (see :meth:`response_chunk`), passed on to the request
         """
-        buffer: bytearray | None = None
+        buffer, filled = self._download_range(node_id, offset, length, _pool.get, kwargs)
+        if filled < len(buffer):
+            # a body without a length ended early; bytes past ``filled`` were never written and must
+            # not leave here (a copy, not a resize: a cut's traceback may still hold a view)
+            return buffer[:filled]
+        return buffer
+
+    def download_chunk_into(self, node_id: str, offset: int, buffer: Any, **kwargs: Any) -> int:
+        """Like :meth:`download_chunk`, into the caller's writable buffer; returns the bytes written.
+
+        ``len(buffer)`` bytes at ``offset`` are asked for; fewer are written only at the end of the file.
+        For callers that need the bytes in memory of their own choosing (the mount reads into
+        page-aligned buffers that its disk cache can write with O_DIRECT, without a copy).
+        """
+        view = memoryview(buffer).cast("B")
+        if view.readonly:
+            raise TypeError("download_chunk_into needs a writable buffer")
+        _, filled = self._download_range(node_id, offset, len(view), lambda _size: view, kwargs)
+        return filled
+
+    def _download_range(
+        self, node_id: str, offset: int, length: int, alloc: Callable[[int], Any], kwargs: dict[str, Any]
+    ) -> tuple[Any, int]:
+        """Download ``length`` bytes at ``offset`` into ``alloc(n)``; (that buffer, bytes filled).
+
+        ``alloc`` gets the size the server announced (less than ``length`` at the end of the file) and
+        returns a writable buffer at least that long.
+        """
+        buffer: Any = None
         view = memoryview(b"")
-        filled = 0
+        size = filled = 0
         backoff = self.BOReq.policy.start()
         while True:
             pos = offset + filled
@@ -395,12 +423,13 @@ class ContentMixin(ClientBase):
             _, expected, _ = _range_of(r)
             if buffer is None:
                 # one allocation of what is announced (less than asked for at the end of the file)
-                buffer = _pool.get(min(expected, length) if expected else length)
-                view = memoryview(buffer)
-            want = len(buffer) - filled if expected is None else min(expected, len(buffer) - filled)
+                size = min(expected, length) if expected else length
+                buffer = alloc(size)
+                view = memoryview(buffer).cast("B")[:size]
+            want = size - filled if expected is None else min(expected, size - filled)
             got, cut = self._read_into(r, view[filled : filled + want])
             filled += got
-            if cut is None and (filled == len(buffer) or expected is None or got >= expected):
+            if cut is None and (filled == size or expected is None or got >= expected):
                 break  # all there is (the file may end before offset + length)
             delay = backoff.next_delay()
             what = f"download bytes {pos}-{offset + length - 1} (node {node_id})"
@@ -411,11 +440,8 @@ class ContentMixin(ClientBase):
                 )
             logger.warning("%s cut after %d of %s bytes; continuing in %.1fs", what, got, expected, delay)
             self.BOReq.sleep(delay)
-        if filled < len(buffer):
-            # a body without a length ended early; bytes past ``filled`` were never written and must
-            # not leave here (a copy, not a resize: a cut's traceback may still hold a view)
-            return buffer[:filled]
-        return buffer
+        view.release()
+        return buffer, filled
 
     @classmethod
     def _read_into(cls, r: requests.Response, view: memoryview) -> tuple[int, Exception | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
 import os
 from pathlib import Path
 
@@ -140,6 +141,21 @@ def test_download_chunk_and_response_chunk(client: ACDClient) -> None:
         assert r.status_code == 206 and r.content == data[5:15]
     finally:
         r.close()
+
+
+def test_download_chunk_into_fills_the_callers_buffer(client: ACDClient) -> None:
+    data = pattern_bytes(300_000)
+    node = put_file(client, "into.bin", data)
+    target = bytearray(b"\xff" * 120_000)
+    assert client.download_chunk_into(node["id"], 1000, memoryview(target)[10:110_010]) == 110_000
+    assert target[10:110_010] == data[1000:111_000]
+    assert target[:10] == b"\xff" * 10 and target[110_010:] == b"\xff" * 9990  # nothing outside
+    # page-aligned memory (what the mount uses); at the end of the file fewer bytes are written
+    page = mmap.mmap(-1, 4096)
+    assert client.download_chunk_into(node["id"], 299_000, page) == 1000
+    assert page[:1000] == data[299_000:]
+    with pytest.raises(TypeError):
+        client.download_chunk_into(node["id"], 0, b"read-only")
 
 
 def test_download_chunk_past_end_is_416(client: ACDClient) -> None:
