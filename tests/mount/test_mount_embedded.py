@@ -1,5 +1,6 @@
 """The embedded default: `acdfuse mount MNT` with no account starts the bundled server, mounts it in the
-background, `acdfuse umount MNT` stops both, and the next mount finds the same data."""
+background, `acdfuse umount MNT` stops both, and the next mount finds the same data. Several mounts share
+one server: it runs while any of them (a killed one not counted) uses it, and the last one stops it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,8 +23,13 @@ import pytest
 from mount_helpers import fusermount_u, log_problems, require_fuse
 
 from acdfuse.api.client import ACDClient
+from acdfuse.fs.daemon import is_mounted
 
 pytestmark = pytest.mark.mount
+
+# what `acdfuse umount` says about the bundled server
+LEFT_RUNNING = "acdfuse: left the local drive's server running"
+STOPPED = "acdfuse: stopped the local drive's server (no other mount uses it)"
 
 
 def alive(pid: int) -> bool:
@@ -44,15 +51,43 @@ def xdg(tmp_path: Path) -> Iterator[dict[str, str]]:
         (tmp_path / sub).mkdir(mode=0o700)
         env[var] = str(tmp_path / sub)
     yield env
-    # whatever a failed test left behind: our mount, our server (pids from our own state file)
-    mnt = tmp_path / "mnt"
-    if os.path.ismount(mnt):
-        fusermount_u(mnt, lazy=True)
-    state = tmp_path / "data" / "acdfuse" / "server.json"
-    with contextlib.suppress(OSError, ValueError, KeyError, ProcessLookupError):
-        pid = int(json.loads(state.read_text())["pid"])
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    # whatever a failed test left behind: our mounts, our servers (pids from our own state file, or
+    # `acdfuse serve` processes on this test's own data dir, which only our mounts started)
+    for name in ("mnt", "mnt2"):
+        if is_mounted(tmp_path / name):
+            fusermount_u(tmp_path / name, lazy=True)
+    data_root = tmp_path / "data" / "acdfuse"
+    pids = set(serve_pids(data_root))
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        pids.add(int(json.loads((data_root / "server.json").read_text())["pid"]))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def serve_pids(data_root: Path) -> list[int]:
+    """Live ``acdfuse serve`` processes on the bundled drive's data dir under data_root."""
+    drive = str(data_root / "drive").encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in cmdline and drive in cmdline and alive(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids
+
+
+def port_closed(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            return False
+    except ConnectionRefusedError:
+        return True
 
 
 def acdfuse(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -97,6 +132,7 @@ def test_embedded_mount_umount_cycle(tmp_path: Path, xdg: dict[str, str], expect
 
     down = acdfuse(xdg, "umount", str(mnt))
     assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == STOPPED
     assert not os.path.ismount(mnt)
     assert not alive(mount_pid)
     assert not alive(server_pid)
@@ -145,8 +181,6 @@ def test_background_mount_reports_failures(tmp_path: Path, xdg: dict[str, str]) 
 
 
 def test_umount_cleans_up_after_a_killed_mount(mounts: Any, cdir: Path, tmp_path: Path) -> None:
-    from acdfuse.fs.daemon import is_mounted  # noqa: PLC0415
-
     m = mounts(cdir).start()
     assert m.proc is not None
     m.proc.kill()                   # our own child: the kernel keeps a dead mount behind
@@ -195,8 +229,6 @@ def test_sigterm_unmounts_cleanly(mounts: Any, cdir: Path) -> None:
 
 def test_embedded_server_retries_when_its_port_is_taken(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket  # noqa: PLC0415
-
     from acdfuse.fs import embedded  # noqa: PLC0415
 
     paths = embedded.EmbeddedPaths(tmp_path / "data")
@@ -258,7 +290,180 @@ def test_killed_embedded_mount_is_cleaned_by_mount_and_umount(tmp_path: Path, xd
     assert down.returncode == 0, down.stderr
     assert "Traceback" not in down.stderr
     assert not os.path.ismount(mnt)
-    from acdfuse.fs.daemon import is_mounted  # noqa: PLC0415
     assert not is_mounted(mnt)
     wait_until(lambda: not alive(server_pid), "the orphaned server to stop")
     assert not (data_root / "server.json").exists()
+
+
+# ----- one bundled server shared by several mounts -------------------------------------------------
+
+def embedded_mount(mounts: Any, xdg: dict[str, str], name: str) -> Any:
+    """A foreground mount of the bundled drive (no --config-dir) with its own cache dir."""
+    return mounts(None, name, f"cache-{name}", env=xdg).start()
+
+
+def server_state(tmp_path: Path) -> dict[str, int]:
+    return json.loads((tmp_path / "data" / "acdfuse" / "server.json").read_text())
+
+
+def live_user_files(tmp_path: Path) -> list[str]:
+    from acdfuse.fs import embedded  # noqa: PLC0415
+
+    paths = embedded.EmbeddedPaths(tmp_path / "data" / "acdfuse")
+    with embedded.control_lock(paths):
+        return embedded.live_users(paths)
+
+
+def test_umount_of_the_first_of_two_embedded_mounts_leaves_the_server_to_the_second(
+        tmp_path: Path, xdg: dict[str, str], mounts: Any) -> None:
+    data_root = tmp_path / "data" / "acdfuse"
+    first = embedded_mount(mounts, xdg, "mnt")            # starts the server
+    state = server_state(tmp_path)
+    client = ACDClient(str(data_root / "credentials"))
+    client.upload_stream(io.BytesIO(b"shared\n"), "shared.txt")
+    second = embedded_mount(mounts, xdg, "mnt2")          # joins it
+    assert server_state(tmp_path) == state
+    assert serve_pids(data_root) == [state["pid"]]
+    assert sorted(live_user_files(tmp_path)) == sorted([str(first.mnt), str(second.mnt)])
+
+    down = acdfuse(xdg, "umount", str(first.mnt))
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == f"{LEFT_RUNNING} for 1 other mount ({second.mnt})"
+    assert not is_mounted(first.mnt)
+    assert alive(state["pid"]) and not port_closed(state["port"])
+    # the second mount still reads (a file it never read: fetched from the server now) and lists
+    assert (second.mnt / "shared.txt").read_bytes() == b"shared\n"
+    client.upload_stream(io.BytesIO(b"after\n"), "after.txt")
+    second.sync(check=lambda: sorted(os.listdir(second.mnt)) == ["after.txt", "shared.txt"])
+    assert (second.mnt / "after.txt").read_bytes() == b"after\n"
+    assert live_user_files(tmp_path) == [str(second.mnt)]
+
+    # the last mount to go stops it
+    down = acdfuse(xdg, "umount", str(second.mnt))
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == STOPPED
+    assert not is_mounted(second.mnt)
+    assert not alive(state["pid"])
+    assert port_closed(state["port"])
+    assert serve_pids(data_root) == []
+    assert not (data_root / "server.json").exists()
+    assert live_user_files(tmp_path) == []
+
+
+def test_a_killed_embedded_mount_does_not_keep_the_server_alive(
+        tmp_path: Path, xdg: dict[str, str], mounts: Any, expect_errors: list[str]) -> None:
+    data_root = tmp_path / "data" / "acdfuse"
+    first = embedded_mount(mounts, xdg, "mnt")
+    state = server_state(tmp_path)
+    second = embedded_mount(mounts, xdg, "mnt2")
+    assert second.proc is not None
+    second.proc.kill()              # kill -9 of our own child: it never gives the server up itself
+    second.proc.wait(timeout=30)
+    second.proc = None
+    assert is_mounted(second.mnt)   # a dead mount is left behind
+    assert live_user_files(tmp_path) == [str(first.mnt)]
+
+    down = acdfuse(xdg, "umount", str(first.mnt))
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == STOPPED
+    assert not alive(state["pid"])
+    assert port_closed(state["port"])
+    assert serve_pids(data_root) == []
+
+    # the dead mount is detached; nothing is left to stop
+    down = acdfuse(xdg, "umount", str(second.mnt))
+    assert down.returncode == 0, down.stderr
+    assert "Traceback" not in down.stderr and down.stdout == ""
+    assert not is_mounted(second.mnt)
+    assert live_user_files(tmp_path) == []
+
+
+def test_umount_of_a_killed_mount_leaves_the_server_to_a_live_one(
+        tmp_path: Path, xdg: dict[str, str], mounts: Any) -> None:
+    # the mount that started the server is killed; the server stays for the other, which stops it
+    data_root = tmp_path / "data" / "acdfuse"
+    first = embedded_mount(mounts, xdg, "mnt")
+    state = server_state(tmp_path)
+    second = embedded_mount(mounts, xdg, "mnt2")
+    assert first.proc is not None
+    first.proc.kill()
+    first.proc.wait(timeout=30)
+    first.proc = None
+
+    down = acdfuse(xdg, "umount", str(first.mnt))
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == f"{LEFT_RUNNING} for 1 other mount ({second.mnt})"
+    assert not is_mounted(first.mnt)
+    assert alive(state["pid"])
+    assert os.listdir(second.mnt) == []
+
+    down = acdfuse(xdg, "umount", str(second.mnt))
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == STOPPED
+    assert not alive(state["pid"]) and port_closed(state["port"])
+    assert serve_pids(data_root) == []
+
+
+def test_two_embedded_mounts_started_at_once_share_one_server(tmp_path: Path, xdg: dict[str, str]) -> None:
+    require_fuse()
+    data_root = tmp_path / "data" / "acdfuse"
+    mnts = [tmp_path / "mnt", tmp_path / "mnt2"]
+    argvs = [[sys.executable, "-m", "acdfuse", "mount", str(mnts[0])],
+             [sys.executable, "-m", "acdfuse", "mount", str(mnts[1]), "--cache-dir", str(tmp_path / "c2")]]
+    procs = [subprocess.Popen(argv, env=xdg, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for argv in argvs]
+    outs = [proc.communicate(timeout=180) for proc in procs]
+    try:
+        for proc, (_, err) in zip(procs, outs, strict=True):
+            assert proc.returncode == 0, err
+        state = server_state(tmp_path)
+        assert serve_pids(data_root) == [state["pid"]]      # one server, not one each
+        assert sorted(live_user_files(tmp_path)) == sorted(str(m) for m in mnts)
+        ACDClient(str(data_root / "credentials")).upload_stream(io.BytesIO(b"both\n"), "both.txt")
+    finally:
+        downs = [acdfuse(xdg, "umount", str(m)) for m in mnts]
+    for down in downs:
+        assert down.returncode == 0, down.stderr
+    assert downs[0].stdout.strip() == f"{LEFT_RUNNING} for 1 other mount ({mnts[1]})"
+    assert downs[1].stdout.strip() == STOPPED
+    assert serve_pids(data_root) == [] and port_closed(state["port"])
+
+
+def test_umount_racing_a_mount_never_stops_the_server_under_it(tmp_path: Path, xdg: dict[str, str],
+                                                               mounts: Any) -> None:
+    """The last mount leaving and a new one joining both wait for the control lock (held here); in
+    either order the new mount ends up on a running server and its unmount stops it."""
+    from acdfuse.fs import embedded  # noqa: PLC0415
+
+    require_fuse()
+    data_root = tmp_path / "data" / "acdfuse"
+    paths = embedded.EmbeddedPaths(data_root)
+    first = embedded_mount(mounts, xdg, "mnt")
+    ACDClient(str(paths.cdir)).upload_stream(io.BytesIO(b"raced\n"), "raced.txt")
+    with embedded.control_lock(paths):
+        umount = subprocess.Popen([sys.executable, "-m", "acdfuse", "umount", str(first.mnt)], env=xdg,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        mount = subprocess.Popen([sys.executable, "-m", "acdfuse", "mount", str(tmp_path / "mnt2"),
+                                  "--cache-dir", str(tmp_path / "c2")], env=xdg,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        waiting = "waiting for another acdfuse process"
+        wait_until(lambda: waiting in first.log_file.read_text(), "the leaving mount to wait for the lock")
+        second_log = tmp_path / "c2" / "acdfuse.log"
+        wait_until(lambda: second_log.exists() and waiting in second_log.read_text(),
+                   "the new mount to wait for the lock")
+    _, up_err = mount.communicate(timeout=180)
+    down_out, down_err = umount.communicate(timeout=180)
+    try:
+        assert mount.returncode == 0, up_err
+        assert umount.returncode == 0, down_err
+        # either order is right: the leaving mount went first and stopped the server (the new one
+        # started another), or the new one joined first and the leaving one left it running
+        assert down_out.strip() in (STOPPED, f"{LEFT_RUNNING} for 1 other mount ({tmp_path / 'mnt2'})")
+        state = server_state(tmp_path)
+        assert serve_pids(data_root) == [state["pid"]]
+        assert (tmp_path / "mnt2" / "raced.txt").read_bytes() == b"raced\n"
+    finally:
+        down = acdfuse(xdg, "umount", str(tmp_path / "mnt2"))
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == STOPPED
+    assert serve_pids(data_root) == [] and port_closed(state["port"])
