@@ -247,12 +247,16 @@ def _start_once(paths: EmbeddedPaths, port: int) -> ServerState:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                 start_new_session=True)
     state = ServerState(proc.pid, port)
+    # recorded at once, not when it answers: if this process is killed while it waits, the next one to
+    # take the control lock finds the half-started server and stops it rather than start a second
+    # server on the same data dir
+    write_state(paths, state)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            _forget(paths, state)
             raise _ExitedEarly(f"the bundled server exited with status {proc.returncode}; see {paths.log}")
         if answers(state.base_url, timeout=0.5) and credentials_for(paths, state.base_url):
-            write_state(paths, state)
             try:
                 paths.port_file.write_text(f"{port}\n")
             except OSError as exc:
@@ -278,11 +282,16 @@ def stop_server(paths: EmbeddedPaths, state: ServerState, wait: float = 10.0) ->
             with contextlib.suppress(ProcessLookupError):
                 os.kill(state.pid, signal.SIGKILL)
         _reap(state.pid)
+    _forget(paths, state)
+    log.info("embedded server pid %d stopped", state.pid)
+
+
+def _forget(paths: EmbeddedPaths, state: ServerState) -> None:
+    """Remove the state file if it still names this server."""
     current = read_state(paths)
     if current is not None and current.pid == state.pid:
         with contextlib.suppress(FileNotFoundError):
             paths.state.unlink()
-    log.info("embedded server pid %d stopped", state.pid)
 
 
 def _reap(pid: int) -> None:
@@ -395,7 +404,8 @@ def join(paths: EmbeddedPaths, mountpoint: Path) -> Lease:
                 if stale is not None:
                     # running but not answering or its credentials are gone: two servers must never
                     # share one data dir, so the old one goes first
-                    log.warning("the bundled server pid %d does not answer; restarting it", stale.pid)
+                    log.warning("the bundled server pid %d does not answer or its credentials are "
+                                "gone; restarting it", stale.pid)
                     stop_server(paths, stale)
                 state = start_server(paths)
             else:

@@ -467,3 +467,28 @@ def test_umount_racing_a_mount_never_stops_the_server_under_it(tmp_path: Path, x
     assert down.returncode == 0, down.stderr
     assert down.stdout.strip() == STOPPED
     assert serve_pids(data_root) == [] and port_closed(state["port"])
+
+
+def test_join_replaces_a_server_that_runs_without_working_credentials(tmp_path: Path) -> None:
+    # e.g. a mount killed while its server was starting: the state names a server that is no use.
+    # The next one to join stops it before it starts another, so one data dir never has two servers.
+    from acdfuse.fs import embedded  # noqa: PLC0415
+
+    paths = embedded.EmbeddedPaths(tmp_path / "data")
+    first = embedded.join(paths, tmp_path / "a")
+    try:
+        (paths.cdir / "acdfuse_server").unlink()
+        second = embedded.join(paths, tmp_path / "b")
+        try:
+            assert second.state.pid != first.state.pid
+            assert not alive(first.state.pid)
+            assert serve_pids(paths.root) == [second.state.pid]
+            assert ACDClient(str(paths.cdir)).get_root_id()
+        finally:
+            assert second.leave() is False          # the first lease still uses the drive
+        assert alive(second.state.pid)
+    finally:
+        assert first.leave() is True                # the last one stops it
+    assert not alive(second.state.pid)
+    assert embedded.read_state(paths) is None
+    assert list(paths.users.iterdir()) == []
