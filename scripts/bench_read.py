@@ -2,7 +2,12 @@
 """Read-side benchmark of the acdfuse mount (issue 5 "Speed"): ratios measured side by side in one run.
 
 Sections (``--only`` picks some):
-  cold    1 GiB sequential read through a fresh mount vs a minimal in-memory fusepy FS vs curl
+  cold    1 GiB sequential read through a fresh mount vs two yardsticks and curl: a minimal fusepy FS
+          serving the bytes from memory (MEMFS, the FUSE ceiling of the goal), and a minimal network
+          fusepy FS (NETFS) that fetches the same node from the server as 4 MiB range requests on 4
+          threads and serves them with no cache: the ceiling of any fusepy mount fed over HTTP on this
+          machine. Also the CPU seconds per GiB of each FUSE process (user+system, /proc/PID/stat), since
+          on 2 cores CPU per GiB is what limits the rate.
   capped  the server's per-connection bandwidth cap on: mount read vs one capped curl stream
   warm    re-read of a read file (same mount, and after a remount) vs the same file on local disk
   meta    `find -ls` over a 100k-node tree and `ls -l` of a 10k folder: mount vs local disk vs rclone mount
@@ -36,6 +41,7 @@ from acdfuse.api.client import ACDClient
 from acdfuse.server import DriveServer, ServerConfig
 
 MiB = 1 << 20
+GiB = 1 << 30
 ACD_CLI = "/opt/acdcli/bin/acd_cli.py"
 SECTIONS = ("cold", "capped", "warm", "meta", "rss", "acdcli")
 
@@ -60,6 +66,150 @@ class MemFS(Operations):
         return data[offset:offset + length]
 FUSE(MemFS(), sys.argv[1], foreground=True, ro=True)
 '''
+
+# A minimal fusepy filesystem serving one drive node fetched over HTTP: the ceiling of any fusepy mount
+# that gets its bytes from the server. Workers fetch fixed-size range requests (http.client, one
+# keep-alive connection each, readinto a preallocated buffer) up to AHEAD chunks in front of the reader;
+# chunks more than one behind it (or past its window) are dropped unless a read waits for them, so
+# memory stays at about (AHEAD + 2 + THREADS) chunks plus one per concurrent read. Workers only fetch
+# what a read asked for, so a reader that stops early leaves them idle.
+# argv: mnt base_url node_id token size [threads] [chunk_mib] [ahead_chunks]
+NETFS = r'''
+import errno, http.client, stat, sys, threading, urllib.parse
+from collections import deque
+from fuse import FUSE, FuseOSError, Operations
+mnt, base, node, token, size = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+THREADS = int(sys.argv[6]) if len(sys.argv) > 6 else 4
+CHUNK = (int(sys.argv[7]) if len(sys.argv) > 7 else 4) << 20
+AHEAD = int(sys.argv[8]) if len(sys.argv) > 8 else 16
+url = urllib.parse.urlsplit(base)
+path = url.path.rstrip("/") + "/cdproxy/nodes/" + node + "/content"
+last_chunk = (size - 1) // CHUNK
+lock = threading.Lock()
+queued = threading.Condition(lock)    # workers wait here for jobs
+arrived = threading.Condition(lock)   # readers wait here for chunks
+wanted = set()     # chunks the reader may still need (queued, in flight or done)
+done = {}          # chunk -> bytearray, or the OSError that fetching it raised
+busy = set()       # chunks being fetched
+jobs = deque()     # may hold stale entries (dropped, or queued twice); workers skip those
+
+def fetch(conn, i):
+    off = i * CHUNK
+    n = min(CHUNK, size - off)
+    conn.request("GET", path, headers={"Authorization": "Bearer " + token,
+                                       "Range": "bytes=%d-%d" % (off, off + n - 1)})
+    r = conn.getresponse()
+    if r.status != 206:
+        r.read()
+        raise OSError(errno.EIO, "HTTP %d for chunk %d" % (r.status, i))
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = r.readinto(view[got:])
+        if not k:
+            raise OSError(errno.EIO, "chunk %d ended after %d of %d bytes" % (i, got, n))
+        got += k
+    if r.read(1):
+        raise OSError(errno.EIO, "chunk %d is longer than %d bytes" % (i, n))
+    return buf
+
+def worker():
+    conn = None
+    while True:
+        with lock:
+            while True:
+                while not jobs:
+                    queued.wait()
+                i = jobs.popleft()
+                if i in wanted and i not in done and i not in busy:
+                    busy.add(i)
+                    break
+        result = None
+        for _ in (1, 2):           # a second try on a fresh connection: keep-alive ones may be closed
+            try:
+                conn = conn or http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+                result = fetch(conn, i)
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                result = exc if isinstance(exc, OSError) else OSError(errno.EIO, repr(exc))
+                sys.stderr.write("netfs: chunk %d: %r\n" % (i, exc))   # the log says why a read got EIO
+        with lock:
+            busy.discard(i)
+            if i in wanted:
+                done[i] = result
+            arrived.notify_all()
+
+def want(i):
+    if i <= last_chunk and i not in wanted:
+        wanted.add(i)
+        jobs.append(i)
+        queued.notify()
+
+reader_at = [-1]   # the chunk of the latest read: the window moves only when it changes
+waiters = {}       # chunk -> reads waiting for it: never dropped, or they would wait for nothing
+
+def chunk(i):
+    """Chunk i (called with lock held); schedules the window after it and drops what is behind."""
+    if i != reader_at[0]:
+        # once per chunk, not per read: the kernel reads 128 KiB at a time, and this is per-GiB CPU
+        reader_at[0] = i
+        for j in [j for j in wanted if (j < i - 1 or j > i + AHEAD) and j not in waiters]:
+            wanted.discard(j)
+            done.pop(j, None)
+        for j in range(i, i + AHEAD + 1):
+            want(j)
+    waiters[i] = waiters.get(i, 0) + 1
+    try:
+        while i not in done:
+            want(i)        # after a failed fetch the next reader asks again
+            arrived.wait()
+    finally:
+        waiters[i] -= 1
+        if not waiters[i]:
+            del waiters[i]
+    got = done[i]
+    if isinstance(got, OSError):
+        wanted.discard(i)  # the next read of it tries again
+        del done[i]
+        raise FuseOSError(got.errno or errno.EIO)
+    return got
+
+class NetFS(Operations):
+    use_ns = False
+    def getattr(self, path, fh=None):
+        if path == "/":
+            return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2}
+        if path == "/big.bin":
+            return {"st_mode": stat.S_IFREG | 0o444, "st_nlink": 1, "st_size": size}
+        raise FuseOSError(errno.ENOENT)
+    def readdir(self, path, fh):
+        return [".", "..", "big.bin"]
+    def read(self, path, length, offset, fh):
+        end = min(offset + length, size)
+        pieces = []
+        with lock:
+            while offset < end:
+                i = offset // CHUNK
+                buf = chunk(i)
+                start = offset - i * CHUNK
+                n = min(end - offset, len(buf) - start)
+                pieces.append((buf, start, n))
+                offset += n
+        # copy outside the lock: a chunk is never changed once done, and we hold a reference to it
+        if len(pieces) == 1:
+            buf, start, n = pieces[0]
+            return bytes(memoryview(buf)[start:start + n])
+        return b"".join(memoryview(buf)[start:start + n] for buf, start, n in pieces)
+
+for _ in range(THREADS):
+    threading.Thread(target=worker, daemon=True).start()
+FUSE(NetFS(), mnt, foreground=True, ro=True)
+'''
+NETFS_THREADS, NETFS_CHUNK_MIB, NETFS_AHEAD_CHUNKS = 4, 4, 16   # the mount's defaults: 4 streams, 64 MiB
 
 
 def median(values: list[float]) -> float:
@@ -202,6 +352,12 @@ class Bench:
         mnt = self.work / "memfs"
         return mnt, mounted([sys.executable, "-c", MEMFS, str(mnt), str(size)], mnt, "memfs")
 
+    def netfs(self, node_id: str, size: int) -> Any:
+        mnt = self.work / "netfs"
+        argv = [sys.executable, "-c", NETFS, str(mnt), self.server.base_url, node_id, self.token, str(size),
+                str(NETFS_THREADS), str(NETFS_CHUNK_MIB), str(NETFS_AHEAD_CHUNKS)]
+        return mnt, mounted(argv, mnt, "netfs", log=self.work / "netfs-stderr.log")
+
     def curl(self, node_id: str, range_end: int | None = None) -> float:
         """Seconds curl needs to download the node (or its first range_end bytes)."""
         url = f"{self.server.base_url}/cdproxy/nodes/{node_id}/content"
@@ -215,19 +371,25 @@ class Bench:
     def cold(self) -> None:
         size = self.args.size_mib * MiB
         node_id, _ = self.file("big.bin", size)
-        ours, mem, curl = [], [], []
+        rates: dict[str, list[float]] = {k: [] for k in ("ours", "mem", "net", "curl")}
+        cpu: dict[str, list[float]] = {k: [] for k in ("ours", "mem", "net")}
         for _ in range(self.args.runs):
-            mnt, ctx = self.our_mount()
-            with ctx:
-                ours.append(rate(size, timed(lambda mnt=mnt: dd(mnt / "big.bin"))))
-            mnt, ctx = self.memfs(size)
-            with ctx:
-                mem.append(rate(size, timed(lambda mnt=mnt: dd(mnt / "big.bin"))))
-            curl.append(rate(size, self.curl(node_id)))
-        o, m, c = median(ours), median(mem), median(curl)
-        self.record("cold read MiB/s (mount / minimal fusepy FS / curl)", f"{o:.0f} / {m:.0f} / {c:.0f}")
+            for key, (mnt, ctx) in (("ours", self.our_mount()), ("mem", self.memfs(size)),
+                                    ("net", self.netfs(node_id, size))):
+                with ctx as proc:
+                    mib_s, cpu_gib = dd_with_cpu(mnt / "big.bin", size, proc.pid)
+                rates[key].append(mib_s)
+                cpu[key].append(cpu_gib)
+            rates["curl"].append(rate(size, self.curl(node_id)))
+        o, m, n, c = (median(rates[k]) for k in ("ours", "mem", "net", "curl"))
+        self.record("cold read MiB/s (mount / minimal fusepy FS / network fusepy FS / curl)",
+                    f"{o:.0f} / {m:.0f} / {n:.0f} / {c:.0f}")
         self.record("cold read ratio mount:minimalFS (goal >= 0.8)", f"{o / m:.2f}")
+        self.record("cold read ratio mount:networkFS (how close to the HTTP+fusepy ceiling)", f"{o / n:.2f}")
+        self.record("cold read ratio networkFS:minimalFS (what fetching over HTTP costs)", f"{n / m:.2f}")
         self.record("cold read ratio mount:curl", f"{o / c:.2f}   (minimalFS:curl {m / c:.2f})")
+        self.record("cold read CPU s per GiB, user+system (mount / network FS / minimal FS)",
+                    " / ".join(f"{median(cpu[k]):.2f}" for k in ("ours", "net", "mem")))
 
     def capped(self) -> None:
         size = self.args.capped_mib * MiB
@@ -381,6 +543,20 @@ class Bench:
         self.record("cold read MiB/s (acdfuse / acd_cli)", f"{median(our_read):.0f} / {median(acd_read):.0f}")
         if has_tree:
             self.record("find -ls s (acdfuse / acd_cli)", f"{median(our_find):.2f} / {median(acd_find):.2f}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds of a process so far (all its threads), from /proc/PID/stat."""
+    # the command name (field 2) may hold spaces and parentheses: count fields after its closing ")"
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")    # fields 14 and 15
+
+
+def dd_with_cpu(path: Path, size: int, pid: int) -> tuple[float, float]:
+    """Read path with dd: MiB/s, and CPU seconds per GiB the process pid spent serving it."""
+    before = cpu_seconds(pid)
+    seconds = timed(lambda: dd(path))
+    return rate(size, seconds), (cpu_seconds(pid) - before) / (size / GiB)
 
 
 def vm_hwm(pid: int) -> int:
