@@ -453,6 +453,6 @@ def _add_user(paths: EmbeddedPaths, mountpoint: Path) -> tuple[Path, int]:
 
 
 def _drop_user(user_file: Path, fd: int) -> None:
-    # unlink before unlocking: a file whose lock is dropped must not be counted as a live user
+    # called with the control lock held, so no live_users() sees the file between unlink and unlock
     user_file.unlink(missing_ok=True)
     os.close(fd)
