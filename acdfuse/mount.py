@@ -406,10 +406,10 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
     from acdfuse.api.client import ACDClient  # noqa: PLC0415
     from acdfuse.api.common import RequestError  # noqa: PLC0415
     from acdfuse.fs.attrs import Ownership  # noqa: PLC0415
-    from acdfuse.fs.fetcher import PinnedFetch, aligned_download  # noqa: PLC0415
+    from acdfuse.fs.fetcher import PinnedFetch  # noqa: PLC0415
     from acdfuse.fs.operations import DriveOperations  # noqa: PLC0415
     from acdfuse.store import NodeStore, StoreError  # noqa: PLC0415
-    from acdfuse.vfs import AlignedBuffers, ContentReader, ReaderOptions  # noqa: PLC0415
+    from acdfuse.vfs import ContentReader, ReaderOptions  # noqa: PLC0415
 
     if opts.embedded:
         _embedded_server(stack, opts.mountpoint)
@@ -446,8 +446,7 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
             loop_ref[0].request_sync()
 
     # each range pinned to its handle's content: newer content on the server is ESTALE, never a mix
-    download = aligned_download(client.download_chunk_into, AlignedBuffers())
-    fetch = PinnedFetch(download, opts.timeout, on_stale=on_stale,
+    fetch = PinnedFetch(client.download_chunk, opts.timeout, on_stale=on_stale,
                         probe=lambda: server_accepts(client, min(1.0, opts.timeout / 4)))
 
     reader = ContentReader(fetch, ReaderOptions(

@@ -13,9 +13,6 @@ range first asks ``probe()`` (a plain TCP connect, see mount.py) whether the ser
 fails at once with the remembered error; if it is, the download runs as usual. Any successful download
 ends the memory (the server is back).
 
-Buffers: ``aligned_download`` receives every range into page-aligned memory (``AlignedBuffers``), so
-the disk cache writes the chunks with O_DIRECT straight from where the socket put them.
-
 Lock order: ``PinnedFetch._lock`` is a leaf; no I/O runs under it.
 """
 
@@ -28,11 +25,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from acdfuse.api.common import RequestError
 from acdfuse.fs.errors import to_errno
-from acdfuse.vfs.buffers import AlignedBuffers
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +37,7 @@ MAX_REMEMBERED = 1024
 # the server could not be reached at all (a 5xx or a cut body is an answer: those are not remembered)
 UNREACHABLE_CODES = frozenset({RequestError.CODE.CONN_EXCEPTION})
 
-Download = Callable[..., "bytes | bytearray | memoryview"]
-DownloadInto = Callable[..., int]
+Download = Callable[..., "bytes | bytearray"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,17 +47,6 @@ class _Failure:
     end: int
     until: float            # monotonic time the memory of this failure ends
     error: BaseException
-
-
-def aligned_download(download_into: DownloadInto, buffers: AlignedBuffers) -> Download:
-    """A ``download(node_id, offset, length, **kwargs)`` that receives into page-aligned buffers."""
-
-    def download(node_id: str, offset: int, length: int, **kwargs: Any) -> memoryview:
-        buf = buffers.get(length)
-        got = download_into(node_id, offset, buf, **kwargs)
-        return buf if got == length else buf[:got]
-
-    return download
 
 
 def pinned_md5(content_key: str) -> str | None:
@@ -91,8 +74,7 @@ class PinnedFetch:
         self._lock = threading.Lock()
         self._failures: list[_Failure] = []
 
-    def __call__(self, node_id: str, offset: int, length: int,
-                 content_key: str) -> bytes | bytearray | memoryview:
+    def __call__(self, node_id: str, offset: int, length: int, content_key: str) -> bytes | bytearray:
         started = self._clock()
         self._raise_if_failed_recently(node_id, offset, offset + length, started)
         try:

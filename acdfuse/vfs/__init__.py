@@ -6,7 +6,6 @@ which must return exactly that content's bytes, e.g. by pinning the range reques
     def fetch(node_id, offset, length, content_key):
         return client.download_chunk(node_id, offset, length, content_md5=content_key)
 
-    # (the mount fetches into AlignedBuffers, so the disk tier writes chunks with O_DIRECT, no copy)
     reader = ContentReader(fetch, ReaderOptions(cache_dir=..., memory_cache=...))
     reader.start()
     fh = reader.open(node.id, node.md5 or str(node.content_version), node.size)
@@ -22,8 +21,7 @@ and the read-ahead policy are described in ``reader.py`` and the modules it name
 
 from __future__ import annotations
 
-from .buffers import AlignedBuffers
 from .options import GiB, MiB, ReaderOptions
 from .reader import ContentReader, Fetch
 
-__all__ = ["AlignedBuffers", "ContentReader", "Fetch", "GiB", "MiB", "ReaderOptions"]
+__all__ = ["ContentReader", "Fetch", "GiB", "MiB", "ReaderOptions"]

@@ -90,11 +90,10 @@ def _pwrite_all(fd: int, data: memoryview, offset: int, path: Path) -> None:
 def _write_file(path: Path, data: memoryview) -> None:
     """Write a new file (no fsync: a torn file after a crash fails its checksum and is refetched).
 
-    The block-aligned bulk goes with O_DIRECT: a buffered write would first fault in fresh page-cache
-    pages and later cost the kernel a writeback pass, which on a small machine takes the CPU from the
-    reads this cache is filled by. It goes straight from ``data`` when that memory is page-aligned
-    (the mount fetches into such buffers, see buffers.py), else through a reused aligned buffer. The
-    tail (and filesystems without O_DIRECT, e.g. tmpfs) go the buffered way.
+    The block-aligned bulk goes with O_DIRECT from a reused aligned buffer: a buffered write would
+    first fault in fresh page-cache pages and later cost the kernel a writeback pass, which on a
+    small machine takes the CPU from the reads this cache is filled by. The tail (and filesystems
+    without O_DIRECT, e.g. tmpfs) go the buffered way.
     """
     global _direct_ok
     n = data.nbytes
@@ -115,43 +114,29 @@ def _write_file(path: Path, data: memoryview) -> None:
     try:
         pos = 0
         if bulk:
+            bounce = _bounce_buffer(min(bulk, _BOUNCE_MAX))
+            window = memoryview(bounce)
             try:
-                _pwrite_all(fd, data[:bulk], 0, path)  # EINVAL at once if data is not aligned
-                pos = bulk
+                while pos < bulk:
+                    k = min(len(bounce), bulk - pos)
+                    window[:k] = data[pos : pos + k]
+                    _pwrite_all(fd, window[:k], pos, path)
+                    pos += k
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
-                pos = _write_bounced(fd, data, bulk, path)
+                # opened with O_DIRECT but refused the write (some FUSE/network filesystems)
+                _direct_ok = False
+                log.debug("disk cache: O_DIRECT writes refused on %s; buffered writes", path.parent)
+                pos = 0
+            finally:
+                window.release()
             if pos < n:
                 fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
         if pos < n:
             _pwrite_all(fd, data[pos:], pos, path)
     finally:
         os.close(fd)
-
-
-def _write_bounced(fd: int, data: memoryview, bulk: int, path: Path) -> int:
-    """O_DIRECT-write ``data[:bulk]`` through the aligned bounce buffer; how far it got (0 or bulk)."""
-    global _direct_ok
-    pos = 0
-    bounce = _bounce_buffer(min(bulk, _BOUNCE_MAX))
-    window = memoryview(bounce)
-    try:
-        while pos < bulk:
-            k = min(len(bounce), bulk - pos)
-            window[:k] = data[pos : pos + k]
-            _pwrite_all(fd, window[:k], pos, path)
-            pos += k
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-        # opened with O_DIRECT but refused even an aligned write (some FUSE/network filesystems)
-        _direct_ok = False
-        log.debug("disk cache: O_DIRECT writes refused on %s; buffered writes", path.parent)
-        pos = 0
-    finally:
-        window.release()
-    return pos
 
 
 def content_digest(content_key: str) -> str:

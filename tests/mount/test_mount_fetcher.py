@@ -4,19 +4,14 @@ re-issue of a failed read does not double the wait past --timeout (QA F4). A fak
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import io
-import mmap
-import os
 from typing import Any
 
 import pytest
 
 from acdfuse.api import common
 from acdfuse.api.common import RequestError
-from acdfuse.fs.fetcher import PinnedFetch, aligned_download, pinned_md5
-from acdfuse.vfs import AlignedBuffers
+from acdfuse.fs.fetcher import PinnedFetch, pinned_md5
 
 MD5 = "0123456789abcdef0123456789abcdef"
 
@@ -109,16 +104,3 @@ def test_answers_about_the_node_are_not_remembered() -> None:
         with pytest.raises(RequestError):
             fetch("n", 0, 4096, MD5)
     assert len(download.calls) == 4
-
-
-def test_aligned_download_receives_into_page_aligned_memory(client: Any) -> None:
-    """Against the real server: the bytes land in page-aligned memory (what lets the disk cache write
-    them with O_DIRECT, no copy), and the file's end gives a short view."""
-    data = os.urandom(3 * 4096 + 100)
-    node = client.upload_stream(io.BytesIO(data), "aligned.bin")
-    fetch = PinnedFetch(aligned_download(client.download_chunk_into, AlignedBuffers()), 5.0)
-    view = fetch(node["id"], 4096, 8192, node["contentProperties"]["md5"])
-    assert isinstance(view, memoryview) and bytes(view) == data[4096:12288]
-    assert ctypes.addressof(ctypes.c_char.from_buffer(view)) % mmap.PAGESIZE == 0
-    tail = fetch(node["id"], 12288, 8192, node["contentProperties"]["md5"])
-    assert bytes(tail) == data[12288:]
