@@ -288,7 +288,8 @@ def run_mount(args: argparse.Namespace) -> int:
     if opts.embedded:
         paths = embedded.EmbeddedPaths(embedded.data_root())
         print(f"acdfuse: mounted the local drive at {mnt} (data in {paths.data}, client config in "
-              f"{paths.cdir}; `acdfuse umount {mnt}` stops it)")
+              f"{paths.cdir}; `acdfuse umount {mnt}` unmounts it and stops the server unless another "
+              f"mount uses it)")
     for line in _notices(opts):
         print(f"acdfuse mount: {line}", file=sys.stderr)
     return 0
@@ -359,7 +360,9 @@ def run_foreground(opts: Options) -> int:
     try:
         lock_fd = lock_cache_dir(opts.cache_dir)
     except BlockingIOError:
-        return _fail(f"the cache dir {opts.cache_dir} is in use by another mount")
+        # the default cache dir is one per drive, so a second mount of the same drive lands here
+        return _fail(f"the cache dir {opts.cache_dir} is in use by another mount; each mount needs "
+                     f"its own: add --cache-dir DIR")
     except OSError as exc:
         return _fail(f"cannot use the cache dir {opts.cache_dir}: {exc}")
     # a terminal gets warnings too; a background mount's stderr is a file nobody rotates

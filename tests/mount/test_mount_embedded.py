@@ -492,3 +492,22 @@ def test_join_replaces_a_server_that_runs_without_working_credentials(tmp_path: 
     assert not alive(second.state.pid)
     assert embedded.read_state(paths) is None
     assert list(paths.users.iterdir()) == []
+
+
+def test_a_second_mount_on_the_default_cache_dir_says_how_to_get_one(tmp_path: Path,
+                                                                    xdg: dict[str, str]) -> None:
+    """The default cache dir is one per drive: a second mount of the same drive is refused with a
+    message naming the fix, and the first mount is not disturbed."""
+    require_fuse()
+    first, second = tmp_path / "mnt1", tmp_path / "mnt2"
+    up = acdfuse(xdg, "mount", str(first))
+    assert up.returncode == 0, up.stderr
+    try:
+        refused = acdfuse(xdg, "mount", str(second))
+        assert refused.returncode != 0
+        assert "in use by another mount" in refused.stderr and "--cache-dir" in refused.stderr
+        assert not os.path.ismount(second)
+        assert os.path.ismount(first) and os.listdir(first) == []
+    finally:
+        down = acdfuse(xdg, "umount", str(first))
+    assert down.returncode == 0, down.stderr
