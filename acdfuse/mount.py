@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -343,6 +344,19 @@ def make_private_dir(path: Path) -> None:
                     "(chmod 700 %s)", path, path.stat().st_mode & 0o777, path)
 
 
+def log_read_stats(stats: Callable[[], dict[str, int]]) -> None:
+    """One log line at unmount: where the bytes read came from, to tell a slow link from a cold cache."""
+    s = stats()
+    if not s["reads"]:
+        return
+    log.info("read %d bytes in %d reads: %d chunk hits in memory, %d on disk, %d misses; fetched %d "
+             "bytes in %d range requests (%d read-ahead), %d failed, %d timed out; disk cache %d bytes "
+             "in %d chunks, %d corrupt dropped, %d skipped", s["read_bytes"], s["reads"], s["hits"],
+             s["disk_hits"], s["misses"], s["fetched_bytes"], s["fetches"], s["readahead_fetches"],
+             s["fetch_errors"], s["timeouts"], s["disk_bytes"], s["disk_chunks"], s["disk_corrupt"],
+             s["disk_skipped"])
+
+
 def lock_cache_dir(cache_dir: Path) -> int:
     """An exclusive lock on the cache dir for the mount's lifetime: two mounts must not share it."""
     make_private_dir(cache_dir)
@@ -457,6 +471,7 @@ def _serve(opts: Options, stack: contextlib.ExitStack) -> int:
         read_ahead=opts.read_ahead, streams=opts.streams, timeout=opts.timeout))
     reader.start()
     stack.callback(reader.close)
+    stack.callback(log_read_stats, reader.stats)   # runs first: what this mount read, for the log
 
     quota = QuotaCache()
     owner = Ownership(opts.uid, opts.gid, opts.umask, writable=False)

@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -178,6 +179,14 @@ def test_cache_survives_a_remount_with_no_http(mounts: Any, cdir: Path, drive_se
     assert (m.mnt / "small.bin").read_bytes() == small
     assert pread(m.mnt / "big.bin", CHUNK - 10, 20) == data[CHUNK - 10:CHUNK + 10]
     assert drive_server.stats.snapshot()["download"] == 0
+    m.stop()
+    # the unmount's log line says the same: bytes came from the disk tier, no range requests
+    lines = [line for line in m.log_file.read_text().splitlines() if "range requests" in line]
+    assert len(lines) == 2
+    last = re.search(r"(\d+) on disk, (\d+) misses; fetched (\d+) bytes in (\d+) range requests", lines[-1])
+    assert last is not None
+    disk_hits, _, fetched, requests = map(int, last.groups())
+    assert disk_hits > 0 and fetched == 0 and requests == 0
 
 
 
