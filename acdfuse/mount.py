@@ -79,9 +79,15 @@ def add_arguments(name: str, subparsers: Any) -> None:
                         "the bundled local drive (started on a loopback port).",
             epilog=MOUNT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter))
     elif name == "umount":
-        p = subparsers.add_parser("umount", help="unmount a mounted drive",
-                                  description="Unmount a drive mounted with `acdfuse mount`.")
-        p.add_argument("mountpoint", type=Path)
+        p = subparsers.add_parser(
+            "umount", help="unmount a mounted drive",
+            description="Unmount a drive mounted with `acdfuse mount` and wait until its mount process "
+                        "has finished. A mount whose process was killed is detached. The bundled local "
+                        "drive's server stops with the last mount that uses it (umount says so in one "
+                        "line); one left running by killed mounts is stopped too.",
+            epilog="exit status: 0 unmounted; 1 not mounted, busy (a process uses the mount) or the "
+                   "mount process did not finish")
+        p.add_argument("mountpoint", type=Path, help="where the drive is mounted")
         p.set_defaults(run=run_umount)
     else:
         raise ValueError(f"acdfuse.mount has no sub-command {name!r}")
@@ -93,7 +99,8 @@ where things are:
                         `acdfuse serve --credentials-out CDIR`, or an acd_cli cache dir
   bundled drive         data in $XDG_DATA_HOME/acdfuse/drive (~/.local/share/...), its client
                         config in $XDG_DATA_HOME/acdfuse/credentials (use it as CDIR with
-                        acdfuse.api or acd_cli to put files on the drive)
+                        acdfuse.api or acd_cli to put files on the drive). Its server runs
+                        while any mount uses it and stops with the last `acdfuse umount`
   log                   acdfuse.log in the cache dir (--debug for more)
   new files on the drive show up after the next sync: every --interval seconds, or at once
   with `kill -USR1 <mount pid>`. The mount is read-only for now.
@@ -107,7 +114,8 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    help="client config dir with oauth_data/endpoint_data (default: "
                         "$XDG_CONFIG_HOME/acdfuse; if it holds no account, the bundled drive is used)")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
-                   help="node mirror, chunk cache and log (default: under $XDG_CACHE_HOME/acdfuse)")
+                   help="node mirror, chunk cache and log (default: one per drive under "
+                        "$XDG_CACHE_HOME/acdfuse; a second mount of the same drive needs its own)")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     p.add_argument("--read-only", action="store_true",
                    help="mount read-only (for now every mount is: writing is not implemented yet, "
@@ -151,7 +159,11 @@ def has_account(cdir: Path) -> bool:
 def resolve_drive(args: argparse.Namespace) -> tuple[Path, bool]:
     """(config dir, embedded?) — the bundled drive when no config dir is given and none is set up."""
     if args.config_dir is not None:
-        return args.config_dir.expanduser().resolve(), False
+        cdir = args.config_dir.expanduser().resolve()
+        # the bundled drive's own client config (which `mount` names when it starts it): a mount of it
+        # must count as one of the bundled server's users, or unmounting another mount stops the server
+        # under it
+        return cdir, cdir == embedded.EmbeddedPaths(embedded.data_root()).cdir.resolve()
     cdir = default_config_dir()
     if has_account(cdir):
         return cdir, False
@@ -264,18 +276,32 @@ def run_mount(args: argparse.Namespace) -> int:
                 return _fail(problem)
         else:
             return _fail(f"{mnt} is already a mount point (`acdfuse umount {mnt}` first)")
+    # refused before anything is touched: a mount of another acdfuse process owns these
+    if daemon.mountpoint_in_use(mnt):
+        return _fail(f"another acdfuse process is mounting {mnt} right now")
+    if cache_dir_in_use(opts.cache_dir):
+        return _fail(cache_dir_busy(opts))
+    if not opts.embedded and not has_account(opts.config_dir):
+        return _fail(f"no credentials in {opts.config_dir} (oauth_data missing)")
+    created = False
     if not mnt.exists() and mnt.parent.is_dir():
         # the README's first command names a fresh ~/CloudDrive: make it rather than refuse
         try:
             mnt.mkdir()
+            created = True
         except OSError as exc:
             return _fail(f"cannot create the mount point {mnt}: {exc}")
     if not mnt.is_dir():
         return _fail(f"{mnt} is not a directory")
-    if not opts.embedded and not has_account(opts.config_dir):
-        return _fail(f"no credentials in {opts.config_dir} (oauth_data missing)")
-    if opts.foreground:
-        return run_foreground(opts)
+    code = run_foreground(opts) if opts.foreground else _run_background(opts)
+    if code != 0 and created and not daemon.is_mounted(mnt):
+        with contextlib.suppress(OSError):
+            mnt.rmdir()     # a failed mount leaves no trace of the mount point it made
+    return code
+
+
+def _run_background(opts: Options) -> int:
+    mnt = opts.mountpoint
     try:
         make_private_dir(opts.cache_dir)
     except OSError as exc:
@@ -345,16 +371,42 @@ def make_private_dir(path: Path) -> None:
 
 
 def log_read_stats(stats: Callable[[], dict[str, int]]) -> None:
-    """One log line at unmount: where the bytes read came from, to tell a slow link from a cold cache."""
+    """One log line at unmount: where the bytes read came from, to tell a slow link from a cold cache.
+
+    Also when every read failed (the server was gone): that is when the line is wanted most.
+    """
     s = stats()
-    if not s["reads"]:
+    if not (s["reads"] or s["misses"] or s["fetch_errors"] or s["timeouts"]):
         return
-    log.info("read %d bytes in %d reads: %d chunk hits in memory, %d on disk, %d misses; fetched %d "
-             "bytes in %d range requests (%d read-ahead), %d failed, %d timed out; disk cache %d bytes "
-             "in %d chunks, %d corrupt dropped, %d skipped", s["read_bytes"], s["reads"], s["hits"],
-             s["disk_hits"], s["misses"], s["fetched_bytes"], s["fetches"], s["readahead_fetches"],
-             s["fetch_errors"], s["timeouts"], s["disk_bytes"], s["disk_chunks"], s["disk_corrupt"],
-             s["disk_skipped"])
+    log.info("read %d bytes in %d reads (chunk lookups: %d found in memory, %d started a fetch); %d "
+             "chunks loaded from the disk cache; fetched %d bytes in %d range requests (%d read-ahead), "
+             "%d failed; %d reads timed out; disk cache now %d bytes in %d chunks (%d corrupt ones "
+             "dropped, %d not written)", s["read_bytes"], s["reads"], s["hits"], s["misses"],
+             s["disk_hits"], s["fetched_bytes"], s["fetches"], s["readahead_fetches"], s["fetch_errors"],
+             s["timeouts"], s["disk_bytes"], s["disk_chunks"], s["disk_corrupt"], s["disk_skipped"])
+
+
+def cache_dir_in_use(cache_dir: Path) -> bool:
+    """Whether a mount holds the cache dir's lock (a probe: the lock is let go at once)."""
+    try:
+        fd = os.open(cache_dir / "lock", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False    # no lock file yet: nobody has mounted with it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def cache_dir_busy(opts: Options) -> str:
+    if opts.cache_dir == default_cache_dir(opts.config_dir, opts.embedded):
+        # the default is one per drive, so a second mount of the same drive lands here
+        return (f"the cache dir {opts.cache_dir} is in use by another mount of this drive; give this "
+                f"mount its own with --cache-dir DIR")
+    return f"the cache dir {opts.cache_dir} is in use by another mount; choose another --cache-dir"
 
 
 def lock_cache_dir(cache_dir: Path) -> int:
@@ -374,11 +426,16 @@ def run_foreground(opts: Options) -> int:
     try:
         lock_fd = lock_cache_dir(opts.cache_dir)
     except BlockingIOError:
-        # the default cache dir is one per drive, so a second mount of the same drive lands here
-        return _fail(f"the cache dir {opts.cache_dir} is in use by another mount; each mount needs "
-                     f"its own: add --cache-dir DIR")
+        return _fail(cache_dir_busy(opts))
     except OSError as exc:
         return _fail(f"cannot use the cache dir {opts.cache_dir}: {exc}")
+    try:
+        # held until this process ends: a second mount started at the same moment on the same mount
+        # point stops here, and `umount`/`mount` know a listed mount without it is dead
+        mnt_lock_fd = daemon.lock_mountpoint(opts.mountpoint)
+    except BlockingIOError:
+        os.close(lock_fd)
+        return _fail(f"another acdfuse process is mounting {opts.mountpoint} right now")
     # a terminal gets warnings too; a background mount's stderr is a file nobody rotates
     setup_logging(opts.log_file, opts.debug, to_stderr=sys.stderr.isatty())
     # before any thread exists, so every thread inherits the mask (see syncer.py)
@@ -386,6 +443,7 @@ def run_foreground(opts: Options) -> int:
     try:
         with contextlib.ExitStack() as stack:
             stack.callback(os.close, lock_fd)
+            stack.callback(os.close, mnt_lock_fd)
             return _serve(opts, stack)
     except MountError as exc:
         log.error("cannot mount %s: %s", opts.mountpoint, exc)

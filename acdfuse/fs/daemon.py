@@ -4,13 +4,18 @@ The background mode starts the same command with ``--foreground`` as a detached 
 threaded process) and returns once the mount point answers a stat, or reports why the child died.
 Each mount process leaves a pid file named after its mount point, so ``umount`` can wait for it to
 finish its shutdown (and give up the bundled server, stopping it when it was the last user) before
-returning, and can tell whether it was a mount of the bundled server.
+returning, and can tell whether it was a mount of the bundled server. It also holds a lock file named
+after its mount point for its whole life (flock; the kernel drops it however the process ends): two
+mounts started at once on one mount point cannot both mount there, and a mount listed by the kernel
+whose lock is free has lost its process, which a stat cannot tell while the kernel's attribute cache
+still answers for the dead mount.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import re
@@ -29,9 +34,38 @@ def runtime_dir() -> Path:
     return path
 
 
+FSTYPE = "fuse.acdfuse"   # what /proc/self/mountinfo lists for our mounts (subtype acdfuse)
+
+
+def _digest(mountpoint: Path) -> str:
+    return hashlib.sha1(str(mountpoint.resolve()).encode()).hexdigest()[:16]
+
+
 def pid_file(mountpoint: Path) -> Path:
-    digest = hashlib.sha1(str(mountpoint.resolve()).encode()).hexdigest()[:16]
-    return runtime_dir() / f"mount-{digest}.pid"
+    return runtime_dir() / f"mount-{_digest(mountpoint)}.pid"
+
+
+def lock_mountpoint(mountpoint: Path) -> int:
+    """Hold the mount point's lock for this process's life (returns its fd); BlockingIOError when another
+    acdfuse process holds it (mounted there, or mounting there right now)."""
+    fd = os.open(runtime_dir() / f"mount-{_digest(mountpoint)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def mountpoint_in_use(mountpoint: Path) -> bool:
+    """Whether a live acdfuse process holds the mount point's lock (a probe: the lock is let go)."""
+    try:
+        fd = lock_mountpoint(mountpoint)
+    except BlockingIOError:
+        return True
+    os.close(fd)
+    return False
 
 
 def write_pid_file(mountpoint: Path, embedded: bool = False) -> Path:
@@ -81,21 +115,40 @@ def mount_target(mountpoint: Path) -> str:
     return str(path)
 
 
-def is_mounted(mountpoint: Path) -> bool:
-    """Whether the kernel lists mountpoint as a mount, even a dead FUSE mount that no longer answers
-    (where os.path.ismount fails with ENOTCONN and says no)."""
+def mount_fstype(mountpoint: Path) -> str | None:
+    """The file system type the kernel lists for the topmost mount at mountpoint, or None if none is
+    listed (a dead FUSE mount is still listed: os.path.ismount fails on it with ENOTCONN)."""
     target = mount_target(mountpoint)
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:
-        return os.path.ismount(mountpoint)
-    return any(len(f := line.split()) > 4 and _unescape(f[4]) == target for line in lines)
+        return "unknown" if os.path.ismount(mountpoint) else None
+    fstype = None
+    for line in lines:
+        # "<id> <parent> <dev> <root> <mount point> <options> [optional fields...] - <fstype> ..."
+        head, sep, tail = line.partition(" - ")
+        fields = head.split()
+        if len(fields) > 4 and _unescape(fields[4]) == target:
+            fstype = tail.split()[0] if sep and tail.split() else "unknown"  # the last one is on top
+    return fstype
+
+
+def is_mounted(mountpoint: Path) -> bool:
+    """Whether the kernel lists mountpoint as a mount, even a dead FUSE mount that no longer answers."""
+    return mount_fstype(mountpoint) is not None
 
 
 def is_dead_mount(mountpoint: Path) -> bool:
-    """A mount the kernel still lists whose FUSE process is gone: its root fails with ENOTCONN."""
-    if not is_mounted(mountpoint):
+    """A mount the kernel still lists whose FUSE process is gone.
+
+    An acdfuse mount whose mount point lock is free is dead at once (see the module docstring); any
+    other mount counts as dead only when its root fails with ENOTCONN.
+    """
+    fstype = mount_fstype(mountpoint)
+    if fstype is None:
         return False
+    if fstype == FSTYPE and not mountpoint_in_use(mountpoint):
+        return True
     try:
         os.stat(mountpoint)
     except OSError as exc:
@@ -117,14 +170,17 @@ def mount_answers(mountpoint: Path) -> bool:
 def spawn_and_wait(argv: list[str], mountpoint: Path, stderr_path: Path, timeout: float) -> tuple[int, str]:
     """Start argv detached and wait until mountpoint answers; returns (status, message for the user)."""
     stderr_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(stderr_path, "wb") as errf:
+    # appended to: a refused mount must not wipe the log of the mount that runs on this cache dir;
+    # what this child says starts at ``start``
+    with open(stderr_path, "ab") as errf:
+        start = errf.tell()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
                                 start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
-            detail = _tail(stderr_path)
+            detail = _tail(stderr_path, start)
             return (code or 1), detail or f"the mount process exited with status {code}"
         if mount_answers(mountpoint):
             return 0, ""
@@ -135,9 +191,11 @@ def spawn_and_wait(argv: list[str], mountpoint: Path, stderr_path: Path, timeout
     return 1, f"the mount did not answer within {timeout:.0f}s; see {stderr_path}"
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def _tail(path: Path, start: int = 0, lines: int = 15) -> str:
     try:
-        text = path.read_text(errors="replace").strip()
+        with open(path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace").strip()
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])

@@ -503,11 +503,88 @@ def test_a_second_mount_on_the_default_cache_dir_says_how_to_get_one(tmp_path: P
     up = acdfuse(xdg, "mount", str(first))
     assert up.returncode == 0, up.stderr
     try:
+        cache = tmp_path / "cache" / "acdfuse" / "embedded"
+        log_before = (cache / "mount-stderr.log").read_bytes()
         refused = acdfuse(xdg, "mount", str(second))
         assert refused.returncode != 0
         assert "in use by another mount" in refused.stderr and "--cache-dir" in refused.stderr
-        assert not os.path.ismount(second)
+        assert not second.exists()      # refused before it made the mount point
+        assert (cache / "mount-stderr.log").read_bytes() == log_before   # the running mount's file
         assert os.path.ismount(first) and os.listdir(first) == []
     finally:
         down = acdfuse(xdg, "umount", str(first))
     assert down.returncode == 0, down.stderr
+
+
+def test_two_mounts_started_at_once_on_one_mount_point_do_not_stack(tmp_path: Path,
+                                                                   xdg: dict[str, str]) -> None:
+    """QA: both used to succeed and stack two acdfuse mounts on one directory. The mount point's lock
+    lets one of them mount; the other is told why, whichever message the race gives it."""
+    require_fuse()
+    mnt = tmp_path / "mnt"
+    argvs = [[sys.executable, "-m", "acdfuse", "mount", str(mnt), "--cache-dir", str(tmp_path / name)]
+             for name in ("c1", "c2")]
+    procs = [subprocess.Popen(argv, env=xdg, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for argv in argvs]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    results = [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+    try:
+        assert sorted(code for code, _, _ in results) == [0, 1], results
+        loser = next(err for code, _, err in results if code != 0)
+        assert "another acdfuse process is mounting" in loser or "already a mount point" in loser, loser
+        listed = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                  if f" {mnt} " in line]
+        assert len(listed) == 1, listed
+        assert os.listdir(mnt) == []
+    finally:
+        down = acdfuse(xdg, "umount", str(mnt))
+    assert down.returncode == 0, down.stderr
+    assert not is_mounted(mnt)
+
+
+def test_a_mount_right_after_kill_9_detaches_the_dead_mount_at_once(tmp_path: Path,
+                                                                   xdg: dict[str, str]) -> None:
+    """QA: for about a second after kill -9 the kernel's attribute cache still answered for the dead
+    mount, so a new mount was refused as "already a mount point". The free mount point lock says it
+    is dead at once."""
+    require_fuse()
+    mnt = tmp_path / "mnt"
+    up = acdfuse(xdg, "mount", str(mnt), "--interval", "3600")
+    assert up.returncode == 0, up.stderr
+    os.stat(mnt)                                   # the root's attributes are in the kernel's cache now
+    mount_pid = int(next((tmp_path / "run" / "acdfuse").glob("mount-*.pid")).read_text().split()[0])
+    os.kill(mount_pid, signal.SIGKILL)
+    wait_until(lambda: not alive(mount_pid), "the killed mount process to go")
+    again = acdfuse(xdg, "mount", str(mnt))         # at once, no wait for ENOTCONN
+    try:
+        assert again.returncode == 0, again.stderr
+        assert "dead mount" in again.stderr
+        assert os.listdir(mnt) == []
+    finally:
+        down = acdfuse(xdg, "umount", str(mnt))
+    assert down.returncode == 0, down.stderr
+
+
+def test_the_bundled_drives_own_client_config_counts_as_a_user_of_its_server(
+        tmp_path: Path, xdg: dict[str, str]) -> None:
+    """QA: a mount with --config-dir naming the bundled drive's client config (the path `mount` prints)
+    was not counted, so unmounting the embedded mount stopped the server under it."""
+    require_fuse()
+    first, second = tmp_path / "mnt", tmp_path / "mnt2"
+    cdir = tmp_path / "data" / "acdfuse" / "credentials"
+    up = acdfuse(xdg, "mount", str(first))
+    assert up.returncode == 0, up.stderr
+    ACDClient(str(cdir)).upload_stream(io.BytesIO(b"shared\n"), "shared.txt")
+    up2 = acdfuse(xdg, "mount", str(second), "--config-dir", str(cdir), "--cache-dir", str(tmp_path / "c2"))
+    try:
+        assert up2.returncode == 0, up2.stderr
+        down = acdfuse(xdg, "umount", str(first))
+        assert down.returncode == 0, down.stderr
+        assert "running for 1 other mount" in down.stdout
+        assert (second / "shared.txt").read_bytes() == b"shared\n"   # not cached: the server still answers
+    finally:
+        down2 = acdfuse(xdg, "umount", str(second))
+        if is_mounted(first):
+            acdfuse(xdg, "umount", str(first))
+    assert down2.returncode == 0, down2.stderr
+    assert down2.stdout.strip() == STOPPED
