@@ -124,7 +124,11 @@ class SyncLoop:
             self._on_synced(result)
         except Exception:  # the loop must outlive a bug in a callback, or syncing stops for good
             log.exception("after-sync step failed (the mirror itself is synced)")
-        if time.monotonic() - self._quota.updated >= self._quota_interval or not self._quota.updated:
+        # the usage `df` shows changes only with the drive's content: refreshed when the sync brought
+        # changes (an upload elsewhere shows in df after the next sync, as its file does), else now and then
+        changed = int(getattr(result, "stored", 0) or 0) + int(getattr(result, "purged", 0) or 0) > 0
+        if (changed or not self._quota.updated
+                or time.monotonic() - self._quota.updated >= self._quota_interval):
             self.refresh_quota()
         return True
 

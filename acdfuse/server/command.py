@@ -65,7 +65,11 @@ def add_arguments(name: str, subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         name,
         help="serve a Cloud-Drive-compatible drive",
-        description="Serve the Amazon Cloud Drive REST API v1 (the bundled drive).",
+        description="Serve the Amazon Cloud Drive REST API v1 from a data directory.\n"
+                    "The drive that `acdfuse mount` starts on its own lives in\n"
+                    "$XDG_DATA_HOME/acdfuse/drive; another client config for it, while it runs:\n"
+                    "  acdfuse serve --data $XDG_DATA_HOME/acdfuse/drive --credentials-only "
+                    "--credentials-out CDIR",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

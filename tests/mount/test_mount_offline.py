@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,21 @@ def test_warm_mirror_mounts_offline(mounts: Any, cdir: Path, files: dict[str, by
     assert read_errno(d / "uncached.bin") == errno.EIO
     m.stop()
     assert "offline" in m.log_file.read_text()
+
+
+def test_unmount_logs_the_failed_reads_of_a_mount_that_read_nothing(mounts: Any, cdir: Path, files: Any,
+                                                                    drive_server: DriveServer) -> None:
+    """The read summary at unmount is written when every read failed: that is when it is wanted."""
+    m = mounts(cdir).start()
+    m.stop()                                  # a warm mirror, nothing read
+    drive_server.close()
+    m.start("--timeout", "2")
+    assert read_errno(m.mnt / "dir" / "uncached.bin") == errno.EIO
+    m.stop()
+    lines = [line for line in m.log_file.read_text().splitlines() if "range requests" in line]
+    assert len(lines) == 1
+    found = re.search(r"read 0 bytes in 0 reads .* (\d+) failed; (\d+) reads timed out", lines[0])
+    assert found is not None and int(found.group(1)) + int(found.group(2)) > 0
 
 
 def test_cold_mount_without_a_server_fails_clearly(tmp_path: Path, cdir: Path,

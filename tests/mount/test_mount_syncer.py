@@ -10,6 +10,7 @@ import pytest
 
 from acdfuse.api.common import make_error
 from acdfuse.fs.syncer import QuotaCache, SyncLoop
+from acdfuse.store import SyncResult
 
 
 class Script:
@@ -55,6 +56,26 @@ def test_quota_is_refreshed_now_and_then_not_per_sync() -> None:
     loop.run_once()
     loop.run_once()
     assert asked.calls == 1 and quota.sizes() == (100, 40)
+
+
+def test_a_sync_that_brought_changes_refreshes_the_quota_at_once() -> None:
+    """QA: df showed the old usage for up to 5 minutes after an upload, SIGUSR1 or not."""
+    def result(stored: int, purged: int = 0) -> SyncResult:
+        return SyncResult(checkpoint="c", reset=False, changesets=1, received=stored + purged, stored=stored,
+                          purged=purged, skipped=0, seconds=0.0)
+
+    quota = QuotaCache()
+    asked = Script([(100, 40), (100, 30), (100, 35)])
+    loop = loop_with(Script([result(0), result(0), result(1), result(0), result(0, purged=1)]), quota,
+                     fetch_quota=asked)
+    loop.run_once()
+    loop.run_once()                                  # nothing changed: the quota is not asked again
+    assert asked.calls == 1
+    loop.run_once()                                  # a new file: usage asked at once
+    assert asked.calls == 2 and quota.sizes() == (100, 30)
+    loop.run_once()
+    loop.run_once()                                  # a purge frees space
+    assert asked.calls == 3 and quota.sizes() == (100, 35)
 
 
 def test_failed_quota_keeps_the_last_numbers() -> None:
