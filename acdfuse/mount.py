@@ -344,6 +344,7 @@ def _clean_dead_mount(mnt: Path, embedded_next: bool) -> str:
     ok, err = daemon.unmount(mnt, lazy=True)
     if not ok:
         return f"a dead mount is left at {mnt} ({err}); run `acdfuse umount {mnt}` or `fusermount -uz {mnt}`"
+    daemon.forget_pid_file(mnt)
     print(f"acdfuse mount: detached the dead mount at {mnt} (its mount process had died)", file=sys.stderr)
     if not embedded_next:
         _stop_orphaned_server()     # an embedded mount takes the orphaned bundled server over instead
@@ -681,7 +682,10 @@ def run_umount(args: argparse.Namespace) -> int:
         if not ok:
             print(f"acdfuse umount: cannot unmount {mnt}: {err}", file=sys.stderr)
             return 1
+        if dead:
+            daemon.forget_pid_file(mnt)
     elif pid is None or not embedded.pid_alive(pid):
+        daemon.forget_pid_file(mnt)
         print(f"acdfuse umount: {mnt} is not mounted", file=sys.stderr)
         _stop_orphaned_server()
         return 1

@@ -92,6 +92,14 @@ def pid_file_embedded(mountpoint: Path) -> bool:
     return len(lines) > 2 and lines[2].strip() == "embedded"
 
 
+def forget_pid_file(mountpoint: Path) -> None:
+    """Remove the pid file of a mount found dead (its process cannot remove it any more)."""
+    pid = read_pid_file(mountpoint)
+    if pid is not None and not pid_alive(pid):
+        with contextlib.suppress(OSError):
+            pid_file(mountpoint).unlink()
+
+
 def remove_pid_file(mountpoint: Path) -> None:
     path = pid_file(mountpoint)
     with contextlib.suppress(OSError, ValueError, IndexError):
@@ -141,14 +149,18 @@ def is_mounted(mountpoint: Path) -> bool:
 def is_dead_mount(mountpoint: Path) -> bool:
     """A mount the kernel still lists whose FUSE process is gone.
 
-    An acdfuse mount whose mount point lock is free is dead at once (see the module docstring); any
-    other mount counts as dead only when its root fails with ENOTCONN.
+    An acdfuse mount is dead at once when its pid file (in this runtime dir) names a process that is
+    gone and nobody holds its mount point lock (see the module docstring). Without such a pid file
+    the lock proves nothing (a mount started with another XDG_RUNTIME_DIR keeps its lock elsewhere),
+    so then, as for any other mount, only a root that fails with ENOTCONN says it is dead.
     """
     fstype = mount_fstype(mountpoint)
     if fstype is None:
         return False
-    if fstype == FSTYPE and not mountpoint_in_use(mountpoint):
-        return True
+    if fstype == FSTYPE:
+        pid = read_pid_file(mountpoint)
+        if pid is not None and not pid_alive(pid) and not mountpoint_in_use(mountpoint):
+            return True
     try:
         os.stat(mountpoint)
     except OSError as exc:

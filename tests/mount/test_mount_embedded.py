@@ -588,3 +588,23 @@ def test_the_bundled_drives_own_client_config_counts_as_a_user_of_its_server(
             acdfuse(xdg, "umount", str(first))
     assert down2.returncode == 0, down2.stderr
     assert down2.stdout.strip() == STOPPED
+
+
+def test_a_live_mount_from_another_runtime_dir_is_never_taken_for_dead(tmp_path: Path,
+                                                                      xdg: dict[str, str]) -> None:
+    """The mount point lock lives in $XDG_RUNTIME_DIR: seen from a shell with another one (no pid file
+    there), a free lock proves nothing, and a live mount must not be detached as dead."""
+    require_fuse()
+    mnt = tmp_path / "mnt"
+    up = acdfuse(xdg, "mount", str(mnt))
+    assert up.returncode == 0, up.stderr
+    other = dict(xdg, XDG_RUNTIME_DIR=str(tmp_path / "run2"))
+    (tmp_path / "run2").mkdir(mode=0o700)
+    try:
+        again = acdfuse(other, "mount", str(mnt), "--cache-dir", str(tmp_path / "c2"))
+        assert again.returncode != 0
+        assert "already a mount point" in again.stderr, again.stderr
+        assert os.path.ismount(mnt) and os.listdir(mnt) == []      # still the live mount
+    finally:
+        down = acdfuse(xdg, "umount", str(mnt))
+    assert down.returncode == 0, down.stderr
