@@ -455,8 +455,10 @@ class ContentReader:
         ahead = items[0].pending.ahead_cost > 0
         self._count(fetches=1, fetched_bytes=length, readahead_fetches=int(ahead),
                     readahead_bytes=length if ahead else 0)
-        # the read-ahead budget covers fetches in flight; the disk queue has its own bound
-        self._release_ahead(items)
+        # The read-ahead budget goes on covering these chunks until they are on disk (``_forget``):
+        # fetches in flight and chunks waiting for the disk share one bound, so a network faster than
+        # the disk cannot fill the budget and the disk queue at once (peak RSS stays near the budgets).
+        self._unlink_jobs(items)
         to_disk = [(item.stem, piece) for item, piece, ok in zip(items, pieces, fresh, strict=True) if ok]
         if self._writer is not None and to_disk:
             # the chunks stay findable through the pending table until they are on disk
@@ -473,11 +475,9 @@ class ContentReader:
             return (item.pending.gen == self._gen.get(node_id, 0)
                     and self._current.get(node_id) in (None, item.key[1]))
 
-    def _release_ahead(self, items: list[_Item]) -> None:
+    def _unlink_jobs(self, items: list[_Item]) -> None:
         with self._lock:
             for item in items:
-                self._ahead_bytes -= item.pending.ahead_cost
-                item.pending.ahead_cost = 0
                 # pending -> job -> items -> pending is a cycle: break it, or every response buffer
                 # waits for the cyclic garbage collector and memory use runs far past the budgets
                 item.pending.job = None
