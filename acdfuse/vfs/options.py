@@ -16,7 +16,8 @@ class ReaderOptions:
     ``cache_dir`` holds the disk tier (``None`` means memory only).  ``memory_cache`` and
     ``cache_size`` are byte budgets of the two tiers; ``read_ahead`` is the largest window one
     sequential reader may run ahead; ``read_ahead_budget`` bounds the bytes of all read-ahead
-    fetches in flight together, whatever the number of open files; ``streams`` is how many
+    chunks in flight or waiting for the disk tier together, whatever the number of open files
+    (the stat ``readahead_inflight_bytes`` counts both); ``streams`` is how many
     read-ahead range requests run concurrently; ``timeout`` is how long one ``read`` may wait
     before it fails with EIO.
     """
