@@ -61,17 +61,25 @@ READER_PRAGMAS: tuple[tuple[str, str, str], ...] = (
 # Below this size a full PRAGMA quick_check at open costs well under a second; above it the
 # cheaper structural checks must do, so that opening a warm 1M-node mirror stays fast.
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
+_TASKS = Path("/proc/self/task")   # one entry per live thread of this process (Linux)
 
 
 class _Reader:
     """Holds one thread's read connection. Lives in that thread's ``threading.local``: when the
     thread ends (FUSE worker threads come and go) the holder is dropped and the connection closed,
-    so connections do not pile up over a long mount."""
+    so connections do not pile up over a long mount.
 
-    __slots__ = ("__weakref__", "con")
+    That does not happen for a libfuse worker whose Python thread state the mount keeps alive
+    (fs/threadstate.py: its ``threading.local`` then outlives the thread), so ``Database`` also closes
+    the connections of threads that are gone (``tid``, checked in /proc) whenever a new reader opens:
+    each holds a file descriptor and up to 8 MiB of page cache.
+    """
 
-    def __init__(self, con: sqlite3.Connection) -> None:
+    __slots__ = ("__weakref__", "con", "tid")
+
+    def __init__(self, con: sqlite3.Connection, tid: int) -> None:
         self.con = con
+        self.tid = tid
 
     def __del__(self) -> None:
         try:
@@ -236,11 +244,23 @@ class Database:
         if holder is None:
             if self._closed:
                 raise StoreError(f"node mirror {self.path} is not open")
-            holder = _Reader(self._connect(READER_PRAGMAS))
+            holder = _Reader(self._connect(READER_PRAGMAS), threading.get_native_id())
             with self._readers_lock:
+                gone = self._readers_of_ended_threads_locked()
                 self._readers.add(holder)
+            for old in gone:
+                old.con.close()      # its thread is gone: nobody can be using it
             self._local.reader = holder
         return holder.con
+
+    def _readers_of_ended_threads_locked(self) -> list[_Reader]:
+        """Take the readers whose threads have ended out of the set (Linux: /proc/self/task)."""
+        if not _TASKS.is_dir():
+            return []
+        gone = [h for h in self._readers if not (_TASKS / str(h.tid)).exists()]
+        for holder in gone:
+            self._readers.discard(holder)
+        return gone
 
     def reader_count(self) -> int:
         with self._readers_lock:

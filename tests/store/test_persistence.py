@@ -7,7 +7,9 @@ import hashlib
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,6 +173,39 @@ def test_reader_connections_end_with_their_threads(store: NodeStore, feed: Feed)
         t.start()
         t.join()
     assert store._db.reader_count() <= base + 1
+
+
+def test_connections_of_ended_threads_are_closed_even_if_their_locals_live_on(store: NodeStore,
+                                                                             feed: Feed) -> None:
+    """A libfuse worker's Python thread state is kept alive by the mount (fs/threadstate.py), and with
+    it the worker's threading.local: its reader connection (an fd and up to 8 MiB of page cache) must
+    still be closed once the thread has ended, or a long mount piles them up."""
+    _fill(store, feed)
+    kept: list[Any] = []
+
+    def leaky() -> None:
+        store._cache.clear()
+        assert store.resolve("/d/f1") is not None
+        kept.append(store._db._local.reader)      # what a thread state that outlives its thread holds
+
+    t = threading.Thread(target=leaky)
+    t.start()
+    t.join()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/self/task/{kept[0].tid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)                           # the OS thread may still be on its way out
+    kept[0].con.execute("SELECT 1")                # still open: nobody has looked yet
+
+    def fresh() -> None:
+        store._cache.clear()
+        assert store.resolve("/d/f1") is not None  # a new thread opens a reader, and looks
+
+    t = threading.Thread(target=fresh)
+    t.start()
+    t.join()
+    with pytest.raises(sqlite3.ProgrammingError):
+        kept[0].con.execute("SELECT 1")            # closed
+    assert store.resolve("/d/f1") is not None      # this thread's own reader is untouched
 
 
 def test_migration_runs_on_open_and_keeps_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
