@@ -12,8 +12,12 @@ _thread_state_get = ctypes.pythonapi.PyThreadState_Get
 _thread_state_get.restype = ctypes.c_void_p
 _gil_state_ensure = ctypes.pythonapi.PyGILState_Ensure
 _gil_state_ensure.restype = ctypes.c_int
-# a thread state pinned for a worker that libfuse later ends is never freed; this caps what can pile up
-MAX_PINNED = 256
+# A thread state pinned for a worker that libfuse later ends is never freed; this caps what can pile up.
+# What it holds is small since the store closes the read connections of ended threads (9de756f): a
+# thread state, its frame data stack and thread-local dicts, tens of KB (1024 of them: ~30 MB at
+# most). libfuse2 ends ~2 workers per burst of parallel reads; past the cap, new workers pay a fresh
+# state (and a new SQLite connection) per call.
+MAX_PINNED = 1024
 _pinned: dict[int, int | None] = {}   # OS thread id -> the Python thread state kept alive for it
 _pins = 0                              # states pinned so far (ended threads' included)
 
