@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -390,16 +389,9 @@ def log_read_stats(stats: Callable[[], dict[str, int]]) -> None:
 def cache_dir_in_use(cache_dir: Path) -> bool:
     """Whether a mount holds the cache dir's lock (a probe: the lock is let go at once)."""
     try:
-        fd = os.open(cache_dir / "lock", os.O_RDWR | os.O_CLOEXEC)
+        return daemon.lock_held(cache_dir / "lock")
     except OSError:
-        return False    # no lock file yet: nobody has mounted with it
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+        return False    # an unusable cache dir is reported when the mount tries to use it
 
 
 def cache_dir_busy(opts: Options) -> str:
@@ -413,13 +405,7 @@ def cache_dir_busy(opts: Options) -> str:
 def lock_cache_dir(cache_dir: Path) -> int:
     """An exclusive lock on the cache dir for the mount's lifetime: two mounts must not share it."""
     make_private_dir(cache_dir)
-    fd = os.open(cache_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise
-    return fd
+    return daemon.take_lock(cache_dir / "lock")
 
 
 def run_foreground(opts: Options) -> int:

@@ -45,11 +45,10 @@ def pid_file(mountpoint: Path) -> Path:
     return runtime_dir() / f"mount-{_digest(mountpoint)}.pid"
 
 
-def lock_mountpoint(mountpoint: Path) -> int:
-    """Hold the mount point's lock for this process's life (returns its fd); BlockingIOError when another
-    acdfuse process holds it (mounted there, or mounting there right now)."""
-    fd = os.open(runtime_dir() / f"mount-{_digest(mountpoint)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                 0o600)
+def take_lock(path: Path) -> int:
+    """An exclusive flock on ``path`` (created 0600), held until its fd is closed or this process
+    ends however it ends; BlockingIOError at once when another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BaseException:
@@ -58,14 +57,35 @@ def lock_mountpoint(mountpoint: Path) -> int:
     return fd
 
 
-def mountpoint_in_use(mountpoint: Path) -> bool:
-    """Whether a live acdfuse process holds the mount point's lock (a probe: the lock is let go)."""
+def lock_held(path: Path) -> bool:
+    """Whether another process holds the flock on ``path`` (a probe: taken and let go at once; a
+    missing file is nobody's lock and is not created)."""
     try:
-        fd = lock_mountpoint(mountpoint)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
-    os.close(fd)
+    finally:
+        os.close(fd)
     return False
+
+
+def _mountpoint_lock(mountpoint: Path) -> Path:
+    return runtime_dir() / f"mount-{_digest(mountpoint)}.lock"
+
+
+def lock_mountpoint(mountpoint: Path) -> int:
+    """Hold the mount point's lock for this process's life (returns its fd); BlockingIOError when another
+    acdfuse process holds it (mounted there, or mounting there right now)."""
+    return take_lock(_mountpoint_lock(mountpoint))
+
+
+def mountpoint_in_use(mountpoint: Path) -> bool:
+    """Whether a live acdfuse process holds the mount point's lock."""
+    return lock_held(_mountpoint_lock(mountpoint))
 
 
 def write_pid_file(mountpoint: Path, embedded: bool = False) -> Path:
