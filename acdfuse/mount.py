@@ -288,12 +288,14 @@ def run_mount(args: argparse.Namespace) -> int:
         try:
             mnt.mkdir()
             created = True
+        except FileExistsError:
+            pass            # made meanwhile by a mount of the same point started at the same moment
         except OSError as exc:
             return _fail(f"cannot create the mount point {mnt}: {exc}")
     if not mnt.is_dir():
         return _fail(f"{mnt} is not a directory")
     code = run_foreground(opts) if opts.foreground else _run_background(opts)
-    if code != 0 and created and not daemon.is_mounted(mnt):
+    if code != 0 and created and not daemon.is_mounted(mnt) and not daemon.mountpoint_in_use(mnt):
         with contextlib.suppress(OSError):
             mnt.rmdir()     # a failed mount leaves no trace of the mount point it made
     return code

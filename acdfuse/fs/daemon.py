@@ -214,7 +214,8 @@ def spawn_and_wait(argv: list[str], mountpoint: Path, stderr_path: Path, timeout
         if code is not None:
             detail = _tail(stderr_path, start)
             return (code or 1), detail or f"the mount process exited with status {code}"
-        if mount_answers(mountpoint):
+        # our child's mount, not one another process made there meanwhile (its pid file names it)
+        if mount_answers(mountpoint) and read_pid_file(mountpoint) == proc.pid:
             return 0, ""
         time.sleep(0.05)
     proc.terminate()
