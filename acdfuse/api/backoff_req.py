@@ -32,6 +32,7 @@ from .common import (
     ConnectionFailed,
     IncompleteResult,
     NotFound,
+    PreconditionFailed,
     RequestError,
     describe,
     error_from_response,
@@ -299,9 +300,10 @@ class BackOffRequest:
                 if response.status_code in ok:
                     return parse(response)
                 failure = error_from_response(response, operation, node)
-                # after an unsure try, 409 (created) or 404 (deleted) may be our own earlier try,
+                # after an unsure try, 409 (created), 404 (deleted) or 412 (a conditional overwrite
+                # whose content version our own earlier try moved on) may be that earlier try,
                 # finished late (acd-api.md 13.5): look before reporting it
-                late = unsure_before and isinstance(failure, Conflict | NotFound)
+                late = unsure_before and isinstance(failure, Conflict | NotFound | PreconditionFailed)
                 if response.status_code not in UNSURE_STATUS and not late:
                     raise failure
                 if late:

@@ -1,8 +1,10 @@
-"""Errors of the Cloud Drive client and the one table that turns HTTP answers into them.
+"""Errors of the Cloud Drive client, the one table that turns HTTP answers into them, and what they mean.
 
-Also the service URLs (Amazon's, or those of an ``acdfuse serve`` named in the config dir) and
-``is_valid_id``. Endpoint methods never compare status codes themselves: they call
-:func:`error_from_response`, which picks the :class:`RequestError` subclass.
+Endpoint methods never compare status codes themselves: they call :func:`error_from_response`, which
+picks the :class:`RequestError` subclass. Code outside ``acdfuse.api`` never compares a status code or
+searches a message either: it tests the class, or asks :func:`is_offline`, :func:`is_transient` and
+:func:`credentials_refused`. Also the service URLs (Amazon's, or those of an ``acdfuse serve`` named in
+the config dir) and ``is_valid_id``.
 """
 
 from __future__ import annotations
@@ -25,13 +27,20 @@ __all__ = [
     "Forbidden",
     "IncompleteResult",
     "NotFound",
+    "PreconditionFailed",
+    "QuotaExceeded",
     "RateLimited",
     "RequestError",
     "ServerError",
     "ServiceUrls",
+    "TooLarge",
     "Unauthorized",
+    "credentials_refused",
     "error_class",
     "error_from_response",
+    "is_client_error",
+    "is_offline",
+    "is_transient",
     "is_valid_id",
     "load_service_urls",
     "make_error",
@@ -78,7 +87,11 @@ class NotFound(RequestError):
 
 
 class Conflict(RequestError):
-    """409: a node with that name exists (``node_id`` is the existing one, when the server said so)."""
+    """409: a node with that name exists (``node_id`` is the existing one, when the server said so).
+
+    The id comes from the error body's ``info.nodeId``, or from a message ending in
+    ``conflicting NodeId: <id>`` (both forms were seen from Amazon).
+    """
 
     def __init__(self, status_code: int, msg: str, *, node_id: str | None = None) -> None:
         super().__init__(status_code, msg)
@@ -90,7 +103,26 @@ class Unauthorized(RequestError):
 
 
 class Forbidden(RequestError):
-    """403: not allowed (quota, permissions)."""
+    """403: not allowed (permissions, a gateway's refusal). A full drive is :class:`QuotaExceeded`."""
+
+
+class PreconditionFailed(RequestError):
+    """412: the node is no longer what the request was conditioned on (its content changed).
+
+    Raised for a pinned download whose content changed on the server, and for a conditional
+    overwrite (``overwrite_stream(..., expected_content_version=...)``) of a node whose content
+    version moved on.
+    """
+
+
+class TooLarge(RequestError):
+    """413: the file (or request body) is larger than the server accepts (``max_file_size``)."""
+
+
+class QuotaExceeded(RequestError):
+    """The drive is full: 507, or Amazon's 403 ``NO_ACTIVE_SUBSCRIPTION_FOUND`` ("File size exceeds
+    account allowance", acd-api.md 6.2), which our server sends too. Not a refusal of the credentials.
+    """
 
 
 class RateLimited(RequestError):
@@ -102,7 +134,7 @@ class RateLimited(RequestError):
 
 
 class ServerError(RequestError):
-    """5xx that outlasted the back-off."""
+    """5xx that outlasted the back-off (507, a full drive, is :class:`QuotaExceeded`)."""
 
 
 class ConnectionFailed(RequestError):
@@ -120,35 +152,141 @@ class IncompleteResult(RequestError):
     """A truncated answer: a body shorter than announced or a changes stream without its end mark."""
 
 
-# The one status table. 5xx is a range and handled in error_class().
+# The one status table. 5xx is a range and handled in error_class(); so is a full quota, whose 403
+# is told apart from other 403s by the error body.
 _STATUS_CLASSES: dict[int, type[RequestError]] = {
     401: Unauthorized,
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    412: PreconditionFailed,
+    413: TooLarge,
     429: RateLimited,
+    507: QuotaExceeded,
     RequestError.CODE.CONN_EXCEPTION: ConnectionFailed,
     RequestError.CODE.INCOMPLETE_RESULT: IncompleteResult,
 }
 
+# what a 403 for a full drive carries (acd-api.md 6.2): the error code, or the words of its message
+QUOTA_CODE = "NO_ACTIVE_SUBSCRIPTION_FOUND"
+_QUOTA_WORDS = "exceeds account allowance"
+# Amazon's 409 messages name the existing node in their text when the body has no info.nodeId
+_CONFLICTING_ID = re.compile(r"conflicting NodeId:\s*([A-Za-z0-9_-]{22})")
 
-def error_class(status_code: int) -> type[RequestError]:
-    """The exception class for an HTTP status or a :class:`RequestError.CODE`."""
+# statuses (and client codes) that say the server refused these credentials
+_REFUSED_CODES = frozenset({RequestError.CODE.REFRESH_FAILED, RequestError.CODE.INVALID_TOKEN})
+# answers worth another try later, besides the offline ones: request timeout, rate limit
+_TRANSIENT_STATUS = frozenset({408, 429})
+
+
+def error_class(status_code: int, code: str | None = None, message: str = "") -> type[RequestError]:
+    """The exception class for an HTTP status or a :class:`RequestError.CODE`.
+
+    ``code`` and ``message`` are the server's error code and words, when known: they tell a full
+    drive's 403 from other refusals.
+    """
+    if status_code == 403 and (code == QUOTA_CODE or _QUOTA_WORDS in message.lower()):
+        return QuotaExceeded
+    cls = _STATUS_CLASSES.get(status_code)
+    if cls is not None:
+        return cls
     if 500 <= status_code <= 599:
         return ServerError
-    return _STATUS_CLASSES.get(status_code, RequestError)
+    return RequestError
 
 
 def make_error(status_code: int, msg: str, **extra: Any) -> RequestError:
-    """Build the right :class:`RequestError` subclass; ``extra`` holds subclass-only keywords."""
-    cls = error_class(status_code)
+    """Build the right :class:`RequestError` subclass; ``extra`` holds subclass-only keywords
+    (``node_id``, ``retry_after``, ``request_sent``) and the server's ``code`` and ``server_message``
+    (``msg`` stands in for the latter when it is not given)."""
+    server_message = extra.get("server_message")
+    text = msg if server_message is None else server_message
+    cls = error_class(status_code, extra.get("code"), text)
     if cls is Conflict:
-        return Conflict(status_code, msg, node_id=extra.get("node_id"))
+        node_id = extra.get("node_id") or conflicting_node_id(text)
+        return Conflict(status_code, msg, node_id=node_id)
     if cls is RateLimited:
         return RateLimited(status_code, msg, retry_after=extra.get("retry_after"))
     if cls is ConnectionFailed:
         return ConnectionFailed(status_code, msg, request_sent=extra.get("request_sent", True))
     return cls(status_code, msg)
+
+
+def conflicting_node_id(message: str) -> str | None:
+    """The existing node's id in a 409 message ("... conflicting NodeId: <id>"), if there is one."""
+    m = _CONFLICTING_ID.search(message or "")
+    return m.group(1) if m else None
+
+
+# --- what an error means, for code outside acdfuse.api -----------------------------------------
+
+# what says "offline": our own classes, and failures of the transport itself that reach a caller
+# without being turned into a RequestError (from a plain requests call, or the socket layer)
+_OFFLINE: tuple[type[BaseException], ...] = (
+    ConnectionFailed,
+    IncompleteResult,
+    ServerError,
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    ConnectionError,
+)
+
+
+def _explicit_causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it explicitly wraps (``raise ... from``), outermost first."""
+    seen: set[int] = set()
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        out.append(current)
+        current = current.__cause__
+    return out
+
+
+def is_offline(exc: BaseException) -> bool:
+    """The server could not be reached or did not answer properly: a transport error, a
+    :class:`ConnectionFailed`, a cut answer (:class:`IncompleteResult`) or a 5xx (:class:`ServerError`).
+
+    Any other answer (a 4xx, a full quota) means the server is there; any other exception is ours.
+    Wrappers (``raise SyncError(...) from exc``) are seen through along ``__cause__``; ``__context__``
+    is not followed, since an exception raised while handling another is not a restatement of it.
+    """
+    return any(isinstance(e, _OFFLINE) for e in _explicit_causes(exc))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth trying again later: offline (:func:`is_offline`), a request timeout (408) or a rate
+    limit (429, :class:`RateLimited`). Follows ``__cause__`` like :func:`is_offline`."""
+    if is_offline(exc):
+        return True
+    return any(
+        isinstance(e, RequestError) and (isinstance(e, RateLimited) or e.status_code in _TRANSIENT_STATUS)
+        for e in _explicit_causes(exc)
+    )
+
+
+def is_client_error(exc: BaseException) -> bool:
+    """The server refused the request as such (a 4xx without a class of its own, such as 400 or
+    416): asking again the same way will not help."""
+    return isinstance(exc, RequestError) and 400 <= exc.status_code <= 499
+
+
+def credentials_refused(exc: BaseException) -> RequestError | None:
+    """The error in ``exc``'s chain (``__cause__`` and ``__context__``) that says the credentials were
+    refused, if any: a 401 (:class:`Unauthorized`), a 403 that is not a full drive
+    (:class:`Forbidden`), a failed token refresh or an unusable token file."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, Unauthorized | Forbidden):
+            return current
+        if isinstance(current, RequestError) and current.status_code in _REFUSED_CODES:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def describe(operation: str, node: str | None = None) -> str:
@@ -204,11 +342,14 @@ def error_from_response(response: requests.Response, operation: str, node: str |
     info = parsed.get("info") if isinstance(parsed, dict) else None
     if not isinstance(info, dict):
         info = {}
+    node_id = info.get("nodeId")
     err = make_error(
         status,
         msg,
-        node_id=info.get("nodeId"),
+        node_id=node_id if isinstance(node_id, str) and node_id else None,
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        code=code if isinstance(code, str) else None,
+        server_message=text,
     )
     err.body = body
     err.request_id = request_id

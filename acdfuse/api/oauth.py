@@ -29,6 +29,7 @@ from .common import (
     AMAZON_TOKEN_URL,
     RequestError,
     error_from_response,
+    is_transient,
     load_service_urls,
     make_error,
     write_private_json,
@@ -192,11 +193,14 @@ class OAuthHandler(AuthBase):
             if response.status_code == requests.codes.ok:
                 return self._token_answer(response.text)
             err = error_from_response(response, operation)
-            if response.status_code < 500 and response.status_code != 429:
-                raise RequestError(RequestError.CODE.REFRESH_FAILED, err.msg)
+            if not is_transient(err):
+                # the token server answered and said no: the credentials are refused
+                raise RequestError(RequestError.CODE.REFRESH_FAILED, err.msg) from err
             last = err
         assert last is not None
-        raise RequestError(RequestError.CODE.REFRESH_FAILED, last.msg)
+        # still unreachable (or busy) after the tries: that is no verdict on the credentials, so the
+        # caller gets the transport error itself and may treat it as offline
+        raise last
 
     def _token_answer(self, text: str) -> dict[str, Any]:
         """Validate a token endpoint's answer; a refresh answer may omit the (unchanged) refresh token."""
