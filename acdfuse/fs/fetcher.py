@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from acdfuse.api.common import RequestError
+from acdfuse.api.common import ConnectionFailed, PreconditionFailed, RequestError
 from acdfuse.fs.errors import to_errno
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,8 @@ log = logging.getLogger(__name__)
 MD5 = re.compile(r"[0-9a-f]{32}")
 MAX_REMEMBERED = 1024
 
-# the server could not be reached at all (a 5xx or a cut body is an answer: those are not remembered)
-UNREACHABLE_CODES = frozenset({RequestError.CODE.CONN_EXCEPTION})
-
-Download = Callable[..., "bytes | bytearray"]
+Chunk = bytes | bytearray
+Download = Callable[..., Chunk]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +53,9 @@ def pinned_md5(content_key: str) -> str | None:
 
 
 def unreachable(exc: RequestError) -> bool:
-    """The server could not be reached (as opposed to an answer about this node)."""
-    return int(exc.status_code or 0) in UNREACHABLE_CODES
+    """The server could not be reached at all, as opposed to an answer about this node (a 5xx or a
+    cut body is an answer: those are not remembered)."""
+    return isinstance(exc, ConnectionFailed)
 
 
 class PinnedFetch:
@@ -74,13 +73,13 @@ class PinnedFetch:
         self._lock = threading.Lock()
         self._failures: list[_Failure] = []
 
-    def __call__(self, node_id: str, offset: int, length: int, content_key: str) -> bytes | bytearray:
+    def __call__(self, node_id: str, offset: int, length: int, content_key: str) -> Chunk:
         started = self._clock()
         self._raise_if_failed_recently(node_id, offset, offset + length, started)
         try:
             data = self._download(node_id, offset, length, content_md5=pinned_md5(content_key))
         except RequestError as exc:
-            if exc.status_code == 412:
+            if isinstance(exc, PreconditionFailed):
                 log.info("%s changed on the server since content %s; syncing now", node_id, content_key)
                 if self._on_stale is not None:
                     self._on_stale(node_id)

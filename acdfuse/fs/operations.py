@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from fuse import FuseOSError
 
 from acdfuse.fs.attrs import Ownership, node_attrs, statfs_attrs
-from acdfuse.fs.errors import to_errno
+from acdfuse.fs.errors import known_errno, to_errno
 from acdfuse.fs.handles import HandleTable, OpenDir, OpenFile
 from acdfuse.fs.threadstate import pin_thread_state
 
@@ -69,12 +69,14 @@ def _guard(method: F) -> F:
         except FuseOSError:
             raise
         except Exception as exc:  # every failure must reach the kernel as an errno, never kill the mount
-            code = to_errno(exc)
+            code = known_errno(exc)
             path = args[0] if args else "?"
-            if isinstance(exc, OSError) and not hasattr(exc, "status_code"):
+            if code is None:
+                code = to_errno(exc)
+                log.exception("%s %s failed unexpectedly; answering %s", name, path,
+                              errno.errorcode.get(code, code))
+            elif isinstance(exc, OSError):
                 log.warning("%s %s: %s", name, path, exc)
-            elif code == errno.EIO and not hasattr(exc, "status_code"):
-                log.exception("%s %s failed unexpectedly; answering EIO", name, path)
             else:
                 log.warning("%s %s: %s -> %s", name, path, exc, errno.errorcode.get(code, code))
             raise FuseOSError(code) from exc
