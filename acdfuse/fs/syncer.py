@@ -1,11 +1,16 @@
 """Keeps the mirror current: a sync every ``interval`` seconds and at once on SIGUSR1, plus the quota.
 
+A failed sync leaves the last synced mirror in service. The loop tells two failures apart: the server
+cannot be reached (``offline``: a transport error or a 5xx, see ``acdfuse.api.common.is_offline``), or
+the sync itself is failing while the server may well be there (a refusal, bad data, a bug), which
+waiting for the network will not cure and which the log must not call offline.
+
 SIGUSR1 is blocked in every thread (``block_sync_signal`` runs in the main thread before any other
 thread exists, so all threads inherit the mask) and taken synchronously by this loop with
 sigtimedwait. That works while the main thread sits inside libfuse's C loop, where a Python signal
 handler would never get to run.
 
-Lock order: SyncLoop._lock is a leaf guarding the online flag and the quota tuple; no I/O under it.
+Lock order: SyncLoop._lock is a leaf guarding the sync state and the quota tuple; no I/O under it.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
+
+from acdfuse.api.common import is_offline
 
 log = logging.getLogger(__name__)
 
 SYNC_SIGNAL = signal.SIGUSR1
+
+SyncState = Literal["online", "offline", "failing"]
 
 
 def block_sync_signal() -> None:
@@ -74,13 +83,20 @@ class SyncLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._online: bool | None = None
+        self._state: SyncState | None = None    # None until the first sync ended
         self.syncs = 0          # completed syncs, for tests and logs
 
     @property
-    def online(self) -> bool | None:
+    def state(self) -> SyncState | None:
+        """How the last sync went: "online", "offline" (server unreachable) or "failing"."""
         with self._lock:
-            return self._online
+            return self._state
+
+    @property
+    def online(self) -> bool | None:
+        """Whether the last sync succeeded (None before the first one ended)."""
+        state = self.state
+        return None if state is None else state == "online"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="acdfuse-sync", daemon=True)
@@ -115,11 +131,11 @@ class SyncLoop:
             result = self._sync()
         except Exception as exc:  # a failed sync keeps the old mirror; the next round retries
             self.last_error = exc
-            self._set_online(False, exc)
+            self._set_state("offline" if is_offline(exc) else "failing", exc)
             return False
         self.last_error = None
         self.syncs += 1
-        self._set_online(True, None)
+        self._set_state("online", None)
         try:
             self._on_synced(result)
         except Exception:  # the loop must outlive a bug in a callback, or syncing stops for good
@@ -140,16 +156,24 @@ class SyncLoop:
             return
         self._quota.set(total, available)
 
-    def _set_online(self, online: bool, exc: BaseException | None) -> None:
+    def _set_state(self, state: SyncState, exc: BaseException | None) -> None:
         with self._lock:
-            was = self._online
-            self._online = online
-        if online and was is False:
-            log.warning("server reachable again: back online, mirror synced")
-        elif not online and was is not False:
+            was = self._state
+            self._state = state
+        if state == "online":
+            if was == "offline":
+                log.warning("server reachable again: back online, mirror synced")
+            elif was == "failing":
+                log.warning("sync works again: mirror synced")
+        elif state == was:
+            log.info("still %s: %s", "offline" if state == "offline" else "failing to sync", exc)
+        elif state == "offline":
             log.warning("sync failed, serving the local mirror (offline) until the server answers: %s", exc)
-        elif not online:
-            log.info("still offline: %s", exc)
+        else:
+            # not the network: retrying will not help until the cause is fixed, so say so plainly
+            log.warning("sync is failing, not offline (the server answered, or acdfuse itself failed: "
+                        "see the log above); serving the last synced mirror, retrying every %.0f s: %s",
+                        self._interval, exc)
 
     def _run(self) -> None:
         if self._sync_first:

@@ -23,3 +23,9 @@ class SchemaTooNew(StoreError):
 
 class SyncError(StoreError):
     """A sync failed midway; the mirror and its checkpoint are as they were before it started."""
+
+
+class MalformedChange(StoreError, ValueError):
+    """The changes stream handed over something the mirror cannot take (a node without an id, a change
+    set without a checkpoint): the server's data is at fault, not this code. A ValueError as well, as
+    these were before they had a class of their own."""

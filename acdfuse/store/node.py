@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from acdfuse.store.errors import MalformedChange
+
 FOLDER = "FOLDER"
 FILE = "FILE"
 AVAILABLE = "AVAILABLE"
@@ -99,7 +101,7 @@ def _parents_json(parents: list[str]) -> str:
 
 
 def staged_row(node: Mapping[str, Any]) -> StagedRow:
-    """Validate and flatten one node JSON object; raises ValueError on malformed input."""
+    """Validate and flatten one node JSON object; raises MalformedChange (a ValueError) on malformed input."""
     try:
         node_id = node["id"]
         name = node.get("name")
@@ -132,12 +134,12 @@ def staged_row(node: Mapping[str, Any]) -> StagedRow:
             json.dumps(props) if isinstance(props, Mapping) and props else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError):
-        raise ValueError(f"malformed node in change set: {node!r:.300}") from None
+        raise MalformedChange(f"malformed node in change set: {node!r:.300}") from None
 
 
 def purged_row(node_id: str) -> StagedRow:
     if not isinstance(node_id, str) or not node_id:
-        raise ValueError(f"purged entry without a valid id: {node_id!r:.200}")
+        raise MalformedChange(f"purged entry without a valid id: {node_id!r:.200}")
     return (node_id, None, "", PURGED, 0, None, 0, 0, None, None, 0, "[]", None)
 
 

@@ -18,8 +18,10 @@ How "all or nothing" works without holding a million nodes in memory:
     one. The old set is dropped afterwards.
 * If the stream raises (truncated, invalid JSON, non-200 statusCode inside, a malformed node),
   the staging area and any half-built table set are thrown away; live tables and checkpoint are
-  untouched, the failure is logged, and ``SyncError`` is raised. The next sync starts again from
-  the stored checkpoint.
+  untouched, the failure is logged, and ``SyncError`` is raised (``from`` the failure, so a caller
+  can still tell an unreachable server from anything else). The next sync starts again from the
+  stored checkpoint. A failure of the server, the network or the data it sent is logged as a
+  WARNING; anything else is a bug (or a broken disk) and is logged as an ERROR with its traceback.
 
 Lock order: ``NodeStore._sync_lock`` (one sync at a time) -> ``Database.write_lock`` ->
 ``PathCache._lock``. The write lock is never held while the iterator reads from the network.
@@ -33,8 +35,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from acdfuse.api.common import RequestError, is_offline
 from acdfuse.store.database import Database
-from acdfuse.store.errors import SyncError
+from acdfuse.store.errors import MalformedChange, StoreError, SyncError
 from acdfuse.store.node import StagedRow, purged_row, staged_row
 from acdfuse.store.pathcache import PathCache
 from acdfuse.store.prefetch import prefetch
@@ -85,6 +88,12 @@ class SyncResult:
     changed: frozenset[str] | None = None
 
 
+def expected_failure(exc: BaseException) -> bool:
+    """A sync can fail this way without a bug here: the server refused or did not answer, the network
+    failed, or the stream carried data the mirror cannot take."""
+    return isinstance(exc, RequestError | StoreError) or is_offline(exc)
+
+
 class Synchronizer:
     """Runs one sync at a time against a Database; see the module docstring for the protocol."""
 
@@ -120,7 +129,7 @@ class Synchronizer:
                 received += self._stage(cs)
                 changesets += 1
                 if not isinstance(cs.checkpoint, str) or not cs.checkpoint:
-                    raise ValueError(f"change set {changesets} carries no checkpoint")
+                    raise MalformedChange(f"change set {changesets} carries no checkpoint")
                 last_checkpoint = cs.checkpoint
             if last_checkpoint is None:
                 # Nothing at all (not even an empty change set): nothing to commit.
@@ -135,9 +144,14 @@ class Synchronizer:
             self._abort()
             text = str(exc)
             detail = text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
-            log.warning("sync from checkpoint %r failed after %d change set(s) and %d node(s); "
-                        "mirror and checkpoint left as they were, the next sync retries: %s",
-                        checkpoint, changesets, received, detail)
+            if expected_failure(exc):
+                log.warning("sync from checkpoint %r failed after %d change set(s) and %d node(s); "
+                            "mirror and checkpoint left as they were, the next sync retries: %s",
+                            checkpoint, changesets, received, detail)
+            else:
+                log.error("sync from checkpoint %r failed after %d change set(s) and %d node(s) with "
+                          "an unexpected error (a bug?); mirror and checkpoint left as they were: %s",
+                          checkpoint, changesets, received, detail, exc_info=exc)
             raise SyncError(f"sync failed, mirror unchanged: {detail}") from exc
         finally:
             with self.db.write_lock:

@@ -10,7 +10,7 @@ import pytest
 
 from acdfuse.api.common import make_error
 from acdfuse.fs.syncer import QuotaCache, SyncLoop
-from acdfuse.store import SyncResult
+from acdfuse.store import SyncError, SyncResult
 
 
 class Script:
@@ -96,3 +96,39 @@ def test_a_failing_after_sync_step_does_not_stop_syncing(expect_errors: list[str
     assert loop.run_once() is True
     assert loop.run_once() is True
     assert loop.syncs == 2
+
+
+def _sync_error(cause: BaseException) -> SyncError:
+    """What NodeStore.sync raises: a SyncError from the failure."""
+    try:
+        raise SyncError(f"sync failed, mirror unchanged: {cause}") from cause
+    except SyncError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("cause, state", [
+    (make_error(1000, "connection refused"), "offline"),
+    (make_error(1003, "changes stream cut"), "offline"),
+    (make_error(502, "bad gateway"), "offline"),
+    (ConnectionResetError("reset by peer"), "offline"),
+    (TypeError("'NoneType' object is not subscriptable"), "failing"),
+    (make_error(400, "bad checkpoint"), "failing"),
+    (make_error(401, "token refused"), "failing"),
+])
+def test_only_the_network_and_5xx_are_offline(cause: BaseException, state: str,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 9: a bug in sync, or a refusal, is not an outage; the log says which it is."""
+    loop = loop_with(Script([_sync_error(cause), _sync_error(cause), "result"]), QuotaCache())
+    with caplog.at_level(logging.INFO, logger="acdfuse.fs.syncer"):
+        assert loop.run_once() is False
+        assert loop.state == state and loop.online is False
+        assert loop.run_once() is False
+        assert loop.run_once() is True
+    assert loop.state == "online"
+    text = caplog.text
+    if state == "offline":
+        assert text.count("serving the local mirror (offline)") == 1 and "back online" in text
+        assert "failing" not in text
+    else:
+        assert text.count("sync is failing, not offline") == 1 and "sync works again" in text
+        assert "(offline)" not in text and "back online" not in text

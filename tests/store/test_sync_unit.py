@@ -7,8 +7,9 @@ import threading
 
 import pytest
 
-from acdfuse.api.common import IncompleteResult, RequestError
+from acdfuse.api.common import IncompleteResult, RequestError, is_offline, make_error
 from acdfuse.store import NodeStore, StoreError, SyncError
+from acdfuse.store.errors import MalformedChange
 from acdfuse.store.prefetch import prefetch
 
 from .helpers import ChangeSet, Feed, file, folder, new_id
@@ -349,3 +350,42 @@ def test_purged_as_objects_forget_and_pending_answer(store: NodeStore, feed: Fee
     assert pending.status == "PENDING" and pending.ino == 0 and store.get(pending.id) is None
     with pytest.raises(StoreError):
         store.apply_local({"name": "no id"})
+
+
+class _Bug(Exception):
+    """Stands for a programming error raised somewhere inside a sync."""
+
+
+@pytest.mark.parametrize("failure", ["bug", "offline", "server-error", "malformed"])
+def test_a_bug_in_sync_is_an_error_with_traceback_a_network_failure_is_not(
+        store: NodeStore, feed: Feed, failure: str, caplog: pytest.LogCaptureFixture,
+        expect_errors: list[str]) -> None:
+    """Issue 9: a programming error inside sync is logged at ERROR with its traceback; a failure of
+    the server, the network or its data is a WARNING. Either way the mirror stays as it was, and the
+    SyncError names its cause, so the mount can tell "offline" from "failing"."""
+    root, nodes = _tree()
+    feed.push(ChangeSet(nodes, [], "cp1", True))
+    store.sync(feed)
+    before = list(store.walk("/"))
+    cause: BaseException = {
+        "bug": _Bug("'NoneType' object is not subscriptable"),
+        "offline": make_error(RequestError.CODE.CONN_EXCEPTION, "get changes: Connection refused"),
+        "server-error": make_error(503, "get changes: Service Unavailable"),
+        "malformed": MalformedChange("malformed node in change set: {}"),
+    }[failure]
+    if failure == "bug":
+        expect_errors.append("unexpected error")
+    feed.push(ChangeSet([file("half", [root["id"]])], [], "cp2", False), cause)
+    with caplog.at_level(logging.WARNING, logger="acdfuse.store"), pytest.raises(SyncError) as info:
+        store.sync(feed)
+    assert info.value.__cause__ is cause
+    assert list(store.walk("/")) == before and store.checkpoint == "cp1"
+    records = [r for r in caplog.records if "sync from checkpoint" in r.getMessage()]
+    assert len(records) == 1
+    if failure == "bug":
+        assert records[0].levelno == logging.ERROR and records[0].exc_info is not None
+        assert records[0].exc_info[1] is cause
+        assert not is_offline(info.value)
+    else:
+        assert records[0].levelno == logging.WARNING and not records[0].exc_info
+        assert is_offline(info.value) == (failure in ("offline", "server-error"))
