@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 MD5 = re.compile(r"[0-9a-f]{32}")
 MAX_REMEMBERED = 1024
 
-Chunk = bytes | bytearray
+Chunk = bytes | bytearray | memoryview
 Download = Callable[..., Chunk]
 
 
@@ -77,7 +77,9 @@ class PinnedFetch:
         started = self._clock()
         self._raise_if_failed_recently(node_id, offset, offset + length, started)
         try:
-            data = self._download(node_id, offset, length, content_md5=pinned_md5(content_key))
+            # pooled: the reader keeps only views of the answer, so its buffer can serve again once
+            # the cache has let go of them (see ContentMixin.download_chunk)
+            data = self._download(node_id, offset, length, content_md5=pinned_md5(content_key), pooled=True)
         except RequestError as exc:
             if isinstance(exc, PreconditionFailed):
                 log.info("%s changed on the server since content %s; syncing now", node_id, content_key)

@@ -21,7 +21,9 @@ class Download:
         self.calls: list[tuple[str, int, int, Any]] = []
         self.fail: RequestError | None = None
 
-    def __call__(self, node_id: str, offset: int, length: int, content_md5: Any = None) -> bytearray:
+    def __call__(self, node_id: str, offset: int, length: int, content_md5: Any = None,
+                 pooled: bool = False) -> bytearray:
+        assert pooled     # the reader keeps only views: its buffers may serve again
         self.calls.append((node_id, offset, length, content_md5))
         if self.fail is not None:
             raise self.fail
