@@ -50,3 +50,7 @@ class ServerConfig:
     allow_cycles: bool = False
     # idle keep-alive connections are closed after this many seconds
     idle_timeout: float = 120
+    # acdfuse's extensions of the protocol (see routes.py): the conditional overwrite (If-Match with
+    # the content version) and max_file_size, both advertised in the account/endpoint answer. False
+    # behaves like Amazon (no advertisement, If-Match ignored): for tests of clients' fallbacks.
+    extensions: bool = True

@@ -49,10 +49,12 @@ from acdfuse.server.model import (
     MAX_PROPERTY_KEYS,
     MAX_PROPERTY_VALUE,
     Account,
+    ContentCondition,
     NewContent,
     check_id,
     conflict,
     content_type_for,
+    content_version,
     validate_labels,
     validate_name,
 )
@@ -510,12 +512,20 @@ class Drive:
             raise bad_request(f"Node {node_id} is not a file")
         return r
 
-    def overwrite(self, acc: Account, node_id: str, content: NewContent) -> tuple[dict[str, Any], str | None]:
-        """Replace the content; returns the node and the old blob id (deleted by the caller after reply)."""
+    def overwrite(
+        self, acc: Account, node_id: str, content: NewContent, condition: ContentCondition | None = None
+    ) -> tuple[dict[str, Any], str | None]:
+        """Replace the content; returns the node and the old blob id (deleted by the caller after reply).
+
+        ``condition`` (an If-Match) is checked in the same transaction as the write, so two
+        conditional overwrites of one version cannot both succeed.
+        """
         with self.db.write() as c:
             r = self.row(acc, node_id, c)
             if r["kind"] != "FILE":
                 raise bad_request(f"Node {node_id} is not a file")
+            if condition is not None:
+                condition.check(node_id, content_version(r))
             if r["status"] == "TRASH":
                 raise ApiError(409, f"Node {node_id} is in the trash; restore it first", "NODE_IN_TRASH")
             grow = content.size - (r["size"] or 0)
@@ -524,7 +534,8 @@ class Drive:
             self._touch(
                 c,
                 node_id,
-                "size = ?, md5 = ?, blob = ?, content_version = COALESCE(content_version, 0) + 1, "
+                # +1 on what the node JSON reported (1 for a file that never had content)
+                "size = ?, md5 = ?, blob = ?, content_version = COALESCE(content_version, 1) + 1, "
                 "content_date = ?, status = CASE status WHEN 'PENDING' THEN 'AVAILABLE' ELSE status END",
                 (content.size, content.md5, content.blob, now_ms()),
             )

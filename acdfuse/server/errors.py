@@ -49,6 +49,7 @@ class ApiError(Exception):
             403: "AccessDeniedException",
             404: "ResourceNotFoundException",
             409: "ConflictException",
+            412: "PreconditionFailedException",
             413: "PayloadTooLargeException",
             416: "RangeNotSatisfiableException",
             429: "ThrottlingException",

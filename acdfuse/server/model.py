@@ -33,6 +33,36 @@ class NewContent:
     md5: str
 
 
+# the discovery answer's key for acdfuse's protocol extensions, and what its "ifMatch" says an
+# If-Match tag of an overwrite names (see routes.py)
+EXTENSIONS_KEY = "acdfuse"
+IF_MATCH_ON = "contentProperties.version"
+
+
+def content_version(row: Any) -> int:
+    """A file's ``contentProperties.version`` as the node JSON reports it (1 before any content)."""
+    return int(row["content_version"] or 1)
+
+
+@dataclass(frozen=True)
+class ContentCondition:
+    """The If-Match of a conditional overwrite: the content versions it allows (None: any)."""
+
+    header: str
+    versions: frozenset[int] | None
+
+    def check(self, node_id: str, current: int) -> None:
+        """Raise 412 unless the node's current content version is one the condition allows."""
+        if self.versions is None or current in self.versions:
+            return
+        raise ApiError(
+            412,
+            f"Node {node_id} has content version {current}; If-Match asked for {self.header}",
+            "PRECONDITION_FAILED",
+            {"contentVersion": current},
+        )
+
+
 def validate_name(name: Any) -> str:
     if not isinstance(name, str):
         raise bad_request("name must be a string")

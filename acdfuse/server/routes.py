@@ -3,6 +3,21 @@
 Each endpoint takes a ``Request`` (with the authenticated account) and returns a response value; the
 HTTP details (framing, faults, sendfile) stay in ``handler.py``. Path parameters are matched by
 strict patterns, so ids with path tricks (``..``, ``%2F``) never match and get 404.
+
+Extensions of Amazon's protocol (on unless ``ServerConfig.extensions`` is False; Amazon had none of
+them, acd-api.md section 12), advertised in the discovery answer ``GET account/endpoint`` as
+``"acdfuse": {"ifMatch": "contentProperties.version", "maxFileSize": <bytes>}`` so a client can tell
+this server from one without them (a server without them has no ``acdfuse`` key):
+
+* Conditional overwrite: ``PUT {content}nodes/{id}/content`` with ``If-Match: "<n>"`` (a list and
+  ``*`` as in RFC 9110; a tag is the decimal content version, quoted or not, and a weak ``W/`` tag
+  never matches) replaces the content only while the node's ``contentProperties.version`` is ``n``.
+  Otherwise the answer is 412 with the usual JSON error body, code ``PRECONDITION_FAILED`` and
+  ``info.contentVersion`` (the current one), and nothing changes. Only content changes move that
+  version: a rename, a move, a trash/restore or a property write does not make the condition fail.
+  Without the header an overwrite is unconditional, as on Amazon.
+* ``maxFileSize``: the largest file an upload or overwrite may carry (bigger ones get 413), so a
+  client can refuse a write early (EFBIG) instead of after sending it.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ from acdfuse.server.drive import Drive, NewContent, Page
 from acdfuse.server.errors import ApiError, bad_request
 from acdfuse.server.faults import Stats
 from acdfuse.server.messages import AnyResponse, FileResponse, Request, Response, StreamResponse
+from acdfuse.server.model import EXTENSIONS_KEY, IF_MATCH_ON, ContentCondition, content_version
 from acdfuse.server.multipart import MultipartError, MultipartReader, Part, boundary_of
 from acdfuse.server.util import dumps, format_date, now_ms
 
@@ -55,6 +71,20 @@ class Route:
 
 def json_response(obj: Any, status: int = 200) -> Response:
     return Response(status, dumps(obj))
+
+
+def if_match(header: str | None) -> ContentCondition | None:
+    """The condition an ``If-Match`` header sets on an overwrite (None without the header)."""
+    if header is None:
+        return None
+    versions: set[int] = set()
+    for tag in (t.strip() for t in header.split(",")):
+        if tag == "*":
+            return ContentCondition(header, None)   # any current content: the node exists
+        value = tag[1:-1] if len(tag) >= 2 and tag[0] == tag[-1] == '"' else tag
+        if value.isascii() and value.isdigit():
+            versions.add(int(value))             # anything else (a W/ tag, an md5) never matches
+    return ContentCondition(header, frozenset(versions))
 
 
 class Api:
@@ -142,9 +172,14 @@ class Api:
     # -- account ----------------------------------------------------------------------------------
     def endpoint(self, req: Request) -> AnyResponse:
         base = self._base(req)
-        return json_response(
-            {"customerExists": True, "contentUrl": base + "/cdproxy/", "metadataUrl": base + "/drive/v1/"}
-        )
+        answer: dict[str, Any] = {
+            "customerExists": True,
+            "contentUrl": base + "/cdproxy/",
+            "metadataUrl": base + "/drive/v1/",
+        }
+        if self.config.extensions:
+            answer[EXTENSIONS_KEY] = {"ifMatch": IF_MATCH_ON, "maxFileSize": self.config.max_file_size}
+        return json_response(answer)
 
     def account_info(self, req: Request) -> AnyResponse:
         return json_response({"termsOfUse": "1.0.0", "status": "ACTIVE"})
@@ -385,7 +420,11 @@ class Api:
         return json_response(node, 201)
 
     def overwrite(self, req: Request) -> AnyResponse:
-        self.drive.file_row(req.acc, req.params["id"])  # 404 before reading a big body
+        row = self.drive.file_row(req.acc, req.params["id"])  # 404 before reading a big body
+        condition = if_match(req.headers.get("If-Match")) if self.config.extensions else None
+        if condition is not None:
+            # answered before the body is read; checked again below, together with the write
+            condition.check(req.params["id"], content_version(row))
         reader = self._multipart(req)
         content: NewContent | None = None
         try:
@@ -401,7 +440,7 @@ class Api:
                 raise bad_request(f"Cannot read from request: {e}") from None
             if content is None:
                 raise bad_request("an overwrite needs a content part")
-            node, old_blob = self.drive.overwrite(req.acc, req.params["id"], content)
+            node, old_blob = self.drive.overwrite(req.acc, req.params["id"], content, condition)
         except BaseException:
             if content is not None:
                 self.blobs.delete(content.blob)
