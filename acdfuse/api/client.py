@@ -1,8 +1,12 @@
 """``ACDClient``: the Cloud Drive client, built from a config dir (tokens, endpoints, server URL).
 
 The constructor reads files only. Endpoint discovery (when ``endpoint_data`` is missing or older than
-``ENDPOINT_VAL_TIME``) and token refresh happen on first use. Lock order: ``_endpoint_lock`` alone;
-it is held across the discovery request so concurrent first calls fetch the endpoints once.
+``ENDPOINT_VAL_TIME``) and token refresh happen on first use. The discovery answer of ``acdfuse
+serve`` also names its protocol extensions (key ``acdfuse``, see ``acdfuse.server.routes``); an
+``endpoint_data`` written without that key (by the server's ``--credentials-out``, or before the
+extensions existed) is fetched anew the first time an extension is asked about, once. Lock order:
+``_endpoint_lock`` alone; it is held across the discovery request so concurrent first calls fetch
+the endpoints once.
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ ENDPOINT_VAL_TIME = 259200
 
 ENDPOINT_DATA_FILE = "endpoint_data"
 _EXP_TIME_KEY = "exp_time"
+
+EXTENSIONS_KEY = "acdfuse"
+"""key of the discovery answer naming acdfuse's protocol extensions (absent on other servers)"""
+IF_MATCH_CONTENT_VERSION = "contentProperties.version"
+"""what the ``ifMatch`` extension says an If-Match tag of an overwrite names"""
+DEFAULT_MAX_FILE_SIZE = 50_000 * 1024**2
+"""the largest file Amazon took (acd-api.md section 11), for servers that do not say theirs"""
 
 
 class ACDClient(AccountMixin, ContentMixin, MetadataMixin, TrashMixin):
@@ -76,12 +87,41 @@ class ACDClient(AccountMixin, ContentMixin, MetadataMixin, TrashMixin):
 
     def _endpoints(self) -> dict[str, Any]:
         with self._endpoint_lock:
-            data = self._endpoint_data
-            if not data or time.time() > float(data.get(_EXP_TIME_KEY, 0)):
-                if data:
-                    logger.info("Endpoint data expired.")
+            return self._endpoints_locked()
+
+    def _endpoints_locked(self) -> dict[str, Any]:
+        data = self._endpoint_data
+        if not data or time.time() > float(data.get(_EXP_TIME_KEY, 0)):
+            if data:
+                logger.info("Endpoint data expired.")
+            self._endpoint_data = data = self._get_endpoints()
+        return data
+
+    def server_extensions(self) -> dict[str, Any]:
+        """The protocol extensions the server advertised (``{}`` for a server without any)."""
+        with self._endpoint_lock:
+            data = self._endpoints_locked()
+            if EXTENSIONS_KEY not in data:
+                # written by someone who did not record them: ask the server itself, once
+                logger.info("Asking the server which protocol extensions it has.")
                 self._endpoint_data = data = self._get_endpoints()
-            return data
+            ext = data.get(EXTENSIONS_KEY)
+            return ext if isinstance(ext, dict) else {}
+
+    @property
+    def conditional_overwrite(self) -> bool:
+        """Whether the server itself checks ``overwrite_stream(..., expected_content_version=...)``
+        (atomically, with If-Match); without it the client compares just before the upload."""
+        return self.server_extensions().get("ifMatch") == IF_MATCH_CONTENT_VERSION
+
+    @property
+    def max_file_size(self) -> int:
+        """The largest file the server takes, in bytes: what it advertises, else Amazon's 50,000 MiB.
+        A bigger upload or overwrite would end in :class:`~acdfuse.api.common.TooLarge`."""
+        size = self.server_extensions().get("maxFileSize")
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            return size
+        return DEFAULT_MAX_FILE_SIZE
 
     def _get_endpoints(self) -> dict[str, Any]:
         """Ask the discovery URL for the metadata and content URLs and cache them on disk."""
@@ -103,6 +143,7 @@ class ACDClient(AccountMixin, ContentMixin, MetadataMixin, TrashMixin):
                 RequestError.CODE.FAILED_SUBREQUEST, f"endpoint discovery: URLs missing in {data!r}"
             )
         data[_EXP_TIME_KEY] = time.time() + ENDPOINT_VAL_TIME
+        data.setdefault(EXTENSIONS_KEY, None)  # recorded as asked, also when the server has none
         write_private_json(self._endpoint_data_path, data)
         return data
 
