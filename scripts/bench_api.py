@@ -7,7 +7,8 @@ before each step via /proc/self/clear_refs), so only the client's memory is coun
 - upload_stream of a non-seekable stream (chunked transfer encoding)
 - upload_stream of a seekable stream (Content-Length)
 - chunked_download into a hashing sink
-- download_chunk from several threads sharing the client's one connection pool
+- download_chunk from several threads sharing the client's one connection pool, plain (a bytearray
+  per call) and pooled (a view of a reused buffer, the mount's path)
 - a bare ``requests`` streaming GET of the same file, as the baseline for the download ratio
 - the same calls made by acd_cli 0.3.2's client (its own venv, a subprocess): metadata round trips,
   upload_stream and chunked_download, side by side with ours
@@ -278,8 +279,9 @@ def main() -> int:
         down = measure("chunked_download -> md5 sink", size, chunked)
         assert down["result"] == want
 
-        def parallel() -> int:
+        def parallel(pooled: bool = False) -> int:
             chunk = args.chunk_mib * MiB
+            extra = {"pooled": True} if pooled else {}
             offsets = list(range(0, size, chunk))
             lock = threading.Lock()
             total = [0]
@@ -290,7 +292,7 @@ def main() -> int:
                         if not offsets:
                             return
                         off = offsets.pop()
-                    data = client.download_chunk(node_id, off, chunk)
+                    data = client.download_chunk(node_id, off, chunk, **extra)
                     with lock:
                         total[0] += len(data)
 
@@ -303,6 +305,8 @@ def main() -> int:
 
         par = measure(f"download_chunk x{args.threads} threads, {args.chunk_mib} MiB", size, parallel)
         assert par["result"] == size
+        pooled = measure("  the same, pooled=True (the mount's path)", size, lambda: parallel(pooled=True))
+        assert pooled["result"] == size
 
         token = client.handler.get_auth_token()
 
