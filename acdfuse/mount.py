@@ -20,10 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from acdfuse.fs import daemon, embedded
-from acdfuse.fs.logsetup import setup_logging
-from acdfuse.fs.options import GiB, MiB, Options
-from acdfuse.fs.syncer import QuotaCache, SyncLoop, block_sync_signal
+from acdfuse.runtime import daemon, embedded
+from acdfuse.runtime.logsetup import setup_logging
+from acdfuse.runtime.options import GiB, MiB, Options
+from acdfuse.runtime.syncloop import QuotaCache, SyncLoop, block_sync_signal
 
 log = logging.getLogger("acdfuse.mount")
 
@@ -427,7 +427,7 @@ def run_foreground(opts: Options) -> int:
         return _fail(f"another acdfuse process is mounting {opts.mountpoint} right now")
     # a terminal gets warnings too; a background mount's stderr is a file nobody rotates
     setup_logging(opts.log_file, opts.debug, to_stderr=sys.stderr.isatty())
-    # before any thread exists, so every thread inherits the mask (see syncer.py)
+    # before any thread exists, so every thread inherits the mask (see runtime/syncloop.py)
     block_sync_signal()
     try:
         with contextlib.ExitStack() as stack:

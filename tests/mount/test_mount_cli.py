@@ -10,7 +10,7 @@ import pytest
 from mount_helpers import log_problems
 
 from acdfuse.cli import build_parser
-from acdfuse.fs.options import GiB, MiB
+from acdfuse.runtime.options import GiB, MiB
 from acdfuse.mount import build_options, child_argv, fuse_kwargs, parse_size
 
 

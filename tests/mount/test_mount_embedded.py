@@ -23,7 +23,7 @@ import pytest
 from mount_helpers import fusermount_u, log_problems, require_fuse
 
 from acdfuse.api.client import ACDClient
-from acdfuse.fs.daemon import is_mounted
+from acdfuse.runtime.daemon import is_mounted
 
 pytestmark = pytest.mark.mount
 
@@ -229,7 +229,7 @@ def test_sigterm_unmounts_cleanly(mounts: Any, cdir: Path) -> None:
 
 def test_embedded_server_retries_when_its_port_is_taken(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from acdfuse.fs import embedded  # noqa: PLC0415
+    from acdfuse.runtime import embedded  # noqa: PLC0415
 
     paths = embedded.EmbeddedPaths(tmp_path / "data")
     with socket.socket() as taken:
@@ -307,7 +307,7 @@ def server_state(tmp_path: Path) -> dict[str, int]:
 
 
 def live_user_files(tmp_path: Path) -> list[str]:
-    from acdfuse.fs import embedded  # noqa: PLC0415
+    from acdfuse.runtime import embedded  # noqa: PLC0415
 
     paths = embedded.EmbeddedPaths(tmp_path / "data" / "acdfuse")
     with embedded.control_lock(paths):
@@ -433,7 +433,7 @@ def test_umount_racing_a_mount_never_stops_the_server_under_it(tmp_path: Path, x
                                                                mounts: Any) -> None:
     """The last mount leaving and a new one joining both wait for the control lock (held here); in
     either order the new mount ends up on a running server and its unmount stops it."""
-    from acdfuse.fs import embedded  # noqa: PLC0415
+    from acdfuse.runtime import embedded  # noqa: PLC0415
 
     require_fuse()
     data_root = tmp_path / "data" / "acdfuse"
@@ -472,7 +472,7 @@ def test_umount_racing_a_mount_never_stops_the_server_under_it(tmp_path: Path, x
 def test_join_replaces_a_server_that_runs_without_working_credentials(tmp_path: Path) -> None:
     # e.g. a mount killed while its server was starting: the state names a server that is no use.
     # The next one to join stops it before it starts another, so one data dir never has two servers.
-    from acdfuse.fs import embedded  # noqa: PLC0415
+    from acdfuse.runtime import embedded  # noqa: PLC0415
 
     paths = embedded.EmbeddedPaths(tmp_path / "data")
     first = embedded.join(paths, tmp_path / "a")

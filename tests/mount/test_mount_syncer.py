@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from acdfuse.api.common import make_error
-from acdfuse.fs.syncer import QuotaCache, SyncLoop
+from acdfuse.runtime.syncloop import QuotaCache, SyncLoop
 from acdfuse.store import SyncError, SyncResult
 
 
@@ -35,7 +35,7 @@ def test_offline_then_online(caplog: pytest.LogCaptureFixture) -> None:
     down = make_error(1000, "connection refused")
     quota = QuotaCache()
     loop = loop_with(Script([down, down, "result"]), quota)
-    with caplog.at_level(logging.INFO, logger="acdfuse.fs.syncer"):
+    with caplog.at_level(logging.INFO, logger="acdfuse.runtime.syncloop"):
         assert loop.run_once() is False
         assert loop.online is False
         assert loop.run_once() is False
@@ -119,7 +119,7 @@ def test_only_the_network_and_5xx_are_offline(cause: BaseException, state: str,
                                               caplog: pytest.LogCaptureFixture) -> None:
     """Issue 9: a bug in sync, or a refusal, is not an outage; the log says which it is."""
     loop = loop_with(Script([_sync_error(cause), _sync_error(cause), "result"]), QuotaCache())
-    with caplog.at_level(logging.INFO, logger="acdfuse.fs.syncer"):
+    with caplog.at_level(logging.INFO, logger="acdfuse.runtime.syncloop"):
         assert loop.run_once() is False
         assert loop.state == state and loop.online is False
         assert loop.run_once() is False

@@ -24,7 +24,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from acdfuse.fs.embedded import pid_alive
+from acdfuse.runtime.embedded import pid_alive
 
 
 def runtime_dir() -> Path:
