@@ -16,8 +16,8 @@ from acdfuse import __version__
 # sub-command name -> module with add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "serve": "acdfuse.server.command",
-    "mount": "acdfuse.mount",
-    "umount": "acdfuse.mount",
+    "mount": "acdfuse.cli_mount",
+    "umount": "acdfuse.cli_mount",
 }
 
 

@@ -11,7 +11,7 @@ from mount_helpers import log_problems
 
 from acdfuse.cli import build_parser
 from acdfuse.runtime.options import GiB, MiB
-from acdfuse.mount import build_options, child_argv, fuse_kwargs, parse_size
+from acdfuse.cli_mount import build_options, child_argv, fuse_kwargs, parse_size
 
 
 def parse(*argv: str) -> argparse.Namespace:

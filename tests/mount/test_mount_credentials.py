@@ -120,7 +120,7 @@ def test_read_only_help_says_writes_are_not_implemented(tmp_path: Path) -> None:
 
 def test_default_cache_dirs_are_closed_a_chosen_one_gets_a_warning(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    from acdfuse.mount import make_private_dir  # noqa: PLC0415
+    from acdfuse.cli_mount import make_private_dir  # noqa: PLC0415
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     root = tmp_path / "xdg-cache" / "acdfuse"
