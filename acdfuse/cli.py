@@ -1,19 +1,25 @@
 """Command line entry point: ``acdfuse serve|mount|umount``.
 
-The composition root. Each sub-command lives in its own module, which adds its arguments and runs
-it; this module only dispatches, so importing it starts nothing.
+Each sub-command lives in its own module, which adds its arguments and runs it; this module only
+dispatches, so importing it starts nothing. It is also the one place that reads the environment: the
+XDG base dirs are resolved here once and handed to the sub-command.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from acdfuse import __version__
+from acdfuse.common.xdg import XdgDirs
 
-# sub-command name -> module with add_arguments(parser) and run(args) -> int
+# sub-command name -> module with add_arguments(name, subparsers) and run(args, xdg) -> int.
+# The client's (cli_mount) and the server's (server.command) fronts: this dispatcher is the only
+# module that reaches both.
 COMMANDS = {
     "serve": "acdfuse.server.command",
     "mount": "acdfuse.cli_mount",
@@ -40,4 +46,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help(sys.stderr)
         return 2
-    return int(args.run(args))
+    return int(args.run(args, XdgDirs.from_environ(os.environ, Path.home())))

@@ -8,8 +8,8 @@ is read again, so a token another process just fetched is used instead of being 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-import fcntl
 import json
 import logging
 import os
@@ -18,11 +18,14 @@ import time
 import webbrowser
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import requests
 from requests.auth import AuthBase
+
+from acdfuse.common.locks import hold_lock
 
 from .common import (
     AMAZON_LOGIN_URL,
@@ -151,19 +154,14 @@ class OAuthHandler(AuthBase):
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
-        try:
-            lock_file = open(self.oauth_data_path + ".lock", "a")
-        except OSError as exc:
-            # e.g. a read-only config dir: refreshing still works, only without the cross-process guard
-            logger.warning("cannot lock %s.lock (%s); refreshing without it", self.oauth_data_path, exc)
-            yield
-            return
-        with lock_file:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        with contextlib.ExitStack() as held:
             try:
-                yield
-            finally:
-                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+                # waits for another process's refresh: a short HTTP exchange, so no deadline
+                held.enter_context(hold_lock(Path(self.oauth_data_path + ".lock")))
+            except OSError as exc:
+                # e.g. a read-only config dir: refreshing still works, only without the cross-process guard
+                logger.warning("cannot lock %s.lock (%s); refreshing without it", self.oauth_data_path, exc)
+            yield
 
     def _renew(self, rejected: str | None, reload: bool) -> None:
         """Adopt a newer token from the file if another process wrote one, else refresh. Lock held."""

@@ -18,12 +18,10 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from fuse import FuseOSError
-
 from acdfuse.fs.attrs import Ownership, node_attrs, statfs_attrs
+from acdfuse.fs.binding import FuseOSError
 from acdfuse.fs.errors import known_errno, to_errno
 from acdfuse.fs.handles import HandleTable, OpenDir, OpenFile
-from acdfuse.fs.threadstate import pin_thread_state
 
 if TYPE_CHECKING:
     from acdfuse.store import Node
@@ -101,7 +99,6 @@ class DriveOperations:
         self._subfolders: dict[str, int] = {}   # folder id -> number of child folders (link count)
 
     def __call__(self, op: str, *args: Any) -> Any:
-        pin_thread_state()
         method = getattr(self, op, None)
         if method is None:
             raise FuseOSError(errno.ENOSYS)

@@ -18,7 +18,6 @@ Who uses the server is kept with file locks, not pids or timing, so it survives 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -33,6 +32,10 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from acdfuse.common.locks import LockTimeout, hold_lock, lock_fd, lock_held
+from acdfuse.runtime.paths import EmbeddedPaths
+from acdfuse.runtime.pidfiles import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -49,50 +52,6 @@ class EmbeddedError(RuntimeError):
     """The bundled server could not be started."""
 
 
-def xdg_dir(env: str, fallback: str) -> Path:
-    value = os.environ.get(env)
-    return Path(value) if value else Path.home() / fallback
-
-
-def data_root() -> Path:
-    return xdg_dir("XDG_DATA_HOME", ".local/share") / "acdfuse"
-
-
-@dataclass(frozen=True)
-class EmbeddedPaths:
-    root: Path
-
-    @property
-    def data(self) -> Path:
-        return self.root / "drive"
-
-    @property
-    def cdir(self) -> Path:
-        return self.root / "credentials"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "server.json"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "server.log"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / "server.lock"
-
-    @property
-    def users(self) -> Path:
-        return self.root / "users"
-
-    @property
-    def port_file(self) -> Path:
-        # outlives server.json (removed when the server stops): the next start reuses the port, so
-        # client configs copied from the credentials dir keep working across mounts
-        return self.root / "port"
-
-
 @dataclass(frozen=True)
 class ServerState:
     pid: int
@@ -101,23 +60,6 @@ class ServerState:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child still answers kill(0); its /proc state says Z
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        if fields and fields[0] == "Z":
-            return False
-    return True
 
 
 def is_server_process(pid: int) -> bool:
@@ -309,25 +251,16 @@ def control_lock(paths: EmbeddedPaths, timeout: float = LOCK_TIMEOUT) -> Iterato
     held after ``timeout``, which only a stopped process can cause. A killed holder frees it at once.
     """
     paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def say_why() -> None:
+        log.info("waiting for another acdfuse process to start or stop the bundled server")
+
     try:
-        deadline = time.monotonic() + timeout
-        said = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise EmbeddedError(f"another acdfuse process holds {paths.lock} for more than "
-                                        f"{timeout:.0f}s (is one stopped?)") from None
-                if not said:
-                    log.info("waiting for another acdfuse process to start or stop the bundled server")
-                    said = True
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)    # closing the only descriptor of this open file drops the flock
+        with hold_lock(paths.lock, timeout, on_wait=say_why):
+            yield
+    except LockTimeout:
+        raise EmbeddedError(f"another acdfuse process holds {paths.lock} for more than "
+                            f"{timeout:.0f}s (is one stopped?)") from None
 
 
 def live_users(paths: EmbeddedPaths) -> list[str]:
@@ -343,20 +276,11 @@ def live_users(paths: EmbeddedPaths) -> list[str]:
         return []
     users = []
     for entry in entries:
-        try:
-            fd = os.open(entry, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                users.append(entry.read_text(errors="replace").strip() or entry.name)
-                continue
+        if lock_held(entry):
+            users.append(entry.read_text(errors="replace").strip() or entry.name)
+        elif entry.exists():
             log.info("removing the embedded server user %s left by a dead mount", entry.name)
             entry.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
     return users
 
 
@@ -443,7 +367,7 @@ def _add_user(paths: EmbeddedPaths, mountpoint: Path) -> tuple[Path, int]:
     fd, name = tempfile.mkstemp(dir=paths.users, prefix=f"{os.getpid()}-", suffix=".user")
     try:
         # nobody else can hold it: the name is new and only we have it open
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock_fd(fd)
         os.write(fd, f"{mountpoint}\n".encode())
     except BaseException:
         os.close(fd)

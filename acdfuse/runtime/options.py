@@ -1,4 +1,9 @@
-"""The mount's settings, built once at the command line edge and passed down unchanged."""
+"""The mount's settings, built once at the command line edge and passed down unchanged.
+
+Each default is defined once: the read path's budgets are ``ReaderOptions``' own defaults, everything
+else is defined here, and the command line takes its defaults (and their help texts) from this class.
+Paths arrive resolved: nothing below the command line reads the environment.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MiB = 1 << 20
-GiB = 1 << 30
+from acdfuse.runtime.paths import EmbeddedPaths
+from acdfuse.vfs import ReaderOptions
+
+_READER = ReaderOptions     # its class attributes are its field defaults
 
 
 @dataclass(frozen=True)
@@ -15,25 +22,28 @@ class Options:
     mountpoint: Path
     config_dir: Path
     cache_dir: Path
+    run_dir: Path                        # pid and lock files of the mounts (see runtime/pidfiles.py)
     foreground: bool = False
+    # honoured: "ro" in the mount table and every change refused. Without it the mount is still
+    # read-only until the write side exists (see fs/operations.py), but it will not be then.
     read_only: bool = False
-    interval: float = 60.0           # seconds between background syncs
+    interval: float = 60.0               # seconds between background syncs
     allow_other: bool = False
     uid: int = field(default_factory=os.getuid)
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022
-    fuse_options: tuple[str, ...] = ()     # extra "-o" options, passed to libfuse as given
-    memory_cache: int = 256 * MiB
-    cache_size: int = 4 * GiB
-    read_ahead: int = 64 * MiB
-    streams: int = 4
-    timeout: float = 30.0
+    fuse_options: tuple[str, ...] = ()   # extra "-o" options, passed to libfuse as given
+    memory_cache: int = _READER.memory_cache
+    cache_size: int = _READER.cache_size
+    read_ahead: int = _READER.read_ahead
+    streams: int = _READER.streams
+    timeout: float = _READER.timeout     # an uncached read fails after this; also the client's deadline
     debug: bool = False
     # kernel attribute/entry cache lifetime: short, so a synced change shows up quickly, yet long enough
     # that a warm `ls -lR` is answered by the kernel
     attr_timeout: float = 1.0
-    quota_interval: float = 300.0    # statfs is refreshed this often, never per call
-    embedded: bool = False           # the bundled server was started for this mount
+    quota_interval: float = 300.0        # statfs is refreshed this often, never per call
+    embedded: EmbeddedPaths | None = None   # the bundled server this mount starts or joins, if any
 
     @property
     def log_file(self) -> Path:
@@ -46,3 +56,9 @@ class Options:
     @property
     def chunk_dir(self) -> Path:
         return self.cache_dir / "chunks"
+
+    def reader_options(self) -> ReaderOptions:
+        """The content reader's settings: the mount's budgets, the rest at their defaults."""
+        return ReaderOptions(cache_dir=self.chunk_dir, memory_cache=self.memory_cache,
+                             cache_size=self.cache_size, read_ahead=self.read_ahead,
+                             streams=self.streams, timeout=self.timeout)

@@ -10,6 +10,9 @@ thread exists, so all threads inherit the mask) and taken synchronously by this 
 sigtimedwait. That works while the main thread sits inside libfuse's C loop, where a Python signal
 handler would never get to run.
 
+It lives in runtime/, not fs/ or store/: it owns a thread and a process-wide signal, which only the
+composition root may start. The store only knows how to apply one batch of changes.
+
 Lock order: SyncLoop._lock is a leaf guarding the sync state and the quota tuple; no I/O under it.
 """
 
@@ -65,19 +68,17 @@ class SyncLoop:
         *,
         fetch_quota: Callable[[], tuple[int, int]],
         quota: QuotaCache,
-        on_synced: Callable[[Any], None],
         interval: float,
         quota_interval: float,
-        sync_first: bool = True,
         on_first: Callable[[BaseException | None], None] | None = None,
     ) -> None:
-        self._sync_first = sync_first
+        self._sync_first = True
         self._on_first = on_first       # told how the first sync went (None: it succeeded)
         self.last_error: BaseException | None = None
         self._sync = sync
         self._fetch_quota = fetch_quota
         self._quota = quota
-        self._on_synced = on_synced
+        self._listeners: list[Callable[[Any], None]] = []
         self._interval = interval
         self._quota_interval = quota_interval
         self._stop = threading.Event()
@@ -98,7 +99,13 @@ class SyncLoop:
         state = self.state
         return None if state is None else state == "online"
 
-    def start(self) -> None:
+    def add_listener(self, listener: Callable[[Any], None]) -> None:
+        """Call ``listener(result)`` in the loop's thread after each sync that succeeded. Before start()."""
+        self._listeners.append(listener)
+
+    def start(self, sync_first: bool = True) -> None:
+        """Start the thread. ``sync_first`` False: the mirror was synced just now, wait for the timer."""
+        self._sync_first = sync_first
         self._thread = threading.Thread(target=self._run, name="acdfuse-sync", daemon=True)
         self._thread.start()
 
@@ -136,10 +143,11 @@ class SyncLoop:
         self.last_error = None
         self.syncs += 1
         self._set_state("online", None)
-        try:
-            self._on_synced(result)
-        except Exception:  # the loop must outlive a bug in a callback, or syncing stops for good
-            log.exception("after-sync step failed (the mirror itself is synced)")
+        for listener in self._listeners:
+            try:
+                listener(result)
+            except Exception:  # the loop must outlive a bug in a callback, or syncing stops for good
+                log.exception("after-sync step failed (the mirror itself is synced)")
         # the usage `df` shows changes only with the drive's content: refreshed when the sync brought
         # changes (an upload elsewhere shows in df after the next sync, as its file does), else now and then
         changed = int(getattr(result, "stored", 0) or 0) + int(getattr(result, "purged", 0) or 0) > 0

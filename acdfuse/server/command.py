@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from acdfuse.common.xdg import XdgDirs
 from acdfuse.server.config import ServerConfig
 from acdfuse.server.errors import ApiError
 from acdfuse.server.provision import ProvisionError, write_credentials_only
-from acdfuse.server.server import DataDirBusy, DriveServer, is_wildcard, make_private_dir
+from acdfuse.server.server import DataDirBusy, DriveServer, is_wildcard, make_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,8 @@ LOG_FILE = "server.log"  # console and log of a --background server
 BACKGROUND_START_TIMEOUT = 300.0  # a big drive's first start (schema migration) may take a while
 
 
-def default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "acdfuse" / "server"
+def default_data_dir(xdg: XdgDirs) -> Path:
+    return xdg.data_home / "acdfuse" / "server"
 
 
 EPILOG = """\
@@ -187,7 +187,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, xdg: XdgDirs) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -196,9 +196,9 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"acdfuse serve: {problem}", file=sys.stderr)
         return 2
-    data_dir = args.data or default_data_dir()
+    data_dir = args.data or default_data_dir(xdg)
     if args.data is None:
-        make_private_dir(data_dir.parent)  # $XDG_DATA_HOME/acdfuse: nobody else lists our drives
+        make_data_dir(data_dir.parent)  # $XDG_DATA_HOME/acdfuse: nobody else lists our drives
     cfg = ServerConfig(
         data_dir=data_dir,
         host=args.host,
@@ -319,7 +319,7 @@ def _child_argv(cfg: ServerConfig, args: argparse.Namespace, ready_fd: int) -> l
 def _background(cfg: ServerConfig, args: argparse.Namespace) -> int:
     """Start a detached server and return once it is ready (0), or with its error (non-zero)."""
     data = Path(cfg.data_dir).absolute()
-    make_private_dir(data)
+    make_data_dir(data)
     log_path = data / LOG_FILE
     r, w = os.pipe()
     with open(log_path, "ab") as logf:

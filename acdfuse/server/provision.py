@@ -16,11 +16,11 @@ gets "in use" and can be started again), and the URL is the one ``acdfuse serve`
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 from pathlib import Path
 
+from acdfuse.common.locks import take_lock
 from acdfuse.server.auth import Auth
 from acdfuse.server.blobs import BlobStore
 from acdfuse.server.config import ServerConfig
@@ -29,7 +29,7 @@ from acdfuse.server.drive import Drive
 from acdfuse.server.server import (
     LOCK_FILE,
     advertised_url,
-    make_private_dir,
+    make_data_dir,
     read_lock_info,
     write_client_files,
 )
@@ -46,19 +46,15 @@ def write_credentials_only(
 ) -> str:
     """Write Contract 2's files for ``account`` into ``cdir``; returns the base URL written."""
     data = Path(config.data_dir)
-    make_private_dir(data)
-    fd = os.open(data / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    make_data_dir(data)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            running = False
-        except BlockingIOError:
-            running = True
-        if running:
-            return _via_running_server(config, data, cdir, account, token_lifetime)
+        fd = take_lock(data / LOCK_FILE)
+    except BlockingIOError:
+        return _via_running_server(config, data, cdir, account, token_lifetime)
+    try:
         return _while_stopped(config, cdir, account, token_lifetime)
     finally:
-        os.close(fd)  # drops our flock, if we got it
+        os.close(fd)  # drops our flock
 
 
 def _via_running_server(

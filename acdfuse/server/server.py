@@ -17,19 +17,19 @@ At start a background sweep removes blob files that no node references and that 
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
 import logging
 import os
 import re
 import socket
-import stat
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from acdfuse.common.locks import take_lock
+from acdfuse.common.privdir import make_private_dir
 from acdfuse.server.auth import Auth, TokenSet
 from acdfuse.server.blobs import BlobStore
 from acdfuse.server.config import ServerConfig
@@ -89,15 +89,12 @@ class DriveServer:
         if self._httpd is not None:
             raise RuntimeError("server already started")
         data = Path(self.config.data_dir)
-        make_private_dir(data)
+        make_data_dir(data)
         # One server per data dir: the change counter lives in memory, so a second writer would
         # hand out the same numbers. flock is released by the kernel even after kill -9.
-        self._lock_fd = os.open(data / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._lock_fd = take_lock(data / LOCK_FILE)
         except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
             holder = read_lock_info(data)
             where = f" (pid {holder.get('pid')}, {holder.get('base_url')})" if holder else ""
             raise DataDirBusy(f"{data} is in use by another acdfuse server{where}") from None
@@ -373,20 +370,15 @@ def advertised_url(config: ServerConfig, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def make_private_dir(path: Path) -> None:
-    """Create ``path`` (and missing parents) 0700; warn once if an existing one is open to others."""
-    if path.is_dir():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            log.warning(
-                "data dir %s is accessible to other users (mode %o); chmod 700 it to keep the drive private",
-                path,
-                mode,
-            )
-        return
-    missing = [p for p in (path, *path.parents) if not p.exists()]
-    for p in reversed(missing):
-        p.mkdir(mode=0o700, exist_ok=True)
+def make_data_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) 0700; warn if an existing one is open to others."""
+    mode = make_private_dir(path)
+    if mode is not None:
+        log.warning(
+            "data dir %s is accessible to other users (mode %o); chmod 700 it to keep the drive private",
+            path,
+            mode,
+        )
 
 
 def read_lock_info(data_dir: Path) -> dict[str, Any]:

@@ -23,8 +23,9 @@ class ReaderOptions:
     """
 
     cache_dir: Path | None = None
+    # the defaults of a mount too (runtime/options.py takes them from here)
     memory_cache: int = 256 * MiB
-    cache_size: int = 2 * GiB
+    cache_size: int = 4 * GiB
     # Unit of the caches and of one disk-tier file.  Large: every chunk file costs an inode allocation,
     # a crc pass and a write call, and on a fast link those, not the bytes, bound a cold read
     # (1 GiB cold through the mount: 1 MiB chunks ~440 MiB/s, 8 MiB chunks ~650 MiB/s).  But the

@@ -4,18 +4,30 @@ foreground command a background mount re-runs."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
 from mount_helpers import log_problems
 
 from acdfuse.cli import build_parser
-from acdfuse.runtime.options import GiB, MiB
-from acdfuse.cli_mount import build_options, child_argv, fuse_kwargs, parse_size
+from acdfuse.cli_mount import build_options, child_argv, format_size, parse_size
+from acdfuse.common.xdg import XdgDirs
+from acdfuse import mount
+from acdfuse.mount import fuse_options
+from acdfuse.runtime.options import Options
+from acdfuse.runtime.paths import ClientDirs
+from acdfuse.vfs import GiB, MiB, ReaderOptions
 
 
 def parse(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(list(argv))
+
+
+def options(*argv: str) -> Options:
+    """What `acdfuse mount ARGV` would mount, with the XDG dirs of this test's environment."""
+    dirs = ClientDirs.from_xdg(XdgDirs.from_environ(os.environ, Path.home()))
+    return build_options(parse(*argv), dirs)
 
 
 @pytest.fixture(autouse=True)
@@ -32,10 +44,28 @@ def test_sizes() -> None:
     assert parse_size("1.5G") == 3 * GiB // 2
     with pytest.raises(argparse.ArgumentTypeError):
         parse_size("lots")
+    for size in (256 * MiB, 4 * GiB, 64 * MiB, 1 << 40, 1536, 12345):
+        assert parse_size(format_size(size)) == size
+    assert (format_size(256 * MiB), format_size(4 * GiB)) == ("256M", "4G")
+
+
+def test_each_default_is_defined_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the read path's budgets: ReaderOptions' defaults are the mount's and the command line's
+    opts = options("mount", str(tmp_path / "m"))
+    reader = ReaderOptions()
+    for name in ("memory_cache", "cache_size", "read_ahead", "streams", "timeout"):
+        assert getattr(opts, name) == getattr(reader, name), name
+    assert opts.reader_options().cache_dir == opts.chunk_dir
+    with pytest.raises(SystemExit):
+        parse("mount", "--help")
+    help_text = " ".join(capsys.readouterr().out.split())
+    for default in ("(default 256M)", "(default 4G)", "(default 64M)", "(default 4)", "(default 30)",
+                    "(default 60)", "(default 022)"):
+        assert default in help_text, default
 
 
 def test_defaults_choose_the_embedded_drive(tmp_path: Path) -> None:
-    opts = build_options(parse("mount", str(tmp_path / "m")))
+    opts = options("mount", str(tmp_path / "m"))
     assert opts.embedded
     assert opts.config_dir == tmp_path / "xdg_data_home" / "acdfuse" / "credentials"
     assert opts.cache_dir == tmp_path / "xdg_cache_home" / "acdfuse" / "embedded"
@@ -48,18 +78,17 @@ def test_a_configured_account_is_used(tmp_path: Path) -> None:
     cdir = tmp_path / "xdg_config_home" / "acdfuse"
     cdir.mkdir(parents=True)
     (cdir / "oauth_data").write_text("{}")
-    opts = build_options(parse("mount", str(tmp_path / "m")))
+    opts = options("mount", str(tmp_path / "m"))
     assert not opts.embedded and opts.config_dir == cdir
     assert opts.cache_dir.parent == tmp_path / "xdg_cache_home" / "acdfuse"
 
 
 def test_every_flag(tmp_path: Path) -> None:
-    args = parse("mount", str(tmp_path / "m"), "--config-dir", str(tmp_path / "c"), "--cache-dir",
+    opts = options("mount", str(tmp_path / "m"), "--config-dir", str(tmp_path / "c"), "--cache-dir",
                  str(tmp_path / "cache"), "--foreground", "--read-only", "--interval", "5",
                  "--allow-other", "--uid", "12", "--gid", "34", "--umask", "027", "-o", "max_read=65536",
                  "-o", "nonempty,fsname=x", "--memory-cache", "64M", "--cache-size", "1G",
-                 "--read-ahead", "8M", "--streams", "6", "--timeout", "7", "--debug")
-    opts = build_options(args)
+                   "--read-ahead", "8M", "--streams", "6", "--timeout", "7", "--debug")
     assert opts.config_dir == tmp_path / "c" and opts.cache_dir == tmp_path / "cache"
     assert opts.foreground and opts.read_only and opts.allow_other and opts.debug
     assert (opts.interval, opts.uid, opts.gid, opts.umask) == (5, 12, 34, 0o027)
@@ -67,21 +96,34 @@ def test_every_flag(tmp_path: Path) -> None:
     assert (opts.memory_cache, opts.cache_size, opts.read_ahead) == (64 * MiB, GiB, 8 * MiB)
     assert (opts.streams, opts.timeout) == (6, 7)
 
-    kw = fuse_kwargs(opts)
+    kw = fuse_options(opts)
     assert kw["use_ino"] is True and kw["ro"] is True and kw["allow_other"] is True
     assert kw["max_read"] == "65536" and kw["nonempty"] is True and kw["fsname"] == "x"
     assert kw["attr_timeout"] == kw["entry_timeout"] == opts.attr_timeout
 
     # the background mount re-runs itself with exactly these settings
-    again = build_options(parse(*child_argv(opts)[3:]))
+    again = options(*child_argv(opts)[3:])
     assert again == opts
 
 
+def test_read_only_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ro = options("mount", str(tmp_path / "m"), "--read-only")
+    default = options("mount", str(tmp_path / "m"))
+    assert ro.read_only and not default.read_only
+    # until the write side exists every mount is ro (see WRITES_IMPLEMENTED)
+    assert not mount.WRITES_IMPLEMENTED
+    assert fuse_options(ro)["ro"] is True and fuse_options(default)["ro"] is True
+    # once it does, only --read-only is
+    monkeypatch.setattr(mount, "WRITES_IMPLEMENTED", True)
+    assert fuse_options(ro)["ro"] is True and "ro" not in fuse_options(default)
+    assert not mount.writable(ro) and mount.writable(default)
+
+
 def test_child_of_an_embedded_mount_stays_embedded(tmp_path: Path) -> None:
-    opts = build_options(parse("mount", str(tmp_path / "m")))
+    opts = options("mount", str(tmp_path / "m"))
     argv = child_argv(opts)
     assert "--config-dir" not in argv and "--foreground" in argv
-    assert build_options(parse(*argv[3:])) == opts.__class__(**{**opts.__dict__, "foreground": True})
+    assert options(*argv[3:]) == opts.__class__(**{**opts.__dict__, "foreground": True})
 
 
 def test_bad_values_are_refused(tmp_path: Path) -> None:

@@ -94,7 +94,8 @@ def test_the_mount_table_says_read_only(tmp_path: Path, cdir: Path) -> None:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     cache = tmp_path / "new" / "c"
-    up = acdfuse(tmp_path, "mount", str(mnt), "--config-dir", str(cdir), "--cache-dir", str(cache))
+    up = acdfuse(tmp_path, "mount", str(mnt), "--config-dir", str(cdir), "--cache-dir", str(cache),
+                 "--read-only")
     assert up.returncode == 0, up.stderr
     try:
         # QA F13: the cache holds drive content and names: other users cannot enter it
@@ -119,21 +120,20 @@ def test_read_only_help_says_writes_are_not_implemented(tmp_path: Path) -> None:
 
 
 def test_default_cache_dirs_are_closed_a_chosen_one_gets_a_warning(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    from acdfuse.cli_mount import make_private_dir  # noqa: PLC0415
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from acdfuse.runtime.paths import make_cache_dir  # noqa: PLC0415
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     root = tmp_path / "xdg-cache" / "acdfuse"
     (root / "embedded").mkdir(parents=True)
     for d in (root, root / "embedded"):
         d.chmod(0o755)                     # as an older version left them
-    make_private_dir(root / "embedded")
+    make_cache_dir(root / "embedded", root)
     assert [d.stat().st_mode & 0o777 for d in (root, root / "embedded")] == [0o700, 0o700]
     chosen = tmp_path / "chosen"
     chosen.mkdir()
     chosen.chmod(0o755)
-    with caplog.at_level("WARNING", logger="acdfuse.mount"):
-        make_private_dir(chosen)
+    with caplog.at_level("WARNING", logger="acdfuse.runtime.paths"):
+        make_cache_dir(chosen, root)
     assert chosen.stat().st_mode & 0o777 == 0o755    # the user's dir: told, not changed
     assert "open to other users" in caplog.text
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fuse import FuseOSError
+from acdfuse.fs.binding import FuseOSError
 
 from acdfuse.api import common
 from acdfuse.api.common import RequestError
@@ -144,8 +144,8 @@ def test_no_status_codes_or_messages_are_read_outside_the_api() -> None:
             continue
         text = path.read_text()
         for needle in ("status_code", "CODE.", "REFUSED_STATUSES", "account allowance", "NO_ACTIVE_SUB"):
-            if needle in text and str(rel) != "mount.py":   # mount.py: moved to credentials_refused
-                offenders.append(f"{rel}: {needle}")        # by the structure work of issue 9
+            if needle in text:
+                offenders.append(f"{rel}: {needle}")
     assert not offenders, offenders
 
 

@@ -27,8 +27,11 @@ class Script:
 
 
 def loop_with(sync: Any, quota: QuotaCache, on_synced: Any = None, fetch_quota: Any = None) -> SyncLoop:
-    return SyncLoop(sync, fetch_quota=fetch_quota or (lambda: (100, 40)), quota=quota,
-                    on_synced=on_synced or (lambda result: None), interval=60, quota_interval=300)
+    loop = SyncLoop(sync, fetch_quota=fetch_quota or (lambda: (100, 40)), quota=quota,
+                    interval=60, quota_interval=300)
+    if on_synced is not None:
+        loop.add_listener(on_synced)
+    return loop
 
 
 def test_offline_then_online(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,7 +9,7 @@ from acdfuse.vfs import GiB, MiB, ReaderOptions
 
 def test_defaults() -> None:
     opts = ReaderOptions()
-    assert opts.memory_cache == 256 * MiB and opts.cache_size == 2 * GiB
+    assert opts.memory_cache == 256 * MiB and opts.cache_size == 4 * GiB
     assert opts.read_ahead == 64 * MiB and opts.streams == 4 and opts.timeout == 30.0
     assert opts.initial_window == 1 * MiB and opts.chunk_size == 4 * MiB and opts.request_size == 8 * MiB
 

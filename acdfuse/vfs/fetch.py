@@ -9,9 +9,10 @@ Failure memory: when the server cannot be reached, the kernel re-issues a failed
 readahead failed, then it reads the page synchronously), and each attempt would spend the client's
 whole retry schedule again, so the caller would wait longer than ``--timeout``. Until ``timeout``
 seconds after the first attempt of a range that failed that way began, a new fetch of an overlapping
-range first asks ``probe()`` (a plain TCP connect, see mount.py) whether the server is back: if not, it
-fails at once with the remembered error; if it is, the download runs as usual. Any successful download
-ends the memory (the server is back).
+range first asks ``probe()`` (a plain TCP connect, see api/probe.py) whether the server is back: if
+not, it fails at once with an OSError carrying the remembered error's errno (``errno_of``: the errno
+table of fs/errors.py, handed in by the composition root); if it is, the download runs as usual. Any
+successful download ends the memory (the server is back).
 
 Lock order: ``PinnedFetch._lock`` is a leaf; no I/O runs under it.
 """
@@ -27,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from acdfuse.api.common import ConnectionFailed, PreconditionFailed, RequestError
-from acdfuse.fs.errors import to_errno
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,13 @@ def unreachable(exc: RequestError) -> bool:
 class PinnedFetch:
     """``fetch(node_id, offset, length, content_key)`` for ``ContentReader`` over ``download_chunk``."""
 
-    def __init__(self, download: Download, timeout: float,
+    def __init__(self, download: Download, timeout: float, *,
                  on_stale: Callable[[str], None] | None = None,
                  probe: Callable[[], bool] = lambda: False,
+                 errno_of: Callable[[BaseException], int] = lambda exc: errno.EIO,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._download = download
+        self._errno_of = errno_of
         self._probe = probe
         self._timeout = timeout
         self._on_stale = on_stale
@@ -101,7 +103,7 @@ class PinnedFetch:
             hit = next((f for f in self._failures
                         if f.node_id == node_id and f.start < end and start < f.end), None)
         if hit is not None and not self._probe():
-            code = to_errno(hit.error) or errno.EIO
+            code = self._errno_of(hit.error) or errno.EIO
             raise OSError(code, f"bytes {start}-{end - 1} of {node_id}: the server failed this range "
                                 f"moments ago and is still unreachable ({hit.error})")
 

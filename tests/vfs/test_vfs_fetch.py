@@ -11,7 +11,8 @@ import pytest
 
 from acdfuse.api import common
 from acdfuse.api.common import RequestError
-from acdfuse.fs.fetcher import PinnedFetch, pinned_md5
+from acdfuse.fs.errors import to_errno
+from acdfuse.vfs.fetch import PinnedFetch, pinned_md5
 
 MD5 = "0123456789abcdef0123456789abcdef"
 
@@ -62,14 +63,14 @@ def test_newer_content_on_the_server_asks_for_a_sync() -> None:
 
 def test_unreachable_range_fails_at_once_until_its_first_attempts_deadline() -> None:
     download, clock, server_back = Download(), Clock(), [False]
-    fetch = PinnedFetch(download, 5.0, probe=lambda: server_back[0], clock=clock)
+    fetch = PinnedFetch(download, 5.0, probe=lambda: server_back[0], errno_of=to_errno, clock=clock)
     download.fail = refused()
     with pytest.raises(RequestError):
         fetch("n", 0, 1 << 20, MD5)
     clock.now += 3.0                      # the client's retries took 3 s; the kernel asks again
     with pytest.raises(OSError) as again:
         fetch("n", 4096, 4096, MD5)
-    assert again.value.errno == errno.EIO
+    assert again.value.errno == to_errno(refused()) == errno.EIO
     assert len(download.calls) == 1       # no second round of retries
     # another range, or another node, is not affected
     with pytest.raises(RequestError):

@@ -1,0 +1,85 @@
+"""The FUSE binding: the one module that imports fusepy, so the binding can be swapped here alone.
+
+Everything else in acdfuse that needs the binding imports it from here: ``FuseOSError`` (an OSError
+that carries the errno libfuse answers), ``mount_options`` (our settings as libfuse ``-o`` options) and
+``serve`` (mount and run until unmounted).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fuse import FUSE, FuseOSError
+
+from acdfuse.fs.threadstate import MAX_PINNED, ThreadStatePins
+
+__all__ = ["FuseOSError", "MountRefused", "mount_options", "serve"]
+
+
+class MountRefused(RuntimeError):
+    """libfuse did not mount (it printed why on stderr)."""
+
+
+def mount_options(*, read_only: bool, allow_other: bool, attr_timeout: float,
+                  extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Mount options for fusepy's FUSE(); each becomes one ``-o key[=value]``.
+
+    libfuse2's high-level API takes attr_timeout/entry_timeout/negative_timeout (seconds, floats) and
+    use_ino. The page cache is kept per open through fusepy's raw_fi (``fi.keep_cache``, set only while
+    the content key is unchanged, see handles.py) rather than ``kernel_cache`` (keeps stale pages
+    after a remote change) or ``auto_cache`` (decides by mtime and size, which a same-size overwrite
+    within one second of the old mtime would fool). ``extra`` ("key" or "key=value") comes last and wins.
+    """
+    kw: dict[str, Any] = {
+        "fsname": "acdfuse",
+        "subtype": "acdfuse",
+        "use_ino": True,              # the store's stable inode numbers, not libfuse's own
+        "attr_timeout": attr_timeout,
+        "entry_timeout": attr_timeout,
+        "negative_timeout": attr_timeout,
+    }
+    if read_only:
+        kw["ro"] = True               # `mount`/`findmnt` show ro, and the kernel refuses changes itself
+    if allow_other:
+        kw["allow_other"] = True
+        # other users: let the kernel enforce the modes we report
+        kw["default_permissions"] = True
+    for item in extra:
+        key, sep, value = item.partition("=")
+        kw[key] = value if sep else True
+    return kw
+
+
+class _PinnedOperations:
+    """The operations object as fusepy sees it: each call first pins its worker's thread state.
+
+    fusepy registers the operations that ``getattr`` finds on this object, so every attribute is the
+    wrapped object's own; only ``__call__`` (fusepy's one entry point for every operation) is added to.
+    """
+
+    def __init__(self, operations: Any, pins: ThreadStatePins) -> None:
+        self._operations = operations
+        self._pin = pins.pin
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._operations, name)
+
+    def __call__(self, op: str, *args: Any) -> Any:
+        self._pin()
+        return self._operations(op, *args)
+
+
+def serve(operations: Any, mountpoint: Path, options: dict[str, Any],
+          pinned_thread_states: int = MAX_PINNED) -> None:
+    """Mount ``operations`` at ``mountpoint`` and serve in this thread until unmounted.
+
+    ``operations`` is called as ``operations(name, *args)`` and must raise FuseOSError for every
+    failure. Up to ``pinned_thread_states`` libfuse worker thread states are kept (see threadstate.py).
+    Raises MountRefused when libfuse does not mount.
+    """
+    pins = ThreadStatePins(pinned_thread_states)
+    try:
+        FUSE(_PinnedOperations(operations, pins), str(mountpoint), raw_fi=True, foreground=True, **options)
+    except RuntimeError as exc:
+        raise MountRefused(str(exc)) from exc

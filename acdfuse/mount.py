@@ -1,0 +1,230 @@
+"""The composition root of a mount: ``build`` wires the stack, ``mount`` puts it on the kernel.
+
+``build(opts)`` makes the API client, the node store, the content reader, the sync loop and the FUSE
+operations from one Options and returns them as a ``Stack``, without touching the kernel: no FUSE, no
+thread, no network (the client's constructor only reads its config files). ``Stack.start()`` opens the
+mirror (syncing it first when it is empty), and starts the reader's and the sync loop's threads;
+``Stack.close()`` stops them. ``mount(stack)`` serves the stack through the FUSE binding until it is
+unmounted. ``run(opts)`` is the mount process between the command line and those: the bundled server's
+lease, the stack, the pid file, the mount.
+
+Tests build the real stack with ``build`` and call ``stack.ops`` directly (tests/ops); the command line
+(``acdfuse.cli_mount``) takes the locks and prints the messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from acdfuse.api.client import ACDClient
+from acdfuse.api.common import RequestError, credentials_refused
+from acdfuse.api.probe import client_base, server_accepts
+from acdfuse.fs.attrs import Ownership
+from acdfuse.fs.binding import MountRefused, mount_options, serve
+from acdfuse.fs.errors import to_errno
+from acdfuse.fs.operations import DriveOperations
+from acdfuse.runtime import embedded
+from acdfuse.runtime.notice import FirstSyncReport, refused_message
+from acdfuse.runtime.options import Options
+from acdfuse.runtime.paths import EmbeddedPaths
+from acdfuse.runtime.pidfiles import MountRecord
+from acdfuse.runtime.syncloop import QuotaCache, SyncLoop
+from acdfuse.store import NodeStore, StoreError, SyncResult
+from acdfuse.vfs import ContentReader
+from acdfuse.vfs.fetch import PinnedFetch
+from acdfuse.vfs.readstats import log_read_stats
+
+log = logging.getLogger(__name__)
+
+UNMOUNT_SYNC_WAIT = 5.0            # at unmount, how long a running sync may still take
+
+# Whether the FUSE operations can change the drive. Until the write side sets this, every mount is
+# read-only in the mount table and in its modes, with or without --read-only. Not just honesty: on a
+# mount the kernel does not see as ro, every read drops the inode's cached atime (fuse_invalidate_atime),
+# so the next fstat asks getattr by path, which for a file renamed on the server while open answers
+# ENOENT (tests/mount/test_mount_read.py, remote rename/move/trash). The write side must solve that first.
+WRITES_IMPLEMENTED = False
+
+
+class MountError(Exception):
+    """A reason the mount cannot start, told to the user in one line."""
+
+
+@dataclass
+class Stack:
+    """The wired parts of one mount. Built by ``build``; ``start``/``close`` run and stop it."""
+
+    opts: Options
+    client: ACDClient
+    store: NodeStore
+    fetch: PinnedFetch
+    reader: ContentReader
+    quota: QuotaCache
+    ops: DriveOperations
+    sync_loop: SyncLoop
+    first_sync: FirstSyncReport
+    _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+
+    def sync(self) -> SyncResult:
+        """One sync of the mirror with the server's changes (what the sync loop runs)."""
+        return _sync(self.store, self.client)
+
+    def start(self) -> None:
+        """Open the mirror, sync it first when empty, start the threads.
+
+        Raises MountError when the mount cannot start; call ``close()`` afterwards either way.
+        """
+        opts = self.opts
+        try:
+            self.store.open()
+        except StoreError as exc:
+            raise MountError(f"the node mirror {opts.db_path} cannot be opened: {exc}") from exc
+        self._exit.callback(self.store.close)
+        synced_before_mount = False
+        if self.store.is_empty:
+            # nothing to serve offline: the first sync must succeed before the mount appears
+            try:
+                self.sync()
+            except (RequestError, StoreError) as exc:
+                refused = credentials_refused(exc)
+                if refused is not None:
+                    raise MountError(refused_message(opts, refused)) from exc
+                raise MountError(f"the local mirror is empty and the server did not answer: {exc}") from exc
+            synced_before_mount = True
+            self.first_sync.synced()
+        self.reader.start()
+        self._exit.callback(self.reader.close)
+        # runs before the reader closes: what this mount read, for the log
+        self._exit.callback(lambda: log_read_stats(self.reader.stats()))
+        if synced_before_mount:
+            self.sync_loop.refresh_quota()
+        elif not server_accepts(self.client, _probe_timeout(opts)):
+            self.first_sync.unreachable(ConnectionError(
+                f"the server at {client_base(self.client)} does not accept connections"))
+        self.sync_loop.start(sync_first=not synced_before_mount)
+        # an unmount must not wait for a sync stuck in retries against an unreachable server
+        self._exit.callback(self.sync_loop.close, min(opts.timeout, UNMOUNT_SYNC_WAIT))
+
+    def close(self) -> None:
+        """Stop what ``start`` started, in reverse order, then drop the client's connections."""
+        try:
+            self._exit.close()
+        finally:
+            self.client.close()
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _probe_timeout(opts: Options) -> float:
+    return min(1.0, opts.timeout / 4)
+
+
+def build(opts: Options, say: Callable[[str], None] | None = None) -> Stack:
+    """Wire the stack of a mount from ``opts``; nothing runs until ``Stack.start()``.
+
+    ``say`` prints the first-sync notice to a console that is not a terminal (see runtime/notice.py).
+    For the bundled drive, its server must run already (``run`` joins it first): the client reads the
+    credentials the server wrote.
+    """
+    client = ACDClient(str(opts.config_dir), timeout=(min(10.0, opts.timeout), opts.timeout),
+                       retry_deadline=opts.timeout)
+    store = NodeStore(opts.db_path)
+    quota = QuotaCache()
+    first_sync = FirstSyncReport(opts, say)
+
+    loop = SyncLoop(functools.partial(_sync, store, client), fetch_quota=client.fs_sizes, quota=quota,
+                    interval=opts.interval, quota_interval=opts.quota_interval,
+                    on_first=first_sync.first_sync_done)
+
+    def on_stale(node_id: str) -> None:
+        loop.request_sync()
+
+    # each range pinned to its handle's content: newer content on the server is ESTALE, never a mix
+    fetch = PinnedFetch(client.download_chunk, opts.timeout, on_stale=on_stale,
+                        probe=functools.partial(server_accepts, client, _probe_timeout(opts)),
+                        errno_of=to_errno)
+    reader = ContentReader(fetch, opts.reader_options())
+    owner = Ownership(opts.uid, opts.gid, opts.umask, writable=writable(opts))
+    ops = DriveOperations(store, reader, quota, owner)
+    loop.add_listener(functools.partial(_after_sync, ops))
+    return Stack(opts=opts, client=client, store=store, fetch=fetch, reader=reader, quota=quota, ops=ops,
+                 sync_loop=loop, first_sync=first_sync)
+
+
+def _sync(store: NodeStore, client: ACDClient) -> SyncResult:
+    return store.sync(client.get_changes)
+
+
+def _after_sync(ops: DriveOperations, result: SyncResult) -> None:
+    # derived state (link counts, chunks of old content) goes when the tree moved
+    if result.reset or result.stored or result.purged:
+        ops.invalidate(None if result.reset else result.changed)
+    log.debug("sync: %s", result)
+
+
+def writable(opts: Options) -> bool:
+    """Whether this mount may change the drive: not with --read-only, and not before writes exist."""
+    return WRITES_IMPLEMENTED and not opts.read_only
+
+
+def fuse_options(opts: Options) -> dict[str, object]:
+    """The mount's libfuse options: ``ro`` unless it is writable, the user's ``-o`` options last."""
+    return mount_options(read_only=not writable(opts), allow_other=opts.allow_other,
+                         attr_timeout=opts.attr_timeout, extra=opts.fuse_options)
+
+
+def mount(stack: Stack) -> None:
+    """Serve a started stack at its mount point until it is unmounted (blocks this thread)."""
+    opts = stack.opts
+    try:
+        serve(stack.ops, opts.mountpoint, fuse_options(opts))
+    except MountRefused as exc:
+        raise MountError(f"libfuse refused the mount ({exc}); see the messages above") from exc
+
+
+def run(opts: Options, say: Callable[[str], None] | None = None) -> int:
+    """The mount process, once the command line holds its locks: serve until unmounted.
+
+    Raises MountError when the mount cannot start.
+    """
+    with contextlib.ExitStack() as exit_stack:
+        if opts.embedded is not None:
+            _use_embedded_server(exit_stack, opts.embedded, opts)
+        stack = build(opts, say)
+        exit_stack.callback(stack.close)
+        stack.start()
+        record = MountRecord(opts.run_dir, opts.mountpoint)
+        record.write_pid(embedded=opts.embedded is not None)
+        exit_stack.callback(record.remove)
+        log.info("mounting %s (config %s, cache %s)", opts.mountpoint, opts.config_dir, opts.cache_dir)
+        mount(stack)
+        log.info("unmounted %s", opts.mountpoint)
+    return 0
+
+
+def _use_embedded_server(exit_stack: contextlib.ExitStack, paths: EmbeddedPaths, opts: Options) -> None:
+    """Use the bundled server (the running one, or one started now) until this mount ends; the last
+    mount to end stops it (see runtime/embedded.py: file locks count the mounts, a killed one included)."""
+    try:
+        lease = embedded.join(paths, opts.mountpoint)
+    except embedded.EmbeddedError as exc:
+        raise MountError(str(exc)) from exc
+    exit_stack.callback(_leave_embedded, lease)
+    log.info("using the embedded drive at %s (data %s)", lease.state.base_url, paths.data)
+
+
+def _leave_embedded(lease: embedded.Lease) -> None:
+    try:
+        lease.leave()
+    except (embedded.EmbeddedError, OSError) as exc:
+        # the server keeps running; the next `acdfuse umount` or mount stops it when nobody uses it
+        log.warning("could not give up the embedded server: %s", exc)
