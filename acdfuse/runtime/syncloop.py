@@ -107,7 +107,14 @@ class SyncLoop:
         """Start the thread. ``sync_first`` False: the mirror was synced just now, wait for the timer."""
         self._sync_first = sync_first
         self._thread = threading.Thread(target=self._run, name="acdfuse-sync", daemon=True)
-        self._thread.start()
+        # the thread is born with SIGUSR1 blocked (a new thread inherits its creator's mask), so the
+        # pthread_kill of request_sync/close can never hit it unmasked, even in a process that did not
+        # call block_sync_signal (a test driving the stack in-process); the caller's mask is restored
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {SYNC_SIGNAL})
+        try:
+            self._thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def close(self, wait: float = 30.0) -> bool:
         """Stop the loop; False when a sync still runs after ``wait`` seconds.
