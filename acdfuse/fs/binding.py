@@ -7,6 +7,7 @@ that carries the errno libfuse answers), ``mount_options`` (our settings as libf
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from fuse import FUSE, FuseOSError
 from acdfuse.fs.threadstate import MAX_PINNED, ThreadStatePins
 
 __all__ = ["FuseOSError", "MountRefused", "mount_options", "serve"]
+
+log = logging.getLogger(__name__)
 
 
 class MountRefused(RuntimeError):
@@ -83,3 +86,5 @@ def serve(operations: Any, mountpoint: Path, options: dict[str, Any],
         FUSE(_PinnedOperations(operations, pins), str(mountpoint), raw_fi=True, foreground=True, **options)
     except RuntimeError as exc:
         raise MountRefused(str(exc)) from exc
+    finally:
+        log.info("%d libfuse worker thread states were pinned (bound %d)", pins.pins, pins.limit)

@@ -83,13 +83,19 @@ def _guard(method: F) -> F:
 
 
 class DriveOperations:
-    """fusepy operations over a node store and a content reader. Use with ``FUSE(..., raw_fi=True)``."""
+    """FUSE operations over a node store and a content reader; served by ``binding.serve`` (raw_fi).
+
+    Built by the composition root (``acdfuse.mount.build``), which is the place to add collaborators
+    (the write side's, for one): each is one keyword of the constructor, stored as it is.
+    """
 
     # fusepy registers only the operations an object has; leaving these out makes libfuse answer
     # ENOSYS once, after which the kernel stops asking (flush on every close, xattrs on every ls -l).
     use_ns = False
 
     def __init__(self, store: Store, reader: Reader, quota: QuotaSource, owner: Ownership) -> None:
+        """``store`` resolves paths to nodes, ``reader`` serves their bytes, ``quota`` answers statfs
+        without I/O, ``owner`` says who owns every entry and whether it is writable. No I/O here."""
         self._store = store
         self._reader = reader
         self._quota = quota
