@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from acdfuse.api.client import ACDClient
-from acdfuse.api.common import RequestError, credentials_refused
+from acdfuse.api.common import RequestError, credentials_refused, is_offline
 from acdfuse.api.probe import client_base, server_accepts
 from acdfuse.fs.attrs import Ownership
 from acdfuse.fs.binding import MountRefused, mount_options, serve
@@ -93,7 +93,12 @@ class Stack:
                 refused = credentials_refused(exc)
                 if refused is not None:
                     raise MountError(refused_message(opts, refused)) from exc
-                raise MountError(f"the local mirror is empty and the server did not answer: {exc}") from exc
+                if is_offline(exc):
+                    raise MountError(
+                        f"the local mirror is empty and the server did not answer: {exc}") from exc
+                # an answer the sync could not use, or a bug of ours: not the network (logged by the store)
+                raise MountError(f"the local mirror is empty and its first sync failed (see "
+                                 f"{opts.log_file}): {exc}") from exc
             synced_before_mount = True
             self.first_sync.synced()
         self.reader.start()

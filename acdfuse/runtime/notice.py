@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from acdfuse.api.common import credentials_refused
+from acdfuse.api.common import credentials_refused, is_offline
 from acdfuse.runtime.options import Options
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,10 @@ def first_sync_notice(opts: Options, exc: BaseException | None) -> str:
     if refused is not None:
         return (f"mounted offline from the local mirror (only cached files can be read): "
                 f"{refused_message(opts, refused)}")
+    if not is_offline(exc):
+        # the server answered, or acdfuse itself failed: waiting for the network will not cure it
+        return (f"mounted from the local mirror, but its first sync failed and the server is not "
+                f"unreachable (see {opts.log_file}); new changes do not show until it works: {exc}")
     return (f"mounted offline from the local mirror (only cached files can be read; it syncs when "
             f"the server answers): {exc}")
 
