@@ -406,6 +406,7 @@ class Api:
                         content = self._content_part(part)
                     else:
                         raise bad_request(f"unexpected multipart part {part.name!r}")
+                reader.finish()  # a body cut after its close delimiter is still a cut request
             except (MultipartError, BodyError) as e:
                 raise bad_request(f"Cannot read from request: {e}") from None
             if meta is None or content is None:
@@ -436,6 +437,7 @@ class Api:
                         part.read_all(MAX_METADATA_PART)  # tolerated (Duplicati sends it) and ignored
                     else:
                         raise bad_request(f"unexpected multipart part {part.name!r}")
+                reader.finish()
             except (MultipartError, BodyError) as e:
                 raise bad_request(f"Cannot read from request: {e}") from None
             if content is None:
