@@ -86,6 +86,19 @@ class RequestHandler(BaseHTTPRequestHandler):
         # e.g. request line too long or a timeout; the client got (or gets) a 4xx, nothing broke here
         log.info("%s %s", self.address_string(), format % args)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Refusals by http.server itself (a malformed request line, 414, 431, 505, an unknown method)
+        get the JSON error body every other error has, and always a status line: a garbage request
+        line leaves the version at HTTP/0.9, for which http.server sends a bare HTML page that no
+        HTTP/1.x client can parse."""
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+        self.request_id = str(uuid.uuid4())
+        self.close_connection = True
+        text = message or self.responses.get(code, ("Error", ""))[0]
+        self.log_error("code %d, message %s", code, text)
+        self._send_error(ApiError(code, text, bare=True))
+
     def do_GET(self) -> None:
         self._dispatch()
 
