@@ -627,3 +627,26 @@ def test_slow_drip_does_not_hold_the_server(drive: Drive) -> None:
     finally:
         for s in socks:
             s.close()
+
+
+# ---- regressions found by the long runs ---------------------------------------------------------
+
+def test_json_constants_and_huge_numbers(drive: Drive) -> None:
+    """Python's json takes NaN and Infinity (and 1e999 becomes infinity): they used to reach int()
+    as a chunkSize (500), and a size filter beyond 64 bits overflowed SQLite (500)."""
+    before = state_digest(drive.srv)
+    for body in (b'{"chunkSize": 1e999}', b'{"maxNodes": -1e999}', b'{"a": NaN}', b'{"chunkSize": Infinity}'):
+        ans = authed(drive, "POST", "/drive/v1/changes", body)
+        assert ans.status == 400, (body, ans.status, ans.body[:200])
+    meta = b'{"name": "n.bin", "x": NaN}'
+    body, ctype = multipart([("metadata", None, meta), ("content", "x", b"d")])
+    assert authed(drive, "POST", "/cdproxy/nodes", body, [("Content-Type", ctype)]).status == 400
+    for text in ("contentProperties.size:99999999999999999999999",
+                 "contentProperties.size:[* TO 99999999999999999999999]", "version:-99999999999999999999999"):
+        ans = authed(drive, "GET", "/drive/v1/nodes?" + urlencode({"filters": text}))
+        assert ans.status == 200, (text, ans.status, ans.body[:200])
+    ans = authed(drive, "GET", "/drive/v1/nodes?" + urlencode(
+        {"filters": "contentProperties.size:[1000 TO 99999999999999999999999]"}))
+    assert drive.file in {n["id"] for n in json.loads(ans.body)["data"]}
+    assert authed(drive, "GET", f"/drive/v1/nodes/{drive.file}%0A").status == 404
+    assert state_digest(drive.srv) == before
