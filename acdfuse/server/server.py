@@ -3,7 +3,8 @@
 The constructor does no I/O; ``start()`` opens (or creates) the data dir and serves in daemon
 threads; ``close()`` stops serving, cuts idle keep-alive connections and closes the database.
 In-process extras for tests and benchmarks: ``write_credentials``, ``generate_tree``, ``purge``,
-``forget_purged``, ``sweep_trash``, ``access_token``, ``account``, ``open_connections``.
+``forget_purged``, ``sweep_trash``, ``access_token``, ``revoke_tokens``, ``account``,
+``open_connections``.
 
 Data dir layout (private: dirs 0700, files 0600): ``drive.sqlite3`` (+ WAL) metadata,
 ``blobs/<xx>/<blob id>`` contents, ``tmp/`` uploads in flight (wiped at start), ``server.lock`` (flock:
@@ -301,6 +302,10 @@ class DriveServer:
             parent=parent,
             prefix=prefix,
         )
+
+    def revoke_tokens(self, account: str = "default", token: str | None = None) -> int:
+        """Revoke the account's tokens (or one of them): requests with them get 401 from now on."""
+        return self.auth.revoke(self.account(account).id, token)
 
     def purge(self, node_id: str, account: str = "default") -> int:
         """Purge a node (and what is reachable only through it) as the trash sweeper would."""
