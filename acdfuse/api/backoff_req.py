@@ -98,7 +98,7 @@ class Backoff:
         self.retries += 1
         cap = min(self.policy.max_delay, self.policy.base_delay * 2 ** (self.retries - 1))
         # "equal jitter": at least half the step so retries do spread out, the rest random
-        delay = cap / 2 + random.uniform(0, cap / 2)
+        delay = cap / 2 + random.uniform(0, cap / 2)  # noqa: S311 - jitter, no secret
         if retry_after is not None:
             delay = max(delay, retry_after)
         remaining = self.remaining()

@@ -421,7 +421,7 @@ SERVER_FILE = "acdfuse_server"
 
 AMAZON_ENDPOINT_URL = "https://drive.amazonaws.com/drive/v1/account/endpoint"
 AMAZON_LOGIN_URL = "https://amazon.com/ap/oa"
-AMAZON_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
+AMAZON_TOKEN_URL = "https://api.amazon.com/auth/o2/token"  # noqa: S105 - a URL, no password
 AMAZON_TOKENINFO_URL = "https://api.amazon.com/auth/o2/tokeninfo"
 
 

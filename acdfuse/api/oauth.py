@@ -58,8 +58,8 @@ class OAuthHandler(AuthBase):
 
     class KEYS:
         EXP_IN = "expires_in"
-        ACC_TOKEN = "access_token"
-        REFR_TOKEN = "refresh_token"
+        ACC_TOKEN = "access_token"  # noqa: S105 - key names in oauth_data, no secrets
+        REFR_TOKEN = "refresh_token"  # noqa: S105
         EXP_TIME = "exp_time"  # added by the client: epoch seconds when to refresh
         REDIRECT_URI = "redirect_uri"  # only for local
 

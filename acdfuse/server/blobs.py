@@ -37,7 +37,7 @@ class BlobWriter:
         self.blob_id = secrets.token_hex(16)
         self.tmp_path = store.tmp_dir / self.blob_id
         self._f = os.fdopen(os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
-        self._md5 = hashlib.md5()
+        self._md5 = hashlib.md5(usedforsecurity=False)  # contentProperties.md5, not security
         self._limit = limit
         self.size = 0
 

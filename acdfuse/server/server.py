@@ -329,7 +329,7 @@ _HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2
 
 
 def is_wildcard(host: str) -> bool:
-    return host in ("", "0.0.0.0", "::")
+    return host in ("", "0.0.0.0", "::")  # noqa: S104 - tells a wildcard bind apart, binds nothing
 
 
 def is_loopback(host: str) -> bool:
@@ -369,7 +369,7 @@ def advertised_url(config: ServerConfig, port: int) -> str:
     if config.public_url:
         return config.public_url.rstrip("/")
     host = config.host
-    if host in ("0.0.0.0", ""):
+    if host in ("0.0.0.0", ""):  # noqa: S104 - a wildcard bind is advertised as loopback
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
