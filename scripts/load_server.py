@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import multiprocessing
 import os
 import random
@@ -49,6 +50,7 @@ class ClientResult:
     ops: list[tuple[str, float, bool]] = field(default_factory=list)  # (operation, seconds, ok)
     errors: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)  # wrong bytes or a wrong listing: data lost
+    warnings: list[str] = field(default_factory=list)  # the client library's own (retries, odd answers)
     bytes_up: int = 0
     bytes_down: int = 0
     files: int = 0
@@ -139,6 +141,9 @@ def _compare(res: ClientResult, got: set[str], want: set[str], what: str) -> Non
 def run_threads(cdir: str, clients: int, first_index: int, deadline: float, seed: int) -> list[ClientResult]:
     """``clients`` client threads in this process."""
     results: list[ClientResult] = [ClientResult() for _ in range(clients)]
+    # without injected faults a retry or an odd answer is already something that should not happen
+    seen = _WarningCollector()
+    logging.getLogger("acdfuse.api").addHandler(seen)
 
     def work(i: int) -> None:
         try:
@@ -151,7 +156,19 @@ def run_threads(cdir: str, clients: int, first_index: int, deadline: float, seed
         t.start()
     for t in threads:
         t.join()
+    logging.getLogger("acdfuse.api").removeHandler(seen)
+    if results:
+        results[0].warnings.extend(seen.messages)
     return results
+
+
+class _WarningCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.name}: {record.getMessage()}")
 
 
 def _process_entry(args: tuple[str, int, int, float, int]) -> list[ClientResult]:
@@ -247,6 +264,7 @@ def summarize(results: list[ClientResult], duration: float, rss: list[tuple[floa
     total = sum(len(v) for v in per_op.values())
     errors = [e for r in results for e in r.errors]
     mismatches = [m for r in results for m in r.mismatches]
+    warnings = [w for r in results for w in r.warnings]
     values = [v for _, v in rss]
     quarter = max(1, len(values) // 4)
     return {
@@ -265,6 +283,8 @@ def summarize(results: list[ClientResult], duration: float, rss: list[tuple[floa
         "lost_or_wrong": len(mismatches),
         "mismatch_samples": mismatches[:10],
         "locked_reported_to_clients": sum("locked" in e for e in errors),
+        "client_warnings": len(warnings),
+        "warning_samples": warnings[:10],
         "server_log_problems": log_problems[:20],
         "rss_mib": {
             "first_quarter_mean": round(sum(values[:quarter]) / quarter / 2**20, 1) if values else 0,
@@ -276,7 +296,8 @@ def summarize(results: list[ClientResult], duration: float, rss: list[tuple[floa
 
 
 def ok(summary: dict[str, Any]) -> bool:
-    return not (summary["errors"] or summary["lost_or_wrong"] or summary["server_log_problems"])
+    return not (summary["errors"] or summary["lost_or_wrong"] or summary["server_log_problems"]
+                or summary["client_warnings"])
 
 
 def report(summary: dict[str, Any]) -> str:
@@ -295,7 +316,9 @@ def report(summary: dict[str, Any]) -> str:
     lines.append("  over time (s, MiB): " + ", ".join(f"{t}:{v}" for t, v in rss["series"]))
     lines.append(f"errors {summary['errors']}, lost or wrong {summary['lost_or_wrong']}, "
                  f"'database is locked' seen by clients {summary['locked_reported_to_clients']}, "
-                 f"server log problems {len(summary['server_log_problems'])}")
+                 f"server log problems {len(summary['server_log_problems'])}, "
+                 f"client warnings {summary['client_warnings']}")
+    lines += [f"  warning: {w}" for w in summary["warning_samples"]]
     lines += [f"  error: {e}" for e in summary["error_samples"]]
     lines += [f"  mismatch: {m}" for m in summary["mismatch_samples"]]
     lines += [f"  server log: {line}" for line in summary["server_log_problems"]]
