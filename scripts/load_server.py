@@ -60,8 +60,10 @@ def _content(seed: int, size: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def run_client(cdir: str, index: int, deadline: float, seed: int) -> ClientResult:
-    """One client's loop until ``deadline`` (time.time()); every answer checked."""
+def run_client(cdir: str, index: int, deadline: float, seed: int, max_files: int = 0) -> ClientResult:
+    """One client's loop until ``deadline`` (time.time()); every answer checked. With ``max_files``
+    a client that has that many files overwrites one instead of uploading a new one, so the drive
+    stops growing (a steady state, to tell a leak from memory that grows with the data)."""
     res = ClientResult()
     rng = random.Random(seed)
     names = [m for m, _ in MIX]
@@ -90,7 +92,15 @@ def run_client(cdir: str, index: int, deadline: float, seed: int) -> ClientResul
             op = rng.choices(names, weights)[0]
             if op in ("download", "rename") and not files:
                 op = "upload"
-            if op == "upload":
+            if op == "upload" and max_files and len(files) >= max_files:
+                nid = rng.choice(list(files))
+                size = rng.randint(*SMALL)
+                cseed = rng.getrandbits(32)
+                if timed("overwrite", lambda n=nid, s=size, c=cseed: client.overwrite_stream(
+                        io.BytesIO(_content(c, s)), n)) is not None:
+                    files[nid] = (files[nid][0], cseed, size)
+                    res.bytes_up += size
+            elif op == "upload":
                 counter += 1
                 size = LARGE if rng.random() < 0.05 else rng.randint(*SMALL)
                 cseed = rng.getrandbits(32)
@@ -138,7 +148,8 @@ def _compare(res: ClientResult, got: set[str], want: set[str], what: str) -> Non
         res.mismatches.append(f"{what}: missing {sorted(want - got)[:5]}, unexpected {sorted(got - want)[:5]}")
 
 
-def run_threads(cdir: str, clients: int, first_index: int, deadline: float, seed: int) -> list[ClientResult]:
+def run_threads(cdir: str, clients: int, first_index: int, deadline: float, seed: int,
+                max_files: int = 0) -> list[ClientResult]:
     """``clients`` client threads in this process."""
     results: list[ClientResult] = [ClientResult() for _ in range(clients)]
     # without injected faults a retry or an odd answer is already something that should not happen
@@ -147,7 +158,7 @@ def run_threads(cdir: str, clients: int, first_index: int, deadline: float, seed
 
     def work(i: int) -> None:
         try:
-            results[i] = run_client(cdir, first_index + i, deadline, seed + first_index + i)
+            results[i] = run_client(cdir, first_index + i, deadline, seed + first_index + i, max_files)
         except Exception as exc:  # a bug in the client library: counted, never silent
             results[i].errors.append(f"client crashed: {exc!r}")
 
@@ -171,19 +182,21 @@ class _WarningCollector(logging.Handler):
         self.messages.append(f"{record.name}: {record.getMessage()}")
 
 
-def _process_entry(args: tuple[str, int, int, float, int]) -> list[ClientResult]:
+def _process_entry(args: tuple[str, int, int, float, int, int]) -> list[ClientResult]:
     return run_threads(*args)
 
 
-def run_load(cdir: str, clients: int, processes: int, duration: float, seed: int) -> list[ClientResult]:
+def run_load(cdir: str, clients: int, processes: int, duration: float, seed: int,
+             max_files: int = 0) -> list[ClientResult]:
     deadline = time.time() + duration
     if processes <= 1:
-        return run_threads(cdir, clients, 0, deadline, seed)
+        return run_threads(cdir, clients, 0, deadline, seed, max_files)
     per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     starts = [sum(per[:i]) for i in range(processes)]
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
     with ctx.Pool(processes) as pool:
-        parts = pool.map(_process_entry, [(cdir, n, s, deadline, seed) for n, s in zip(per, starts, strict=True)])
+        parts = pool.map(_process_entry, [(cdir, n, s, deadline, seed, max_files)
+                                          for n, s in zip(per, starts, strict=True)])
     return [r for part in parts for r in part]
 
 
@@ -333,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=60, help="seconds of load")
     p.add_argument("--sample", type=float, default=2.0, help="seconds between RSS samples")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--max-files", type=int, default=0,
+                   help="files per client after which uploads become overwrites (0: the drive keeps growing)")
     p.add_argument("--json", type=Path, default=None, help="also write the summary as JSON here")
     p.add_argument("--workdir", type=Path, default=None, help="keep the server's data and log here")
     args = p.parse_args(argv)
@@ -343,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             srv.start_sampling(args.sample)
             t0 = time.monotonic()
-            results = run_load(str(srv.cdir), args.clients, args.processes, args.duration, args.seed)
+            results = run_load(str(srv.cdir), args.clients, args.processes, args.duration, args.seed,
+                               args.max_files)
             elapsed = time.monotonic() - t0
         finally:
             srv.stop()
