@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from .backoff_req import BackOffRequest
-from .common import OK_CODES, error_from_response
+from .common import OK_CODES, error_from_response, json_object, node_answer
 
 # characters with a meaning in the filter language (acd-api.md 6.7); escaped with a backslash
 _FILTER_SPECIAL = set("+-&|!(){}[]^'\"~*?:\\ ")
@@ -57,7 +57,8 @@ class ClientBase:
         ok_codes: Iterable[int] = OK_CODES,
         params: dict | None = None,
     ) -> Any:
-        """An idempotent metadata request; returns the decoded answer (None for an empty one)."""
+        """An idempotent metadata request; returns the decoded answer, a JSON object (None for an empty
+        answer); an answer that is not one raises IncompleteResult."""
         ok = list(ok_codes)
         kwargs: dict[str, Any] = {"params": params} if params else {}
         if body is not None:
@@ -66,7 +67,12 @@ class ClientBase:
         r = self.BOReq.request(method, self.metadata_url + path, ok, operation=operation, node=node, **kwargs)
         if r.status_code not in ok:
             raise error_from_response(r, operation, node)
-        return r.json() if r.content else None
+        return json_object(r, operation, node) if r.content else None
+
+    def _node_call(self, method: str, path: str, operation: str, node: str | None = None,
+                   **kwargs: Any) -> dict:
+        """A :meth:`_json_call` whose answer is a node (an object with an id)."""
+        return node_answer(self._json_call(method, path, operation, node, **kwargs), operation, node)
 
     def _confirmed_call(
         self,
@@ -78,7 +84,7 @@ class ClientBase:
         *,
         body: dict | None = None,
         ok_codes: Iterable[int] = OK_CODES,
-        parse: Callable[[requests.Response], dict] = lambda r: r.json(),
+        parse: Callable[[requests.Response], dict] | None = None,
     ) -> dict:
         """A metadata request that must not be repeated blindly (a repeat after a lost reply would
         fail or act twice): after an unsure failure ``confirm()`` checks whether it took effect."""
@@ -94,7 +100,12 @@ class ClientBase:
                 method, url, ok, idempotent=False, backoff=backoff, operation=operation, node=node, **kwargs
             )
 
-        return self.BOReq.request_confirmed(send, ok, confirm, operation=operation, node=node, parse=parse)
+        def parse_node(r: requests.Response) -> dict:
+            return node_answer(json_object(r, operation, node), operation, node)
+
+        return self.BOReq.request_confirmed(
+            send, ok, confirm, operation=operation, node=node, parse=parse or parse_node
+        )
 
     def _find_child(self, parent: str | None, name: str) -> dict | None:
         """The AVAILABLE child of ``parent`` (root if None) called ``name`` (case-insensitive), if any."""
@@ -107,7 +118,8 @@ class ClientBase:
         )
         wanted = name.lower()
         for node in nodes:
-            if (node.get("name") or "").lower() == wanted and node.get("status", "AVAILABLE") == "AVAILABLE":
+            available = node.get("status", "AVAILABLE") == "AVAILABLE"
+            if str(node.get("name") or "").lower() == wanted and available:
                 if parent in node.get("parents", []):
                     return node
         return None

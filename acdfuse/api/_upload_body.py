@@ -86,7 +86,7 @@ class UploadBody:
         # a failure reading our own source: requests would report it as a connection error
         self.source_error: OSError | None = None
         self.sent = 0
-        self._md5 = hashlib.md5()
+        self._md5 = hashlib.md5(usedforsecurity=False)  # the protocol's content checksum
         self._reported = 0  # bytes already passed to read callbacks
 
     @property
@@ -108,7 +108,7 @@ class UploadBody:
             self._stream.seek(self._start)
         self.started = self.complete = False
         self.sent = 0
-        self._md5 = hashlib.md5()
+        self._md5 = hashlib.md5(usedforsecurity=False)  # the protocol's content checksum
         return True
 
     def _account(self, data: bytes) -> None:

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from ._base import ClientBase
-from .common import OK_CODES, error_from_response
+from .common import OK_CODES, error_from_response, invalid_answer, json_object
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,14 @@ class _Usage:
         lines = []
         total_count = total_bytes = 0
         for label, key in _CATEGORIES:
-            usage = self.dict_.get(key, {}).get("total", {})
-            count, size = int(usage.get("count", 0)), int(usage.get("bytes", 0))
+            category = self.dict_.get(key)
+            usage = category.get("total") if isinstance(category, dict) else None
+            if not isinstance(usage, dict):
+                usage = {}
+            try:
+                count, size = int(usage.get("count", 0)), int(usage.get("bytes", 0))
+            except (TypeError, ValueError):
+                count, size = 0, 0  # a summary for people: an odd category is shown as empty
             total_count += count
             total_bytes += size
             lines.append(self.format_line(label, count, _human_size(size)))
@@ -55,22 +61,25 @@ class AccountMixin(ClientBase):
         r = self.BOReq.get(self.metadata_url + "account/info", operation="account info")
         if r.status_code not in OK_CODES:
             raise error_from_response(r, "account info")
-        return r.json()
+        return json_object(r, "account info")
 
     def get_account_usage(self) -> _Usage:
         """Bytes and counts per category; ``str()`` of the result is a printable summary."""
         r = self.BOReq.get(self.metadata_url + "account/usage", operation="account usage")
         if r.status_code not in OK_CODES:
             raise error_from_response(r, "account usage")
-        return _Usage(r.json())
+        return _Usage(json_object(r, "account usage"))
 
     def get_quota(self) -> dict:
         r = self.BOReq.get(self.metadata_url + "account/quota", operation="account quota")
         if r.status_code not in OK_CODES:
             raise error_from_response(r, "account quota")
-        return r.json()
+        return json_object(r, "account quota")
 
     def fs_sizes(self) -> tuple[int, int]:
         """:returns tuple: total and free space"""
         q = self.get_quota()
-        return int(q.get("quota", 0)), int(q.get("available", 0))
+        try:
+            return int(q.get("quota", 0)), int(q.get("available", 0))
+        except (TypeError, ValueError):
+            raise invalid_answer("account quota", f"sizes are not numbers: {str(q)[:200]}") from None

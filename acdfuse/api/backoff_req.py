@@ -36,7 +36,10 @@ from .common import (
     RequestError,
     describe,
     error_from_response,
+    invalid_answer,
+    json_object,
     make_error,
+    node_answer,
     parse_retry_after,
 )
 
@@ -95,7 +98,7 @@ class Backoff:
         self.retries += 1
         cap = min(self.policy.max_delay, self.policy.base_delay * 2 ** (self.retries - 1))
         # "equal jitter": at least half the step so retries do spread out, the rest random
-        delay = cap / 2 + random.uniform(0, cap / 2)
+        delay = cap / 2 + random.uniform(0, cap / 2)  # noqa: S311 - jitter, no secret
         if retry_after is not None:
             delay = max(delay, retry_after)
         remaining = self.remaining()
@@ -275,7 +278,7 @@ class BackOffRequest:
         *,
         operation: str,
         node: str | None = None,
-        parse: Callable[[requests.Response], dict] = lambda r: r.json(),
+        parse: Callable[[requests.Response], dict] | None = None,
         replayable: Callable[[], bool] = lambda: True,
     ) -> dict:
         """Run a request that must not be repeated blindly (create, upload, move, some deletes).
@@ -286,6 +289,9 @@ class BackOffRequest:
         again, within the same back-off budget.
         """
         ok = set(ok_codes)
+        if parse is None:
+            def parse(r: requests.Response) -> dict:
+                return json_object(r, operation, node)
         backoff = self.policy.start()
         unsure_before = False
         while True:
@@ -355,19 +361,31 @@ class BackOffRequest:
     def paginated_get(
         self, url: str, params: dict | None = None, *, operation: str = "list", node: str | None = None
     ) -> list[dict]:
-        """Gets node list in segments of 200."""
+        """Gets node list in segments of 200.
+
+        A page that is not a list of node objects, or a ``nextToken`` the server already gave (a
+        server that would page forever), raises IncompleteResult.
+        """
         params = dict(params or {})
         params.setdefault("limit", 200)
         nodes: list[dict] = []
+        seen_tokens: set[str] = set()
         while True:
             r = self.get(url, params=params, operation=operation, node=node)
             if r.status_code not in OK_CODES:
                 raise error_from_response(r, operation, node)
-            page = r.json()
-            nodes.extend(page.get("data", []))
+            page = json_object(r, operation, node)
+            data = page.get("data", [])
+            if not isinstance(data, list):
+                raise invalid_answer(operation, f"page data is not a list of nodes: {str(data)[:200]}", node)
+            nodes.extend(node_answer(n, operation, node) for n in data)
             token = page.get("nextToken")
-            if not token or not page.get("data"):
+            if not token or not data:
                 break
+            if not isinstance(token, str) or token in seen_tokens:
+                detail = f"nextToken {str(token)[:60]!r} repeats or is no string"
+                raise invalid_answer(operation, detail, node)
+            seen_tokens.add(token)
             params["startToken"] = token
         if "count" in page and page["count"] != len(nodes):
             logger.warning("%s: server counted %s nodes, received %d", url, page["count"], len(nodes))

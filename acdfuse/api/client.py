@@ -22,7 +22,15 @@ from typing import Any
 from . import oauth
 from .account import AccountMixin
 from .backoff_req import REQUESTS_TIMEOUT, BackOffRequest, RetryPolicy
-from .common import OK_CODES, RequestError, error_from_response, load_service_urls, write_private_json
+from .common import (
+    OK_CODES,
+    RequestError,
+    error_from_response,
+    invalid_answer,
+    json_object,
+    load_service_urls,
+    write_private_json,
+)
 from .content import ContentMixin
 from .metadata import MetadataMixin
 from .trash import TrashMixin
@@ -128,20 +136,14 @@ class ACDClient(AccountMixin, ContentMixin, MetadataMixin, TrashMixin):
         r = self.BOReq.get(self.urls.endpoint, operation="endpoint discovery")
         if r.status_code not in OK_CODES:
             raise error_from_response(r, "endpoint discovery")
-        try:
-            data = r.json()
-        except ValueError as exc:
-            raise RequestError(
-                RequestError.CODE.FAILED_SUBREQUEST, f"endpoint discovery: invalid JSON {r.text[:200]!r}"
-            ) from exc
+        data = json_object(r, "endpoint discovery")
         if not data.get("customerExists", True):
             raise RequestError(
                 RequestError.CODE.FAILED_SUBREQUEST, "endpoint discovery: the account has no Cloud Drive"
             )
-        if not data.get("metadataUrl") or not data.get("contentUrl"):
-            raise RequestError(
-                RequestError.CODE.FAILED_SUBREQUEST, f"endpoint discovery: URLs missing in {data!r}"
-            )
+        urls = (data.get("metadataUrl"), data.get("contentUrl"))
+        if not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
+            raise invalid_answer("endpoint discovery", f"URLs missing in {str(data)[:300]}")
         data[_EXP_TIME_KEY] = time.time() + ENDPOINT_VAL_TIME
         data.setdefault(EXTENSIONS_KEY, None)  # recorded as asked, also when the server has none
         write_private_json(self._endpoint_data_path, data)

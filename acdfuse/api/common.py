@@ -38,12 +38,16 @@ __all__ = [
     "credentials_refused",
     "error_class",
     "error_from_response",
+    "invalid_answer",
     "is_client_error",
     "is_offline",
     "is_transient",
     "is_valid_id",
+    "json_answer",
+    "json_object",
     "load_service_urls",
     "make_error",
+    "node_answer",
     "write_private_json",
 ]
 
@@ -149,7 +153,9 @@ class ConnectionFailed(RequestError):
 
 
 class IncompleteResult(RequestError):
-    """A truncated answer: a body shorter than announced or a changes stream without its end mark."""
+    """A truncated or unusable answer: a body shorter than announced, a changes stream without its end
+    mark, or a body that is not the JSON the protocol promises (it does not parse, or a node has no
+    id). Either way the server did not answer properly, and a later try may get a whole answer."""
 
 
 # The one status table. 5xx is a range and handled in error_class(); so is a full quota, whose 403
@@ -334,6 +340,13 @@ def error_from_response(response: requests.Response, operation: str, node: str |
     text, parsed = _server_message(body)
     status = response.status_code
     request_id = response.headers.get("x-amzn-RequestId")
+    if status < 400:
+        # not an error status, but not the one this call expects (200 for a create, 200 to a ranged
+        # read, a redirect without a target): the server did not answer as the protocol says
+        unexpected = invalid_answer(operation, f"unexpected HTTP {status}: {text[:100]!r}", node)
+        unexpected.body = body
+        unexpected.request_id = request_id
+        return unexpected
     code = parsed.get("code") if isinstance(parsed, dict) else None
     detail = (
         f"HTTP {status}" + (f" {code}" if code else "") + (f", request {request_id}" if request_id else "")
@@ -356,6 +369,46 @@ def error_from_response(response: requests.Response, operation: str, node: str |
     return err
 
 
+def invalid_answer(operation: str, detail: str, node: str | None = None) -> IncompleteResult:
+    """The error for an answer that is not what the protocol says (see :class:`IncompleteResult`)."""
+    err = make_error(
+        RequestError.CODE.INCOMPLETE_RESULT, f"{describe(operation, node)}: invalid answer: {detail}"
+    )
+    assert isinstance(err, IncompleteResult)
+    return err
+
+
+def json_answer(response: requests.Response, operation: str, node: str | None = None) -> Any:
+    """The decoded JSON body of a success answer; :class:`IncompleteResult` if it is cut or not JSON."""
+    try:
+        return response.json()
+    except ValueError as exc:  # requests' JSONDecodeError, also for bytes that are no text
+        sample = response.content[:120]
+        raise invalid_answer(operation, f"not JSON ({exc}): {sample!r}", node) from exc
+    except requests.RequestException as exc:  # a streamed body cut while it was read
+        raise make_error(
+            RequestError.CODE.INCOMPLETE_RESULT, f"{describe(operation, node)}: answer cut: {exc}"
+        ) from exc
+
+
+def json_object(response: requests.Response, operation: str, node: str | None = None) -> dict[str, Any]:
+    """Like :func:`json_answer`, for answers that must be a JSON object."""
+    data = json_answer(response, operation, node)
+    if not isinstance(data, dict):
+        raise invalid_answer(operation, f"expected a JSON object, got {type(data).__name__}", node)
+    return data
+
+
+def node_answer(data: Any, operation: str, node: str | None = None) -> dict[str, Any]:
+    """``data`` if it can be a node (an object with a non-empty string id), else IncompleteResult.
+
+    Only what every user of a node relies on is checked here; the node store checks the fields it
+    keeps (acdfuse.store.node.staged_row)."""
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
+        raise invalid_answer(operation, f"not a node (no id): {str(data)[:200]}", node)
+    return data
+
+
 def is_valid_id(id: str) -> bool:
     """True for a 22 character node id made of letters, digits, ``-`` and ``_``."""
     return bool(id) and len(id) == 22 and re.fullmatch(r"[a-zA-Z0-9_-]+", id) is not None
@@ -368,7 +421,7 @@ SERVER_FILE = "acdfuse_server"
 
 AMAZON_ENDPOINT_URL = "https://drive.amazonaws.com/drive/v1/account/endpoint"
 AMAZON_LOGIN_URL = "https://amazon.com/ap/oa"
-AMAZON_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
+AMAZON_TOKEN_URL = "https://api.amazon.com/auth/o2/token"  # noqa: S105 - a URL, no password
 AMAZON_TOKENINFO_URL = "https://api.amazon.com/auth/o2/tokeninfo"
 
 

@@ -32,7 +32,10 @@ from .common import (
     IncompleteResult,
     RequestError,
     error_from_response,
+    invalid_answer,
+    json_object,
     make_error,
+    node_answer,
 )
 
 logger = logging.getLogger(__name__)
@@ -212,7 +215,10 @@ class ContentMixin(ClientBase):
             node = self._find_child(parent, name)
             return node if node and node.get("kind") == "FOLDER" else None
 
-        return self.BOReq.request_confirmed(send, [_CREATED], confirm, operation=operation)
+        def parse(r: requests.Response) -> dict:
+            return node_answer(json_object(r, operation), operation)
+
+        return self.BOReq.request_confirmed(send, [_CREATED], confirm, operation=operation, parse=parse)
 
     def create_file(self, file_name: str, parent: str | None = None) -> dict:
         """An empty file called ``basename(file_name)`` in ``parent`` (root if None)."""
@@ -350,7 +356,10 @@ class ContentMixin(ClientBase):
         """The client-side check of a conditional overwrite, for servers that cannot do it."""
         node = self.get_metadata(node_id, temp_link=False)
         props = node.get("contentProperties") or {}
-        current = int(props.get("version") or 0)
+        try:
+            current = int(props.get("version") or 0)
+        except (AttributeError, TypeError, ValueError):
+            raise invalid_answer("overwrite", f"content version {props!r:.100}", node_id) from None
         if current != expected:
             raise make_error(
                 _PRECONDITION_FAILED,
@@ -394,7 +403,7 @@ class ContentMixin(ClientBase):
                 raise
 
         def parse(r: requests.Response) -> dict:
-            answer = r.json()
+            answer = node_answer(json_object(r, operation, node), operation, node)
             if body.complete and not self._same_content(answer, body):
                 props = answer.get("contentProperties", {})
                 raise make_error(
@@ -417,8 +426,12 @@ class ContentMixin(ClientBase):
     @staticmethod
     def _same_content(node: dict, body: UploadBody) -> bool:
         props = node.get("contentProperties") or {}
+        if not isinstance(props, dict):
+            return False
         md5, size = props.get("md5"), props.get("size")
-        return (md5 is None or md5 == body.md5) and (size is None or int(size) == body.sent)
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+            return False  # a size the server cannot mean: not what we sent
+        return (md5 is None or md5 == body.md5) and (size is None or size == body.sent)
 
     # --- downloading ---------------------------------------------------------------------------
 
@@ -443,13 +456,16 @@ class ContentMixin(ClientBase):
         )
         if r.status_code != _PARTIAL:
             raise error_from_response(r, operation, node_id)
-        first, _, _ = _range_of(r)
-        if first is not None and first != offset:
+        first, span, _ = _range_of(r)
+        if first is None or span is None or span <= 0:
+            # RFC 9110 15.3.7: a 206 says which bytes it holds; without that they cannot be placed
             r.close()
-            raise RequestError(
-                RequestError.CODE.FAILED_SUBREQUEST,
-                f"{operation} (node {node_id}): server sent a range from {first}",
+            raise invalid_answer(
+                operation, f"206 without a usable Content-Range ({r.headers.get('Content-Range')!r})", node_id
             )
+        if first != offset:
+            r.close()
+            raise invalid_answer(operation, f"server sent a range from {first}", node_id)
         served = _etag_md5(r)
         if content_md5 and served and served != content_md5:
             r.close()

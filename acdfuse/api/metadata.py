@@ -11,7 +11,15 @@ from typing import Any, NamedTuple
 import requests
 
 from ._base import ClientBase
-from .common import OK_CODES, IncompleteResult, RequestError, error_from_response, make_error
+from .common import (
+    OK_CODES,
+    IncompleteResult,
+    RequestError,
+    error_from_response,
+    invalid_answer,
+    make_error,
+    node_answer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +38,27 @@ ChangeSet = Changes
 
 # read size for the changes stream; lines are parsed one by one, never the whole stream at once
 _CHANGES_READ_SIZE = 64 * 1024
+
+
+def _change_set(obj: dict, number: int, operation: str) -> ChangeSet:
+    """One change object as a ChangeSet; IncompleteResult when it lacks what the protocol promises
+    (a string checkpoint, a list of node objects with ids). The node store checks the fields it keeps."""
+    checkpoint = obj.get("checkpoint")
+    if not isinstance(checkpoint, str) or not checkpoint:
+        raise invalid_answer(operation, f"change set {number} has no checkpoint")
+    entries = obj.get("nodes", [])
+    if not isinstance(entries, list):
+        raise invalid_answer(operation, f"change set {number}: nodes is not a list")
+    nodes, purged = [], []
+    for node in entries:
+        node_answer(node, operation)
+        if node.get("status") == "PURGED":
+            purged.append(node["id"])
+        else:
+            nodes.append(node)
+    if obj.get("reset"):
+        logger.info('Found "reset" tag in changes.')
+    return ChangeSet(nodes, purged, checkpoint, bool(obj.get("reset")))
 
 
 class MetadataMixin(ClientBase):
@@ -111,6 +140,8 @@ class MetadataMixin(ClientBase):
                         RequestError.CODE.INCOMPLETE_RESULT,
                         f"{operation}: invalid JSON in change set {pages} (stream cut?)",
                     ) from exc
+                if not isinstance(obj, dict):
+                    raise invalid_answer(operation, f"change set {pages} is not a JSON object")
                 if obj.get("end"):
                     ended = True
                     continue
@@ -121,15 +152,7 @@ class MetadataMixin(ClientBase):
                         f"statusCode {obj.get('statusCode')}",
                     )
                 pages += 1
-                nodes, purged = [], []
-                for node in obj.get("nodes", []):
-                    if node.get("status") == "PURGED":
-                        purged.append(node["id"])
-                    else:
-                        nodes.append(node)
-                if obj.get("reset"):
-                    logger.info('Found "reset" tag in changes.')
-                yield ChangeSet(nodes, purged, obj["checkpoint"], bool(obj.get("reset")))
+                yield _change_set(obj, pages, operation)
         except requests.RequestException as exc:
             raise make_error(
                 RequestError.CODE.INCOMPLETE_RESULT,
@@ -153,17 +176,20 @@ class MetadataMixin(ClientBase):
         :param temp_link: include a temporary download link if the node is a file
         """
         params = {"tempLink": "true" if temp_link else "false", "asset": "ALL" if assets else "NONE"}
-        return self._json_call("GET", "nodes/" + node_id, "get metadata", node_id, params=params)
+        return self._node_call("GET", "nodes/" + node_id, "get metadata", node_id, params=params)
 
     # this will increment the node's version attribute
     def update_metadata(self, node_id: str, properties: dict) -> dict:
         """Update a node's properties like name, description, status, parents, ..."""
-        return self._json_call("PATCH", "nodes/" + node_id, "update metadata", node_id, body=properties)
+        return self._node_call("PATCH", "nodes/" + node_id, "update metadata", node_id, body=properties)
 
     def get_root_node(self) -> dict:
         """The root folder's node dict."""
-        nodes = self._json_call("GET", "nodes", "get root node", params={"filters": "isRoot:true"})["data"]
-        roots = [n for n in nodes if n.get("isRoot", True)]
+        answer = self._json_call("GET", "nodes", "get root node", params={"filters": "isRoot:true"}) or {}
+        nodes = answer.get("data")
+        if not isinstance(nodes, list) or not all(isinstance(n, dict) for n in nodes):
+            raise invalid_answer("get root node", f"no list of nodes: {str(answer)[:200]}")
+        roots = [node_answer(n, "get root node") for n in nodes if n.get("isRoot", True)]
         if not roots:
             raise make_error(404, "get root node: the server listed no root folder")
         return roots[0]
@@ -188,7 +214,7 @@ class MetadataMixin(ClientBase):
         :returns: updated child node dict
         """
         path = f"nodes/{parent_id}/children/{child_id}"
-        return self._json_call("PUT", path, f"add child to {parent_id}", child_id)
+        return self._node_call("PUT", path, f"add child to {parent_id}", child_id)
 
     def remove_child(self, parent_id: str, child_id: str) -> dict:
         """:returns: updated child node dict"""
@@ -245,8 +271,12 @@ class MetadataMixin(ClientBase):
 
         :param owner_id: owner ID (return status 404 if empty)
         """
-        answer = self._json_call("GET", f"nodes/{node_id}/properties/{owner_id}", "list properties", node_id)
-        return answer.get("data", {}) if answer else {}
+        operation = "list properties"
+        answer = self._json_call("GET", f"nodes/{node_id}/properties/{owner_id}", operation, node_id)
+        data = answer.get("data", {}) if answer else {}
+        if not isinstance(data, dict):
+            raise invalid_answer(operation, f"properties are not an object: {str(data)[:200]}", node_id)
+        return data
 
     def add_property(self, node_id: str, owner_id: str, key: str, value: str) -> dict:
         """Adds or overwrites *key* property with content. Maximum number of keys per owner is 10.

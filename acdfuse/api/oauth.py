@@ -33,6 +33,7 @@ from .common import (
     RequestError,
     error_from_response,
     is_transient,
+    json_object,
     load_service_urls,
     make_error,
     write_private_json,
@@ -60,8 +61,8 @@ class OAuthHandler(AuthBase):
 
     class KEYS:
         EXP_IN = "expires_in"
-        ACC_TOKEN = "access_token"
-        REFR_TOKEN = "refresh_token"
+        ACC_TOKEN = "access_token"  # noqa: S105 - key names in oauth_data, no secrets
+        REFR_TOKEN = "refresh_token"  # noqa: S105
         EXP_TIME = "exp_time"  # added by the client: epoch seconds when to refresh
         REDIRECT_URI = "redirect_uri"  # only for local
 
@@ -242,14 +243,21 @@ class OAuthHandler(AuthBase):
         """
         token = self.get_auth_token().split(" ", 1)[1]
         try:
-            r = self._http.get(
-                self.urls.tokeninfo, params={"access_token": token}, timeout=_TOKEN_CALL_TIMEOUT
-            )
+            if self.urls.base_url is not None:
+                # an acdfuse server takes the token in a form body: in a URL, urllib3's debug log
+                # (and any proxy's access log) would write it down
+                r = self._http.post(
+                    self.urls.tokeninfo, data={"access_token": token}, timeout=_TOKEN_CALL_TIMEOUT
+                )
+            else:  # Amazon documented only GET, with the token in the query
+                r = self._http.get(
+                    self.urls.tokeninfo, params={"access_token": token}, timeout=_TOKEN_CALL_TIMEOUT
+                )
         except requests.RequestException as exc:
             raise make_error(RequestError.CODE.CONN_EXCEPTION, f"token info: {exc}") from exc
         if r.status_code != requests.codes.ok:
             raise error_from_response(r, "token info")
-        return r.json()
+        return json_object(r, "token info")
 
 
 class AppspotOAuthHandler(OAuthHandler):

@@ -14,7 +14,7 @@ class TrashMixin(ClientBase):
         return self.BOReq.paginated_get(self.metadata_url + "trash", operation="list trash")
 
     def move_to_trash(self, node_id: str) -> dict:
-        return self._json_call("PUT", "trash/" + node_id, "move to trash", node_id)
+        return self._node_call("PUT", "trash/" + node_id, "move to trash", node_id)
 
     def restore(self, node_id: str) -> dict:
         def confirm() -> dict | None:

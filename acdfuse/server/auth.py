@@ -3,7 +3,10 @@
 Tokens look like Login With Amazon's (``Atza|…`` access, ``Atzr|…`` refresh) and are stored only as
 SHA-256 hashes, so a copy of the database grants nothing. Refreshing keeps the refresh token (Amazon's
 did; clients such as acd_cli may not store a new one). Authorization codes are single use and live
-five minutes. Lock order: ``Auth._cache_lock`` is a leaf; DB writes go through ``Database.write``.
+five minutes. ``revoke`` deletes an account's tokens (all, or one); a revoked access token is refused
+at once by this process, and within ``CACHE_TTL`` seconds by a server in another process sharing the
+data dir (its cache of checked tokens forgets them after that long).
+Lock order: ``Auth._cache_lock`` is a leaf; DB writes go through ``Database.write``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from acdfuse.server.db import Database
 from acdfuse.server.errors import ApiError
 
 CODE_LIFETIME = 300.0
+# how long a checked access token is trusted without asking the database again
+CACHE_TTL = 30.0
 REFRESH_LIFETIME = 10 * 365 * 86400.0
 SCOPE = "clouddrive:read_all clouddrive:write"
 
@@ -58,7 +63,8 @@ class Auth:
     def __init__(self, db: Database, token_lifetime: float) -> None:
         self._db = db
         self.token_lifetime = token_lifetime
-        self._cache: dict[str, tuple[int, float]] = {}
+        # token hash -> (account, token expiry, recheck the database after)
+        self._cache: dict[str, tuple[int, float, float]] = {}
         self._cache_lock = threading.Lock()
         self.client_id = ""
         self.client_secret = ""
@@ -125,11 +131,13 @@ class Auth:
         now = time.time()
         with self._cache_lock:
             hit = self._cache.get(h)
-        if hit is None:
+        if hit is None or now >= hit[2]:
             found = self._lookup(token, "access")
             if found is None:
+                with self._cache_lock:
+                    self._cache.pop(h, None)
                 raise ApiError(401, "Token has expired", bare=True)
-            hit = (found[0], found[2])
+            hit = (found[0], found[2], now + CACHE_TTL)
             with self._cache_lock:
                 if len(self._cache) > 10000:
                     self._cache.clear()
@@ -137,6 +145,22 @@ class Auth:
         if now >= hit[1]:
             raise ApiError(401, "Token has expired", bare=True)
         return hit[0]
+
+    def revoke(self, account: int, token: str | None = None) -> int:
+        """Delete the account's tokens (access, refresh and unused codes), or only ``token`` if it is
+        one of them; returns how many went. Requests with them get 401 from now on."""
+        with self._db.write() as c:
+            if token is None:
+                cur = c.execute("DELETE FROM tokens WHERE account=?", (account,))
+            else:
+                cur = c.execute("DELETE FROM tokens WHERE account=? AND hash=?", (account, token_hash(token)))
+            count = cur.rowcount
+        with self._cache_lock:
+            if token is None:
+                self._cache = {h: v for h, v in self._cache.items() if v[0] != account}
+            else:
+                self._cache.pop(token_hash(token), None)
+        return count
 
     def token_info(self, token: str) -> dict[str, object]:
         found = self._lookup(token, "access")

@@ -18,12 +18,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+_BLOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class BlobWriter:
@@ -34,7 +37,7 @@ class BlobWriter:
         self.blob_id = secrets.token_hex(16)
         self.tmp_path = store.tmp_dir / self.blob_id
         self._f = os.fdopen(os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
-        self._md5 = hashlib.md5()
+        self._md5 = hashlib.md5(usedforsecurity=False)  # contentProperties.md5, not security
         self._limit = limit
         self.size = 0
 
@@ -91,7 +94,9 @@ class BlobStore:
         for sub in sorted(self.root.iterdir()):
             if not (sub.is_dir() and len(sub.name) == 2):
                 continue
-            names = [e.name for e in os.scandir(sub) if e.is_file(follow_symlinks=False)]
+            # only names this store makes; anything else there is not ours to delete
+            names = [e.name for e in os.scandir(sub)
+                     if e.is_file(follow_symlinks=False) and _BLOB_ID.fullmatch(e.name)]
             if not names:
                 continue
             known = referenced(sub.name)
@@ -106,6 +111,10 @@ class BlobStore:
                     yield name
 
     def path(self, blob_id: str) -> Path:
+        # blob ids are made here (secrets.token_hex) and read back from the database, never taken
+        # from a request; the check keeps it so even if a caller got that wrong
+        if not _BLOB_ID.fullmatch(blob_id):
+            raise ValueError(f"not a blob id: {blob_id[:40]!r}")
         return self.root / blob_id[:2] / blob_id
 
     def writer(self, limit: int) -> BlobWriter:

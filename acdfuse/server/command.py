@@ -325,7 +325,7 @@ def _background(cfg: ServerConfig, args: argparse.Namespace) -> int:
     with open(log_path, "ab") as logf:
         offset = logf.tell()
         # own session: the shell's Ctrl-C or hang-up must not reach the drive
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, argv from parsed options
             _child_argv(cfg, args, w),
             stdin=subprocess.DEVNULL,
             stdout=logf,

@@ -37,7 +37,7 @@ class Faults:
     def __init__(self, settings: FaultSettings) -> None:
         self._lock = threading.Lock()
         self.settings = settings
-        self._rng = random.Random(settings.seed)
+        self._rng = random.Random(settings.seed)  # noqa: S311 - fault injection must be seedable, no secret
 
     def configure(
         self,
@@ -64,7 +64,7 @@ class Faults:
                 seed=new_seed if isinstance(new_seed, int) or new_seed is None else s.seed,
             )
             if seed is not _UNSET:
-                self._rng = random.Random(self.settings.seed)
+                self._rng = random.Random(self.settings.seed)  # noqa: S311 - as above
             return self.settings
 
     def reset(self) -> None:

@@ -283,9 +283,11 @@ def _convert(kind: str, text: str) -> object:
         return text.lower()
     if kind == "int":
         try:
-            return int(text)
+            n = int(text)
         except ValueError:
             raise _err(f"not a number: {text!r}") from None
+        # SQLite integers are 64-bit; a bound beyond them compares like the largest one
+        return max(-(2**63), min(n, 2**63 - 1))
     if kind == "date":
         try:
             return parse_date(text)

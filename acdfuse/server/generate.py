@@ -21,7 +21,7 @@ from acdfuse.server.errors import ApiError
 from acdfuse.server.util import new_etag, new_id, now_ms
 
 _BATCH = 20000
-EMPTY_MD5 = hashlib.md5(b"").hexdigest()
+EMPTY_MD5 = hashlib.md5(b"", usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ rejected upload cannot desynchronise a keep-alive connection. Downloads use ``so
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import time
 import uuid
@@ -34,6 +35,19 @@ log = logging.getLogger(__name__)
 DRAIN_SLACK = 1024 * 1024
 DRAIN_AFTER_413 = 64 * 1024 * 1024
 _BLOCK = 256 * 1024
+
+
+# Secrets that can travel in a request line: tokeninfo's ?access_token=, OAuth codes and tokens sent
+# as query parameters, and the tempLink token (a download without Authorization) in its path.
+_SECRET_QUERY = re.compile(
+    r"((?:access_token|refresh_token|code|client_secret|password)=)[^&\s\"]+", re.IGNORECASE
+)
+_SECRET_PATH = re.compile(r"(/templink/)[^?\s\"]+")
+
+
+def redact(text: str) -> str:
+    """``text`` (a request line, a log message) with the secrets it may hold replaced by ``***``."""
+    return _SECRET_PATH.sub(r"\1***", _SECRET_QUERY.sub(r"\1***", text))
 
 
 class _CutConnection(Exception):
@@ -80,11 +94,24 @@ class RequestHandler(BaseHTTPRequestHandler):
             log.debug("connection closed while flushing")
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+        log.debug("%s %s", self.address_string(), redact(format % args))
 
     def log_error(self, format: str, *args: Any) -> None:
         # e.g. request line too long or a timeout; the client got (or gets) a 4xx, nothing broke here
-        log.info("%s %s", self.address_string(), format % args)
+        log.info("%s %s", self.address_string(), redact(format % args))
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Refusals by http.server itself (a malformed request line, 414, 431, 505, an unknown method)
+        get the JSON error body every other error has, and always a status line: a garbage request
+        line leaves the version at HTTP/0.9, for which http.server sends a bare HTML page that no
+        HTTP/1.x client can parse."""
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+        self.request_id = str(uuid.uuid4())
+        self.close_connection = True
+        text = message or self.responses.get(code, ("Error", ""))[0]
+        self.log_error("code %d, message %s", code, text)
+        self._send_error(ApiError(code, text, bare=True))
 
     def do_GET(self) -> None:
         self._dispatch()

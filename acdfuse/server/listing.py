@@ -99,6 +99,32 @@ def list_nodes(
         if time.time() > float(state.get("t", 0)):
             raise bad_request("Next token is expired")
     where_sql = " AND ".join(where)
+    # one read snapshot for the count and the page: between two statements another client's upload
+    # could land, and a first page would then hold more nodes than its count says
+    conn.execute("BEGIN")
+    try:
+        count, rows, nxt = _page_rows(conn, frm, where_sql, key_col, args, order, state, limit, parent)
+    finally:
+        conn.execute("COMMIT")
+    token = None
+    if len(rows) > limit:
+        nxt.update(q=query_key, a=acc.id, c=count, t=time.time() + drive.next_token_lifetime)
+        token = encode_token(drive.token_key, nxt)
+    return Page(count, [r[1] for r in rows[:limit]], token)
+
+
+def _page_rows(  # noqa: PLR0917 - the parts of one query, computed by the caller
+    conn: Any,
+    frm: str,
+    where_sql: str,
+    key_col: str,
+    args: list[Any],
+    order: list[str],
+    state: dict[str, Any],
+    limit: int,
+    parent: str | None,
+) -> tuple[int, list[Any], dict[str, Any]]:
+    """(count, up to limit + 1 rows, the next token's position) of one page; inside a snapshot."""
     if "c" in state:
         count = int(state["c"])  # counted once, on the first page
     else:
@@ -120,8 +146,4 @@ def list_nodes(
         )
         rows = conn.execute(sql, [*args, after, limit + 1]).fetchall()
         nxt = {"k": rows[limit - 1][0] if len(rows) > limit else 0}
-    token = None
-    if len(rows) > limit:
-        nxt.update(q=query_key, a=acc.id, c=count, t=time.time() + drive.next_token_lifetime)
-        token = encode_token(drive.token_key, nxt)
-    return Page(count, [r[1] for r in rows[:limit]], token)
+    return count, rows, nxt

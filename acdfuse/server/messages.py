@@ -14,6 +14,16 @@ from acdfuse.server.errors import ApiError
 from acdfuse.server.model import Account
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json(raw: bytes | str) -> Any:
+    """``json.loads`` without Python's extensions: NaN, Infinity and -Infinity are refused (RFC 8259
+    has no such values, and a NaN or an infinite size would reach code that expects a number)."""
+    return json.loads(raw, parse_constant=_no_constant)
+
+
 @dataclass
 class Request:
     method: str
@@ -46,7 +56,7 @@ class Request:
                 return {}
             raise ApiError(400, "Request body is empty; expected a JSON object")
         try:
-            data = json.loads(raw)
+            data = strict_json(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise ApiError(400, f"Malformed JSON: {e}") from None
         if not isinstance(data, dict):

@@ -13,6 +13,8 @@ from acdfuse.server.bodies import BodyReader
 
 _BLOCK = 256 * 1024
 _MAX_HEADERS = 16 * 1024
+# bytes after the close delimiter (acd_cli writes a CRLF); more than this is not an epilogue
+_MAX_EPILOGUE = 64 * 1024
 _PARAM_RE = re.compile(r';\s*([A-Za-z0-9_*-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 
 
@@ -108,6 +110,26 @@ class MultipartReader:
             if self._eof:
                 raise MultipartError("multipart body ended inside a part")
             self._fill()
+
+    def finish(self) -> None:
+        """Read the epilogue to the end of the body (call after ``next_part`` returned None).
+
+        A body whose framing is cut short (the client promised more bytes than it sent, or a chunked
+        body lacks its last chunk) is an incomplete request even when the close delimiter came
+        through: MultipartError or BodyError here, so nothing is committed for it.
+        """
+        if not self._finished:
+            raise MultipartError("multipart body not read to its close delimiter")
+        total = len(self._buf)
+        self._buf.clear()
+        while not self._eof:
+            data = self._body.read(_BLOCK)
+            if not data:
+                self._eof = True
+                break
+            total += len(data)
+            if total > _MAX_EPILOGUE:
+                raise MultipartError("too much data after the multipart close delimiter")
 
     def next_part(self) -> Part | None:
         if self._finished:

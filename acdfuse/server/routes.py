@@ -42,7 +42,7 @@ from acdfuse.server.config import ServerConfig
 from acdfuse.server.drive import Drive, NewContent, Page
 from acdfuse.server.errors import ApiError, bad_request
 from acdfuse.server.faults import Stats
-from acdfuse.server.messages import AnyResponse, FileResponse, Request, Response, StreamResponse
+from acdfuse.server.messages import AnyResponse, FileResponse, Request, Response, StreamResponse, strict_json
 from acdfuse.server.model import EXTENSIONS_KEY, IF_MATCH_ON, ContentCondition, content_version
 from acdfuse.server.multipart import MultipartError, MultipartReader, Part, boundary_of
 from acdfuse.server.util import dumps, format_date, now_ms
@@ -406,6 +406,7 @@ class Api:
                         content = self._content_part(part)
                     else:
                         raise bad_request(f"unexpected multipart part {part.name!r}")
+                reader.finish()  # a body cut after its close delimiter is still a cut request
             except (MultipartError, BodyError) as e:
                 raise bad_request(f"Cannot read from request: {e}") from None
             if meta is None or content is None:
@@ -436,6 +437,7 @@ class Api:
                         part.read_all(MAX_METADATA_PART)  # tolerated (Duplicati sends it) and ignored
                     else:
                         raise bad_request(f"unexpected multipart part {part.name!r}")
+                reader.finish()
             except (MultipartError, BodyError) as e:
                 raise bad_request(f"Cannot read from request: {e}") from None
             if content is None:
@@ -522,7 +524,7 @@ def _positive(value: Any, name: str, default: int | None) -> int | None:
         return default
     try:
         n = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e999 parses as infinity
         raise bad_request(f"{name} must be a positive number") from None
     if n <= 0:
         raise bad_request(f"{name} must be a positive number")
@@ -531,7 +533,7 @@ def _positive(value: Any, name: str, default: int | None) -> int | None:
 
 def _parse_metadata(raw: bytes) -> dict[str, Any]:
     try:
-        meta = json.loads(raw)
+        meta = strict_json(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise bad_request(f"Malformed JSON in the metadata part: {e}") from None
     if not isinstance(meta, dict):

@@ -3,7 +3,8 @@
 The constructor does no I/O; ``start()`` opens (or creates) the data dir and serves in daemon
 threads; ``close()`` stops serving, cuts idle keep-alive connections and closes the database.
 In-process extras for tests and benchmarks: ``write_credentials``, ``generate_tree``, ``purge``,
-``forget_purged``, ``sweep_trash``, ``access_token``, ``account``, ``open_connections``.
+``forget_purged``, ``sweep_trash``, ``access_token``, ``revoke_tokens``, ``account``,
+``open_connections``.
 
 Data dir layout (private: dirs 0700, files 0600): ``drive.sqlite3`` (+ WAL) metadata,
 ``blobs/<xx>/<blob id>`` contents, ``tmp/`` uploads in flight (wiped at start), ``server.lock`` (flock:
@@ -299,6 +300,10 @@ class DriveServer:
             prefix=prefix,
         )
 
+    def revoke_tokens(self, account: str = "default", token: str | None = None) -> int:
+        """Revoke the account's tokens (or one of them): requests with them get 401 from now on."""
+        return self.auth.revoke(self.account(account).id, token)
+
     def purge(self, node_id: str, account: str = "default") -> int:
         """Purge a node (and what is reachable only through it) as the trash sweeper would."""
         return self.drive.purge(self.account(account), node_id)
@@ -321,7 +326,7 @@ _HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2
 
 
 def is_wildcard(host: str) -> bool:
-    return host in ("", "0.0.0.0", "::")
+    return host in ("", "0.0.0.0", "::")  # noqa: S104 - tells a wildcard bind apart, binds nothing
 
 
 def is_loopback(host: str) -> bool:
@@ -361,7 +366,7 @@ def advertised_url(config: ServerConfig, port: int) -> str:
     if config.public_url:
         return config.public_url.rstrip("/")
     host = config.host
-    if host in ("0.0.0.0", ""):
+    if host in ("0.0.0.0", ""):  # noqa: S104 - a wildcard bind is advertised as loopback
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"

@@ -28,7 +28,7 @@ def new_id() -> str:
 
 def is_valid_id(value: str) -> bool:
     # every id from a URL or a body goes through this before it reaches SQL or the file system
-    return bool(ID_RE.match(value))
+    return bool(ID_RE.fullmatch(value))  # fullmatch: "$" alone would let a trailing newline through
 
 
 def new_etag() -> str:

@@ -90,6 +90,27 @@ StagedRow = tuple[str, "str | None", str, str, int, "str | None", int, int,
 
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_-]+")
+# SQLite integers are signed 64-bit; a size or version beyond that is no real node
+_MAX_INT = 2**63 - 1
+
+
+def _count(value: Any) -> int:
+    """A size or version: a non-negative integer (a numeric string is taken, as before) that SQLite can
+    store; anything else (negative, fractional, infinite, beyond 64 bits) raises ValueError."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"not an integer: {value!r:.40}")
+    n = int(value)
+    if not 0 <= n <= _MAX_INT:
+        raise ValueError(f"out of range: {value!r:.40}")
+    return n
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is not None and type(value) is not str:
+        raise TypeError(f"not a string: {value!r:.40}")
+    return value
 
 
 def _parents_json(parents: list[str]) -> str:
@@ -113,9 +134,9 @@ def staged_row(node: Mapping[str, Any]) -> StagedRow:
             raise TypeError
         props = node.get("properties")
         if content:
-            size = int(content.get("size") or 0)
-            md5 = content.get("md5")
-            content_version = int(content.get("version") or 0)
+            size = _count(content.get("size"))
+            md5 = _optional_text(content.get("md5"))
+            content_version = _count(content.get("version"))
         else:
             size, md5, content_version = 0, None, 0
         return (
@@ -126,14 +147,14 @@ def staged_row(node: Mapping[str, Any]) -> StagedRow:
             size,
             md5,
             content_version,
-            int(node.get("version") or 0),
-            node.get("createdDate"),
-            node.get("modifiedDate"),
+            _count(node.get("version")),
+            _optional_text(node.get("createdDate")),
+            _optional_text(node.get("modifiedDate")),
             1 if node.get("isRoot") else 0,
             _parents_json(parents),
             json.dumps(props) if isinstance(props, Mapping) and props else None,
         )
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         raise MalformedChange(f"malformed node in change set: {node!r:.300}") from None
 
 
