@@ -364,6 +364,9 @@ def run_foreground(opts: Options, dirs: ClientDirs) -> int:
     except BlockingIOError:
         os.close(lock_fd)
         return _fail(f"another acdfuse process is mounting {opts.mountpoint} right now")
+    except OSError as exc:      # a run dir that is not this user's alone, or not writable
+        os.close(lock_fd)
+        return _fail(f"cannot use the run dir {opts.run_dir}: {exc}")
     # a terminal gets warnings too; a background mount's stderr is a file nobody rotates
     on_tty = sys.stderr.isatty()
     setup_logging(opts.log_file, opts.debug, to_stderr=on_tty)

@@ -103,8 +103,9 @@ def spawn_and_wait(argv: list[str], record: MountRecord, stderr_path: Path,
     # what this child says starts at ``start``
     with open(stderr_path, "ab") as errf:
         start = errf.tell()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
-                                start_new_session=True)
+        # argv is this interpreter and our own flags, never a shell string
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,  # noqa: S603
+                                stderr=errf, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code = proc.poll()
@@ -145,12 +146,15 @@ def unmount(mountpoint: Path, lazy: bool = False) -> tuple[bool, str]:
             exe = shutil.which(tool)
             if exe is None:
                 continue
-            proc = subprocess.run([exe, *flag, target], capture_output=True, text=True, check=False)
+            proc = subprocess.run([exe, *flag, target],  # noqa: S603 (a full path from which(); no shell)
+                                  capture_output=True, text=True, check=False)
             if proc.returncode == 0:
                 return True, ""
             errors.append(proc.stderr.strip() or f"{tool} exited with {proc.returncode}")
-    if os.geteuid() == 0 and shutil.which("umount"):
-        proc = subprocess.run(["umount", target], capture_output=True, text=True, check=False)
+    umount = shutil.which("umount")
+    if os.geteuid() == 0 and umount:
+        proc = subprocess.run([umount, target],  # noqa: S603 (a full path from which(); no shell)
+                              capture_output=True, text=True, check=False)
         if proc.returncode == 0:
             return True, ""
         errors.append(proc.stderr.strip())

@@ -91,7 +91,8 @@ def write_state(paths: EmbeddedPaths, state: ServerState) -> None:
 def answers(base_url: str, timeout: float = 1.0) -> bool:
     """Whether an HTTP server answers at base_url (any status counts: 401 means it is up)."""
     try:
-        with urllib.request.urlopen(f"{base_url}/drive/v1/account/endpoint", timeout=timeout):
+        # base_url is the http://127.0.0.1:PORT we started the server on, never user input
+        with urllib.request.urlopen(f"{base_url}/drive/v1/account/endpoint", timeout=timeout):  # noqa: S310
             return True
     except urllib.error.HTTPError:
         return True
@@ -186,7 +187,8 @@ def _start_once(paths: EmbeddedPaths, port: int) -> ServerState:
     ]
     with open(paths.log, "ab") as logf:
         # own session: a Ctrl-C meant for the mount's terminal must not kill the drive under it
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+        # argv is this interpreter and our own flags, never a shell string
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,  # noqa: S603
                                 start_new_session=True)
     state = ServerState(proc.pid, port)
     # recorded at once, not when it answers: if this process is killed while it waits, the next one to

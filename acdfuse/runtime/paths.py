@@ -67,7 +67,8 @@ class ClientDirs:
     @classmethod
     def from_xdg(cls, xdg: XdgDirs) -> ClientDirs:
         # without XDG_RUNTIME_DIR (a su shell, cron) a per-user dir under /tmp, made 0700 on first use
-        run_base = xdg.runtime_dir or Path(f"/tmp/acdfuse-{os.getuid()}")
+        # (pidfiles.MountRecord refuses it when it is not this user's alone)
+        run_base = xdg.runtime_dir or Path(f"/tmp/acdfuse-{os.getuid()}")  # noqa: S108
         return cls(config_dir=xdg.config_home / "acdfuse",
                    cache_root=xdg.cache_home / "acdfuse",
                    run_dir=run_base / "acdfuse",
@@ -77,7 +78,7 @@ class ClientDirs:
         # one cache per drive, so two accounts never share a mirror
         if embedded:
             return self.cache_root / "embedded"
-        digest = hashlib.sha1(str(cdir).encode()).hexdigest()[:12]
+        digest = hashlib.sha1(str(cdir).encode(), usedforsecurity=False).hexdigest()[:12]  # a dir name
         return self.cache_root / f"drive-{digest}"
 
 

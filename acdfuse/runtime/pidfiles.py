@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -56,12 +57,22 @@ class MountRecord:
     def __init__(self, run_dir: Path, mountpoint: Path) -> None:
         self._run_dir = run_dir
         self.mountpoint = mountpoint
-        digest = hashlib.sha1(str(mountpoint.resolve()).encode()).hexdigest()[:16]
+        # a file name, not a secret
+        digest = hashlib.sha1(str(mountpoint.resolve()).encode(), usedforsecurity=False).hexdigest()[:16]
         self.pid_file = run_dir / f"mount-{digest}.pid"
         self.lock_file = run_dir / f"mount-{digest}.lock"
 
     def _make_run_dir(self) -> None:
         self._run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Without XDG_RUNTIME_DIR the run dir lies under /tmp, where another user could have made it
+        # (or its parent) first and so control our pid and lock files: refuse any dir not ours alone.
+        for d in (self._run_dir, self._run_dir.parent):
+            st = d.lstat()
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                raise PermissionError(
+                    f"the run dir {d} is not a directory that only this user may change "
+                    f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}); remove it or set "
+                    f"XDG_RUNTIME_DIR")
 
     def lock(self) -> int:
         """Hold the mount point's lock for this process's life (returns its fd); BlockingIOError when
