@@ -19,6 +19,17 @@ from typing import Any
 from acdfuse.common.locks import lock_held, take_lock
 from acdfuse.common.xdg import XdgDirs
 from acdfuse.runtime import daemon, embedded
+from acdfuse.runtime.config import (
+    CONFIG_NAME,
+    SETTINGS,
+    ConfigError,
+    format_size,
+    load_config,
+    parse_o_options,
+    parse_octal,
+    parse_size,
+    positive_float,
+)
 from acdfuse.runtime.logsetup import setup_logging
 from acdfuse.runtime.notice import forget_first_sync_notice, read_first_sync_notice
 from acdfuse.runtime.options import Options
@@ -32,51 +43,6 @@ BACKGROUND_MOUNT_TIMEOUT = 300.0   # the first sync of a big drive happens befor
 UNMOUNT_WAIT = 60.0
 
 # ----- command line ---------------------------------------------------------------------------
-
-_SIZE_UNITS = (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10))
-
-
-def parse_size(text: str) -> int:
-    """Bytes from '512M', '4G', '1048576', '64KiB' style sizes."""
-    value = text.strip().upper().removesuffix("IB").removesuffix("B")
-    factor = 1
-    for suffix, mult in _SIZE_UNITS:
-        if value.endswith(suffix):
-            value, factor = value[:-1], mult
-            break
-    try:
-        number = float(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 512M, 4G)") from exc
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"size must not be negative: {text!r}")
-    return int(number * factor)
-
-
-def format_size(size: int) -> str:
-    """'256M' for 256 MiB: the largest unit that divides ``size``, as parse_size reads it back."""
-    for suffix, mult in _SIZE_UNITS:
-        if size and size % mult == 0:
-            return f"{size // mult}{suffix}"
-    return str(size)
-
-
-def parse_octal(text: str) -> int:
-    try:
-        return int(text, 8)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an octal mask: {text!r}") from exc
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
 
 def add_arguments(name: str, subparsers: Any) -> None:
     if name == "mount":
@@ -115,10 +81,17 @@ where things are:
 
 
 def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
-    # every default comes from Options (and through it from ReaderOptions): defined once
+    # every default comes from Options (and through it from ReaderOptions): defined once. The flags
+    # themselves default to None, so build_options knows which were given: a given flag beats -o,
+    # which beats the config file, which beats the default.
     d = Options
     p.add_argument("mountpoint", type=Path,
                    help="the directory to mount on (created when missing and its parent exists)")
+    p.add_argument("--config", type=Path, metavar="FILE", dest="config_file",
+                   help=f"config file with defaults for these options (default: $XDG_CONFIG_HOME/acdfuse/"
+                        f"{CONFIG_NAME}, used when it exists)")
+    # the background child gets every setting spelled out and must not add the file's fuse_options again
+    p.add_argument("--no-config", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--config-dir", type=Path, metavar="CDIR",
                    help="client config dir with oauth_data/endpoint_data (default: "
                         "$XDG_CONFIG_HOME/acdfuse; if it holds no account, the bundled drive is used)")
@@ -126,29 +99,31 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    help="node mirror, chunk cache and log (default: one per drive under "
                         "$XDG_CACHE_HOME/acdfuse; a second mount of the same drive needs its own)")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
-    p.add_argument("--read-only", action="store_true",
+    p.add_argument("--read-only", action="store_true", default=None,
                    help="mount read-only (for now every mount is: writing is not implemented yet, "
                         "changes get EROFS)")
-    p.add_argument("--interval", type=positive_float, default=d.interval, metavar="SECONDS",
+    p.add_argument("--interval", type=positive_float, metavar="SECONDS",
                    help=f"seconds between background syncs (default {d.interval:g}); SIGUSR1 syncs at once")
-    p.add_argument("--allow-other", action="store_true", help="let other users access the mount")
+    p.add_argument("--allow-other", action="store_true", default=None,
+                   help="let other users access the mount")
     p.add_argument("--uid", type=int, help="owner of all files (default: you)")
     p.add_argument("--gid", type=int, help="group of all files (default: yours)")
-    p.add_argument("--umask", type=parse_octal, default=d.umask, metavar="M",
-                   help=f"octal (default {d.umask:03o})")
+    p.add_argument("--umask", type=parse_octal, metavar="M", help=f"octal (default {d.umask:03o})")
     p.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPTS",
-                   help="extra FUSE mount options, comma separated (repeatable)")
-    p.add_argument("--memory-cache", type=parse_size, default=d.memory_cache, metavar="SIZE",
+                   help="options, comma separated (repeatable), as with sshfs: KEY=VALUE for any option "
+                        "of the config file (e.g. -o interval=30,cache_size=8G,ro); anything else "
+                        "goes to libfuse")
+    p.add_argument("--memory-cache", type=parse_size, metavar="SIZE",
                    help=f"memory chunk cache budget (default {format_size(d.memory_cache)})")
-    p.add_argument("--cache-size", type=parse_size, default=d.cache_size, metavar="SIZE",
+    p.add_argument("--cache-size", type=parse_size, metavar="SIZE",
                    help=f"disk chunk cache budget (default {format_size(d.cache_size)})")
-    p.add_argument("--read-ahead", type=parse_size, default=d.read_ahead, metavar="SIZE",
+    p.add_argument("--read-ahead", type=parse_size, metavar="SIZE",
                    help=f"largest read-ahead window per file (default {format_size(d.read_ahead)})")
-    p.add_argument("--streams", type=int, default=d.streams, metavar="N",
+    p.add_argument("--streams", type=int, metavar="N",
                    help=f"concurrent range requests of a read-ahead (default {d.streams})")
-    p.add_argument("--timeout", type=positive_float, default=d.timeout, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                    help=f"an uncached read fails with EIO after this long (default {d.timeout:g})")
-    p.add_argument("--debug", action="store_true", help="verbose log")
+    p.add_argument("--debug", action="store_true", default=None, help="verbose log")
     p.set_defaults(run=run_mount)
 
 
@@ -158,10 +133,35 @@ def has_account(cdir: Path) -> bool:
     return (cdir / "oauth_data").is_file()
 
 
-def resolve_drive(args: argparse.Namespace, dirs: ClientDirs) -> tuple[Path, bool]:
+def config_file(args: argparse.Namespace, dirs: ClientDirs) -> Path | None:
+    """The config file this mount reads: --config FILE, else the default one (None: --no-config)."""
+    if getattr(args, "no_config", False):
+        return None
+    if getattr(args, "config_file", None) is not None:
+        return Path(args.config_file).expanduser()
+    return dirs.config_dir / CONFIG_NAME
+
+
+def mount_settings(args: argparse.Namespace, dirs: ClientDirs) -> dict[str, Any]:
+    """The settings of this mount by precedence: config file < -o < flags. Raises ConfigError."""
+    path = config_file(args, dirs)
+    settings = load_config(path) if path is not None else {}
+    if path is not None and args.config_file is not None and not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    from_o, fuse = parse_o_options(args.fuse_options)
+    settings["fuse_options"] = (*settings.get("fuse_options", ()), *fuse)
+    settings.update(from_o)
+    for name in SETTINGS:
+        value = getattr(args, name, None)
+        if name != "fuse_options" and value is not None:
+            settings[name] = value
+    return settings
+
+
+def resolve_drive(settings: dict[str, Any], dirs: ClientDirs) -> tuple[Path, bool]:
     """(config dir, embedded?) — the bundled drive when no config dir is given and none is set up."""
-    if args.config_dir is not None:
-        cdir = args.config_dir.expanduser().resolve()
+    if settings.get("config_dir") is not None:
+        cdir = Path(settings["config_dir"]).expanduser().resolve()
         # the bundled drive's own client config (which `mount` names when it starts it): a mount of it
         # must count as one of the bundled server's users, or unmounting another mount stops the server
         # under it
@@ -172,38 +172,28 @@ def resolve_drive(args: argparse.Namespace, dirs: ClientDirs) -> tuple[Path, boo
 
 
 def build_options(args: argparse.Namespace, dirs: ClientDirs) -> Options:
-    cdir, is_embedded = resolve_drive(args, dirs)
-    cache_dir = (args.cache_dir.expanduser().resolve() if args.cache_dir is not None
-                 else dirs.default_cache_dir(cdir, is_embedded))
-    extra: list[str] = []
-    for group in args.fuse_options:
-        extra.extend(o.strip() for o in group.split(",") if o.strip())
+    """The one Options of this mount, from the config file, -o and the flags. Raises ConfigError."""
+    settings = mount_settings(args, dirs)
+    cdir, is_embedded = resolve_drive(settings, dirs)
+    cache_dir = settings.pop("cache_dir", None)
+    settings.pop("config_dir", None)
+    if "streams" in settings:
+        settings["streams"] = max(1, settings["streams"])
     return Options(
         mountpoint=args.mountpoint.expanduser().resolve(),
         config_dir=cdir,
-        cache_dir=cache_dir,
+        cache_dir=(Path(cache_dir).expanduser().resolve() if cache_dir is not None
+                   else dirs.default_cache_dir(cdir, is_embedded)),
         run_dir=dirs.run_dir,
         foreground=args.foreground,
-        read_only=args.read_only,
-        interval=args.interval,
-        allow_other=args.allow_other,
-        uid=os.getuid() if args.uid is None else args.uid,
-        gid=os.getgid() if args.gid is None else args.gid,
-        umask=args.umask,
-        fuse_options=tuple(extra),
-        memory_cache=args.memory_cache,
-        cache_size=args.cache_size,
-        read_ahead=args.read_ahead,
-        streams=max(1, args.streams),
-        timeout=args.timeout,
-        debug=args.debug,
         embedded=dirs.bundled if is_embedded else None,
+        **settings,
     )
 
 
 def child_argv(opts: Options) -> list[str]:
     """The foreground command a background mount runs: every setting spelled out."""
-    argv = [sys.executable, "-m", "acdfuse", "mount", str(opts.mountpoint), "--foreground",
+    argv = [sys.executable, "-m", "acdfuse", "mount", str(opts.mountpoint), "--foreground", "--no-config",
             "--cache-dir", str(opts.cache_dir), "--interval", str(opts.interval),
             "--uid", str(opts.uid), "--gid", str(opts.gid), "--umask", f"{opts.umask:o}",
             "--memory-cache", str(opts.memory_cache), "--cache-size", str(opts.cache_size),
@@ -229,7 +219,10 @@ def _fail(message: str) -> int:
 
 def run_mount(args: argparse.Namespace, xdg: XdgDirs) -> int:
     dirs = ClientDirs.from_xdg(xdg)
-    opts = build_options(args, dirs)
+    try:
+        opts = build_options(args, dirs)
+    except ConfigError as exc:
+        return _fail(str(exc))
     mnt = opts.mountpoint
     record = MountRecord(opts.run_dir, mnt)
     if daemon.is_mounted(mnt):
