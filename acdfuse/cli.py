@@ -24,6 +24,8 @@ COMMANDS = {
     "serve": "acdfuse.server.command",
     "mount": "acdfuse.cli_mount",
     "umount": "acdfuse.cli_mount",
+    "status": "acdfuse.cli_control",
+    "sync": "acdfuse.cli_control",
 }
 
 

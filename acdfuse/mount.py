@@ -15,10 +15,16 @@ Tests build the real stack with ``build`` and call ``stack.ops`` directly (tests
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
-from collections.abc import Callable
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from acdfuse.api.client import ACDClient
 from acdfuse.api.common import RequestError, credentials_refused, is_offline
@@ -28,6 +34,7 @@ from acdfuse.fs.binding import MountRefused, mount_options, serve
 from acdfuse.fs.errors import to_errno
 from acdfuse.fs.operations import DriveOperations
 from acdfuse.runtime import embedded
+from acdfuse.runtime.control import ControlServer, SyncProgress
 from acdfuse.runtime.notice import FirstSyncReport, refused_message
 from acdfuse.runtime.options import Options
 from acdfuse.runtime.paths import EmbeddedPaths
@@ -41,6 +48,13 @@ from acdfuse.vfs.readstats import log_read_stats
 log = logging.getLogger(__name__)
 
 UNMOUNT_SYNC_WAIT = 5.0            # at unmount, how long a running sync may still take
+SYNC_REQUEST_WAIT = 3600.0         # how long `acdfuse sync` may wait for its sync (a first big sync)
+PROGRESS_EVERY = 0.5               # seconds between the progress lines of `acdfuse sync`
+
+
+def no_pending() -> dict[str, object]:
+    """The pending uploads of a mount without a write side: none."""
+    return {"count": 0, "bytes": 0, "failures": []}
 
 # Whether the FUSE operations can change the drive. Until the write side sets this, every mount is
 # read-only in the mount table and in its modes, with or without --read-only. Not just honesty: on a
@@ -67,11 +81,67 @@ class Stack:
     ops: DriveOperations
     sync_loop: SyncLoop
     first_sync: FirstSyncReport
+    progress: SyncProgress = field(default_factory=SyncProgress)
+    # the write side fills this slot: {"count", "bytes", "failures": [{"path", "reason"}...]}
+    pending_stats: Callable[[], dict[str, object]] = no_pending
+    first_synced_at: float | None = None    # the sync before the mount, which the loop did not run
     _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
     def sync(self) -> SyncResult:
         """One sync of the mirror with the server's changes (what the sync loop runs)."""
-        return _sync(self.store, self.client)
+        return _sync(self.store, self.client, self.progress)
+
+    def status(self) -> dict[str, object]:
+        """What `acdfuse status` shows: account, quota, mirror, last sync, cache, pending, options."""
+        opts = self.opts
+        total, available = self.quota.sizes()
+        loop = self.sync_loop
+        error = loop.last_error
+        stats = self.reader.stats()
+        looked_up = stats["hits"] + stats["disk_hits"] + stats["misses"]
+        return {
+            "mountpoint": str(opts.mountpoint), "pid": os.getpid(),
+            "account": {"config_dir": str(opts.config_dir), "server": client_base(self.client),
+                        "bundled_drive": opts.embedded is not None},
+            "quota": {"total": total, "available": available, "used": max(0, total - available)},
+            "nodes": self.store.count(),
+            "last_sync": ({"at": loop.last_sync_at, "state": loop.state, "syncs": loop.syncs,
+                           "error": None if error is None else str(error)}
+                          if loop.last_sync_at is not None or self.first_synced_at is None else
+                          {"at": self.first_synced_at, "state": "online", "syncs": 1, "error": None}),
+            "cache": {"disk_bytes": stats["disk_bytes"], "disk_chunks": stats["disk_chunks"],
+                      "memory_bytes": stats["memory_bytes"], "reads": stats["reads"],
+                      "hit_rate": (stats["hits"] + stats["disk_hits"]) / looked_up if looked_up else None},
+            "pending": self.pending_stats(),
+            "options": options_dict(opts),
+        }
+
+    def serve_control(self, request: dict[str, object],
+                      emit: Callable[[dict[str, object]], None]) -> dict[str, object]:
+        """A control socket request (runtime/control.py): "status", or "sync" with progress lines."""
+        if request.get("op") == "status":
+            return {"ok": True, "status": self.status()}
+        done = threading.Event()
+
+        def report() -> None:
+            while not done.wait(PROGRESS_EVERY):
+                nodes, seconds = self.progress.snapshot()
+                emit({"progress": {"nodes": nodes, "seconds": round(seconds, 3)}})
+
+        reporter = threading.Thread(target=report, name="acdfuse-sync-progress", daemon=True)
+        reporter.start()
+        try:
+            finished = self.sync_loop.sync_and_wait(SYNC_REQUEST_WAIT)
+        finally:
+            done.set()
+            reporter.join()
+        nodes, seconds = self.progress.snapshot()
+        error = self.sync_loop.last_error
+        if not finished:
+            return {"ok": False, "error": "the mount is shutting down or the sync did not end"}
+        return {"ok": error is None, "state": self.sync_loop.state, "nodes": nodes,
+                "seconds": round(seconds, 3), "error": None if error is None else str(error),
+                "total_nodes": self.store.count()}
 
     def start(self) -> None:
         """Open the mirror, sync it first when empty, start the threads.
@@ -100,6 +170,7 @@ class Stack:
                 raise MountError(f"the local mirror is empty and its first sync failed (see "
                                  f"{opts.log_file}): {exc}") from exc
             synced_before_mount = True
+            self.first_synced_at = time.time()
             self.first_sync.synced()
         self.reader.start()
         self._exit.callback(self.reader.close)
@@ -146,7 +217,9 @@ def build(opts: Options, say: Callable[[str], None] | None = None) -> Stack:
     quota = QuotaCache()
     first_sync = FirstSyncReport(opts, say)
 
-    loop = SyncLoop(functools.partial(_sync, store, client), fetch_quota=client.fs_sizes, quota=quota,
+    progress = SyncProgress()
+    loop = SyncLoop(functools.partial(_sync, store, client, progress), fetch_quota=client.fs_sizes,
+                    quota=quota,
                     interval=opts.interval, quota_interval=opts.quota_interval,
                     on_first=first_sync.first_sync_done)
 
@@ -162,11 +235,34 @@ def build(opts: Options, say: Callable[[str], None] | None = None) -> Stack:
     ops = DriveOperations(store, reader, quota, owner)
     loop.add_listener(functools.partial(_after_sync, ops))
     return Stack(opts=opts, client=client, store=store, fetch=fetch, reader=reader, quota=quota, ops=ops,
-                 sync_loop=loop, first_sync=first_sync)
+                 sync_loop=loop, first_sync=first_sync, progress=progress)
 
 
-def _sync(store: NodeStore, client: ACDClient) -> SyncResult:
-    return store.sync(client.get_changes)
+def _sync(store: NodeStore, client: ACDClient, progress: SyncProgress) -> SyncResult:
+    progress.begin()
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        # nodes read from the stream, for the progress of `acdfuse sync`
+        for changeset in client.get_changes(*args, **kwargs):
+            progress.add(len(changeset.nodes) + len(changeset.purged_nodes))
+            yield changeset
+
+    return store.sync(counted)
+
+
+def options_dict(opts: Options) -> dict[str, object]:
+    """The mount's options as JSON values (paths as text), for `acdfuse status`."""
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(opts):
+        value = getattr(opts, f.name)
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        elif f.name == "embedded":
+            value = None if value is None else str(value.root)
+        out[f.name] = value
+    return out
 
 
 def _after_sync(ops: DriveOperations, result: SyncResult) -> None:
@@ -210,10 +306,25 @@ def run(opts: Options, say: Callable[[str], None] | None = None) -> int:
         record = MountRecord(opts.run_dir, opts.mountpoint)
         record.write_pid(embedded=opts.embedded is not None)
         exit_stack.callback(record.remove)
+        _serve_control(exit_stack, stack, record)
         log.info("mounting %s (config %s, cache %s)", opts.mountpoint, opts.config_dir, opts.cache_dir)
         mount(stack)
         log.info("unmounted %s", opts.mountpoint)
     return 0
+
+
+def _serve_control(exit_stack: contextlib.ExitStack, stack: Stack, record: MountRecord) -> None:
+    """The control socket of `acdfuse status`/`sync`, beside the pid file, while the mount lives."""
+    server = ControlServer(record.control_socket, {"status": stack.serve_control,
+                                                   "sync": stack.serve_control})
+    try:
+        server.start()
+    except OSError as exc:
+        # the mount itself works without it; status and sync say they cannot reach it
+        log.warning("no control socket at %s (acdfuse status/sync will not reach this mount): %s",
+                    record.control_socket, exc)
+        return
+    exit_stack.callback(server.close)
 
 
 def _use_embedded_server(exit_stack: contextlib.ExitStack, paths: EmbeddedPaths, opts: Options) -> None:

@@ -61,6 +61,21 @@ class MountRecord:
         digest = hashlib.sha1(str(mountpoint.resolve()).encode(), usedforsecurity=False).hexdigest()[:16]
         self.pid_file = run_dir / f"mount-{digest}.pid"
         self.lock_file = run_dir / f"mount-{digest}.lock"
+        # the mount's control socket (runtime/control.py): `acdfuse status` and `acdfuse sync`
+        self.control_socket = run_dir / f"mount-{digest}.sock"
+
+    @classmethod
+    def all(cls, run_dir: Path) -> list[MountRecord]:
+        """The mounts of this user that left a pid file in the run dir, by mount point."""
+        records = []
+        for pid_file in sorted(run_dir.glob("mount-*.pid")):
+            try:
+                lines = pid_file.read_text().splitlines()
+            except OSError:
+                continue        # removed meanwhile: that mount ended
+            if len(lines) > 1 and lines[1].strip():
+                records.append(cls(run_dir, Path(lines[1].strip())))
+        return sorted(records, key=lambda r: str(r.mountpoint))
 
     def _make_run_dir(self) -> None:
         self._run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

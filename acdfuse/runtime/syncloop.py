@@ -14,6 +14,7 @@ It lives in runtime/, not fs/ or store/: it owns a thread and a process-wide sig
 composition root may start. The store only knows how to apply one batch of changes.
 
 Lock order: SyncLoop._lock is a leaf guarding the sync state and the quota tuple; no I/O under it.
+``_rounds_done`` is a Condition on that same lock (``acdfuse sync`` waits on it for a round to end).
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ class SyncLoop:
         self._lock = threading.Lock()
         self._state: SyncState | None = None    # None until the first sync ended
         self.syncs = 0          # completed syncs, for tests and logs
+        # rounds ended (either way) and whether one runs: what sync_and_wait waits for
+        self._rounds_done = threading.Condition(self._lock)
+        self._rounds = 0
+        self._running = False
+        self.last_sync_at: float | None = None     # wall clock time the last round ended
 
     @property
     def state(self) -> SyncState | None:
@@ -124,6 +130,8 @@ class SyncLoop:
         mirror keeps its last complete sync: a sync is all-or-nothing).
         """
         self._stop.set()
+        with self._rounds_done:
+            self._rounds_done.notify_all()      # an `acdfuse sync` waiting now gets its answer
         thread = self._thread
         if thread is not None and thread.ident is not None and thread.is_alive():
             signal.pthread_kill(thread.ident, SYNC_SIGNAL)   # wakes sigtimedwait at once
@@ -139,8 +147,34 @@ class SyncLoop:
         if thread is not None and thread.ident is not None and thread.is_alive():
             signal.pthread_kill(thread.ident, SYNC_SIGNAL)
 
+    def sync_and_wait(self, timeout: float) -> bool:
+        """Ask for a sync and wait until a round that began after the request has ended (any outcome;
+        see ``state`` and ``last_error``). False when the loop is not running or the wait timed out."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return False
+        with self._rounds_done:
+            # a round running now may have read the changes before the request: wait for the next one
+            target = self._rounds + (2 if self._running else 1)
+        self.request_sync()
+        with self._rounds_done:
+            return self._rounds_done.wait_for(lambda: self._rounds >= target or self._stop.is_set(),
+                                              timeout) and self._rounds >= target
+
     def run_once(self) -> bool:
         """One sync plus, when due, a quota refresh. Returns whether the server answered."""
+        with self._rounds_done:
+            self._running = True
+        try:
+            return self._run_once()
+        finally:
+            with self._rounds_done:
+                self._running = False
+                self._rounds += 1
+                self.last_sync_at = time.time()
+                self._rounds_done.notify_all()
+
+    def _run_once(self) -> bool:
         try:
             result = self._sync()
         except Exception as exc:  # a failed sync keeps the old mirror; the next round retries
