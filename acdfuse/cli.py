@@ -26,6 +26,7 @@ COMMANDS = {
     "umount": "acdfuse.cli_mount",
     "status": "acdfuse.cli_control",
     "sync": "acdfuse.cli_control",
+    "cache": "acdfuse.cli_control",
 }
 
 

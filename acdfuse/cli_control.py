@@ -1,25 +1,32 @@
-"""``acdfuse status`` and ``acdfuse sync``: ask a running mount through its control socket.
+"""``acdfuse status``, ``acdfuse sync`` and ``acdfuse cache``: ask a running mount through its control
+socket, or manage a cache dir no mount uses.
 
 Each mount serves a unix socket in the run dir (runtime/control.py, beside its pid file). ``status``
 prints what the mount reports (``--json`` as it came); with no mount point, every mount of this user
 that left a pid file. ``sync`` asks for a sync and returns when it has ended, with a progress bar in
-nodes per second on a terminal.
+nodes per second on a terminal. ``cache prune|clear`` shrinks or empties the chunk cache of a cache
+dir: through the mount's socket when a mount uses it, else directly while holding the cache dir's lock
+(so no mount starts meanwhile). Only the read cache's chunk files are touched: the node mirror, the
+log, and whatever the write side keeps beside them (its journal and spool) are not.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from acdfuse.common.locks import take_lock
 from acdfuse.common.xdg import XdgDirs
-from acdfuse.runtime.config import format_size
+from acdfuse.runtime.config import BadValue, format_size, parse_size
 from acdfuse.runtime.control import ControlError, request
 from acdfuse.runtime.paths import ClientDirs
 from acdfuse.runtime.pidfiles import MountRecord, pid_alive
+from acdfuse.vfs.diskcache import open_offline
 
 STATUS_TIMEOUT = 30.0
 SYNC_TIMEOUT = 3700.0       # the mount gives up after an hour (mount.SYNC_REQUEST_WAIT)
@@ -46,6 +53,22 @@ def add_arguments(name: str, subparsers: Any) -> None:
         p.add_argument("mountpoint", type=Path, nargs="?", help="the mount (default: the only one)")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
         p.set_defaults(run=run_sync)
+    elif name == "cache":
+        p = subparsers.add_parser(
+            "cache", help="prune or clear the chunk cache",
+            description="Shrink (prune --size SIZE, least recently used first) or empty (clear) the disk "
+                        "chunk cache of a mount's cache dir. A mount using that cache dir does it itself "
+                        "(asked through its control socket); otherwise the cache dir is locked meanwhile. "
+                        "Only cached chunks of the drive's content go: the node mirror, the log and data "
+                        "not yet uploaded are never touched.",
+            epilog="exit status: 0 done; 1 no such cache or the mount did not answer")
+        p.add_argument("action", choices=("prune", "clear"))
+        p.add_argument("target", type=Path, nargs="?", metavar="MOUNTPOINT|CACHE_DIR",
+                       help="a mount point of a running mount, or a cache dir (default: the default "
+                            "cache dir of the configured drive, or of the bundled drive)")
+        p.add_argument("--size", type=parse_size, metavar="SIZE",
+                       help="prune: what the chunk cache may keep (e.g. 1G)")
+        p.set_defaults(run=run_cache)
     else:
         raise ValueError(f"acdfuse.cli_control has no sub-command {name!r}")
 
@@ -161,3 +184,79 @@ def run_sync(args: argparse.Namespace, xdg: XdgDirs) -> int:
     print(f"acdfuse: synced {record.mountpoint}: {answer['nodes']} changes read in "
           f"{answer['seconds']:.1f} s, {answer['total_nodes']} nodes")
     return 0
+
+
+# ----- cache ------------------------------------------------------------------------------------
+
+def _default_cache_dir(dirs: ClientDirs) -> Path:
+    # what `acdfuse mount` uses with no flags (cli_mount.resolve_drive): the configured account's, else
+    # the bundled drive's
+    if (dirs.config_dir / "oauth_data").is_file():
+        return dirs.default_cache_dir(dirs.config_dir, embedded=False)
+    return dirs.default_cache_dir(dirs.bundled.cdir, embedded=True)
+
+
+def _mount_using(dirs: ClientDirs, cache_dir: Path) -> MountRecord | None:
+    """The live mount whose cache dir is ``cache_dir``, asked through the control sockets."""
+    for record in MountRecord.all(dirs.run_dir):
+        if not _alive(record):
+            continue
+        try:
+            status = _ask(record, {"op": "status"}, STATUS_TIMEOUT)["status"]
+        except ControlError:
+            continue
+        if Path(status["options"]["cache_dir"]) == cache_dir:
+            return record
+    return None
+
+
+def run_cache(args: argparse.Namespace, xdg: XdgDirs) -> int:
+    dirs = ClientDirs.from_xdg(xdg)
+    if args.action == "prune" and args.size is None:
+        print("acdfuse cache: prune needs --size SIZE (e.g. --size 1G); clear empties it", file=sys.stderr)
+        return 1
+    size = 0 if args.action == "clear" else int(args.size)
+    target = args.target.expanduser().resolve() if args.target is not None else None
+    record = MountRecord(dirs.run_dir, target) if target is not None else None
+    if record is None or not _alive(record):
+        cache_dir = target if target is not None else _default_cache_dir(dirs)
+        if not (cache_dir / "chunks").is_dir() and not (cache_dir / "lock").exists():
+            print(f"acdfuse cache: {cache_dir} is neither a running mount nor a cache dir", file=sys.stderr)
+            return 1
+        record = _mount_using(dirs, cache_dir)
+        if record is None:
+            return _offline(cache_dir, size)
+    try:
+        answer = _ask(record, {"op": "cache", "size": size}, STATUS_TIMEOUT)
+    except ControlError as exc:
+        print(f"acdfuse cache: {exc}", file=sys.stderr)
+        return 1
+    print(f"acdfuse: {record.mountpoint}: dropped {answer['dropped']} chunks, "
+          f"{format_size(answer['disk_bytes'])} cached on disk")
+    return 0
+
+
+def _offline(cache_dir: Path, size: int) -> int:
+    try:
+        lock_fd = take_lock(cache_dir / "lock")
+    except BlockingIOError:
+        # a mount holds it but did not answer on its socket (starting, or from another run dir)
+        print(f"acdfuse cache: {cache_dir} is in use by a mount that does not answer; try again once it "
+              f"is mounted, or unmount it first", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"acdfuse cache: cannot lock {cache_dir}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        cache = open_offline(cache_dir / "chunks")
+        if cache is None:
+            print(f"acdfuse: {cache_dir}: no chunks cached")
+            return 0
+        dropped = cache.prune(size)
+        print(f"acdfuse: {cache_dir}: dropped {dropped} chunks, {format_size(cache.used)} cached on disk")
+        return 0
+    except (OSError, BadValue) as exc:
+        print(f"acdfuse cache: {cache_dir}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        os.close(lock_fd)

@@ -121,6 +121,14 @@ class Stack:
         """A control socket request (runtime/control.py): "status", or "sync" with progress lines."""
         if request.get("op") == "status":
             return {"ok": True, "status": self.status()}
+        if request.get("op") == "cache":
+            size = request.get("size")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                return {"ok": False, "error": f"not a cache size: {size!r}"}
+            dropped, used = self.reader.prune_disk(size)
+            log.info("cache pruned to %d bytes on request: %d chunks dropped, %d bytes left",
+                     size, dropped, used)
+            return {"ok": True, "dropped": dropped, "disk_bytes": used}
         done = threading.Event()
 
         def report() -> None:
@@ -316,7 +324,8 @@ def run(opts: Options, say: Callable[[str], None] | None = None) -> int:
 def _serve_control(exit_stack: contextlib.ExitStack, stack: Stack, record: MountRecord) -> None:
     """The control socket of `acdfuse status`/`sync`, beside the pid file, while the mount lives."""
     server = ControlServer(record.control_socket, {"status": stack.serve_control,
-                                                   "sync": stack.serve_control})
+                                                   "sync": stack.serve_control,
+                                                   "cache": stack.serve_control})
     try:
         server.start()
     except OSError as exc:

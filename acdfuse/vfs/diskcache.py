@@ -442,6 +442,25 @@ class DiskCache:
             assert entry is not None
             self._unlink([entry])
 
+    def prune(self, target: int) -> int:
+        """Drop least recently used chunks until at most ``target`` bytes are counted (0: all that no
+        reader holds); returns how many went. Chunks being read or written stay."""
+        unlink_now: list[_Entry] = []
+        dropped = 0
+        with self._lock:
+            used = self._used
+            for entry in list(self._index.values()):
+                if used <= target:
+                    break
+                if not entry.ready or entry.pins:
+                    continue
+                used -= entry.cost
+                dropped += 1
+                if self._doom_locked(entry):
+                    unlink_now.append(entry)
+        self._unlink(unlink_now)
+        return dropped
+
     @property
     def used(self) -> int:
         with self._lock:
@@ -450,3 +469,18 @@ class DiskCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._index)
+
+
+def open_offline(root: Path) -> DiskCache | None:
+    """The disk cache under ``root`` for ``acdfuse cache`` while no mount uses it (None: no cache
+    there yet), indexed with its own recorded chunk size and no budget of its own."""
+    try:
+        have = json.loads((root / _FORMAT_FILE).read_text())
+        chunk_size = int(have["chunk_size"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OSError(f"{root / _FORMAT_FILE} is unreadable: {exc}") from exc
+    cache = DiskCache(root, 1 << 62, chunk_size)
+    cache.start()
+    return cache if cache.enabled else None

@@ -197,6 +197,14 @@ class ContentReader:
                 del self._pending[key]
         self._purge(node_id, keep=keep_content)
 
+    def prune_disk(self, target: int) -> tuple[int, int]:
+        """Shrink the disk cache to ``target`` bytes (LRU first; 0 drops all chunks not being read):
+        (chunks dropped, bytes now counted). For `acdfuse cache` through a live mount."""
+        if self._disk is None:
+            return 0, 0
+        dropped = self._disk.prune(target)
+        return dropped, self._disk.used
+
     def _purge(self, node_id: str, keep: str | None) -> None:
         dropped = self._mem.discard_node(node_id, keep)
         if self._disk is not None:
