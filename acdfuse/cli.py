@@ -1,8 +1,14 @@
-"""Command line entry point: ``acdfuse serve|mount|umount``.
+"""Command line entry point: ``acdfuse serve|mount|umount|status|sync|cache``, and ``mount.acdfuse``.
 
 Each sub-command lives in its own module, which adds its arguments and runs it; this module only
 dispatches, so importing it starts nothing. It is also the one place that reads the environment: the
 XDG base dirs are resolved here once and handed to the sub-command.
+
+``mount.acdfuse SOURCE MOUNTPOINT -o OPTS`` is how mount(8) runs a helper for an fstab line of type
+``fuse.acdfuse`` (as /sbin/mount.fuse.acdfuse); fuse3's stock /sbin/mount.fuse runs ``acdfuse SOURCE
+MOUNTPOINT -o OPTS`` for the same line, so ``acdfuse`` takes that form too when SOURCE is ``acdfuse`` or
+a path. Both become ``acdfuse mount MOUNTPOINT -o OPTS`` (SOURCE other than ``acdfuse``: the client
+config dir); fstab's own words (defaults, _netdev, noauto, user...) are dropped by the -o parser.
 """
 
 from __future__ import annotations
@@ -43,7 +49,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+HELPER_SOURCES = ("acdfuse", "none")    # fstab's first field for the default drive
+
+
+def helper_argv(argv: Sequence[str]) -> list[str] | None:
+    """``SOURCE MOUNTPOINT [-o OPTS] [-n] [-s] [-f] [-v] [-t TYPE]`` as ``acdfuse mount`` arguments;
+    None when ``argv`` is not that form."""
+    helper = argparse.ArgumentParser(prog="mount.acdfuse", add_help=False)
+    helper.add_argument("source")
+    helper.add_argument("mountpoint")
+    helper.add_argument("-o", dest="options", action="append", default=[])
+    helper.add_argument("-t", dest="type")
+    for flag in ("-n", "-s", "-f", "-v"):   # no mtab, sloppy, fake, verbose: mount(8)'s, not ours
+        helper.add_argument(flag, action="store_true")
+    try:
+        ns, rest = helper.parse_known_args(list(argv))
+    except SystemExit:
+        return None
+    if rest or not (ns.source in HELPER_SOURCES or "/" in ns.source) or "," in ns.source:
+        return None
+    out = ["mount", ns.mountpoint]
+    # mount(8) makes a SOURCE that names an existing path absolute (`acdfuse` run in a dir holding an
+    # `acdfuse` dir): a path ending in /acdfuse is the default drive too. The config dir goes as the
+    # first -o, so an explicit -o config_dir=... in the fstab line still wins.
+    if ns.source not in HELPER_SOURCES and Path(ns.source).name not in HELPER_SOURCES:
+        out += ["-o", f"config_dir={ns.source}"]
+    for group in ns.options:
+        out += ["-o", group]
+    return out
+
+
+def mount_helper() -> int:
+    """The ``mount.acdfuse`` console script: mount(8)'s helper for fstab lines of type fuse.acdfuse."""
+    argv = helper_argv(sys.argv[1:])
+    if argv is None:
+        print("usage: mount.acdfuse acdfuse|CONFIG_DIR MOUNTPOINT [-o OPTIONS]", file=sys.stderr)
+        return 1
+    return main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        # fuse3's /sbin/mount.fuse runs `acdfuse SOURCE MOUNTPOINT -o OPTS` for an fstab line
+        translated = helper_argv(argv)
+        if translated is not None:
+            argv = translated
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):

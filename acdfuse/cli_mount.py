@@ -18,7 +18,7 @@ from typing import Any
 
 from acdfuse.common.locks import lock_held, take_lock
 from acdfuse.common.xdg import XdgDirs
-from acdfuse.runtime import daemon, embedded
+from acdfuse.runtime import daemon, embedded, sdnotify
 from acdfuse.runtime.config import (
     CONFIG_NAME,
     SETTINGS,
@@ -367,7 +367,10 @@ def run_foreground(opts: Options, dirs: ClientDirs) -> int:
     block_sync_signal()
     try:
         # a terminal already got the warnings through logging; a file or pipe gets the notice line
-        return run(opts, say=None if on_tty else _say_to_console)
+        # systemd's readiness handshake (a Type=notify unit): part of the process's environment, read
+        # here at the edge like the XDG dirs
+        ready = sdnotify.ready_notifier(os.environ.get("NOTIFY_SOCKET"), str(opts.mountpoint))
+        return run(opts, say=None if on_tty else _say_to_console, on_mounted=ready)
     except MountError as exc:
         log.error("cannot mount %s: %s", opts.mountpoint, exc)
         return _fail(f"cannot mount {opts.mountpoint}: {exc}")

@@ -291,16 +291,18 @@ def fuse_options(opts: Options) -> dict[str, object]:
                          attr_timeout=opts.attr_timeout, extra=opts.fuse_options)
 
 
-def mount(stack: Stack) -> None:
-    """Serve a started stack at its mount point until it is unmounted (blocks this thread)."""
+def mount(stack: Stack, on_mounted: Callable[[], None] | None = None) -> None:
+    """Serve a started stack at its mount point until it is unmounted (blocks this thread).
+    ``on_mounted`` runs once the kernel mount exists (systemd's readiness, see runtime/sdnotify.py)."""
     opts = stack.opts
     try:
-        serve(stack.ops, opts.mountpoint, fuse_options(opts))
+        serve(stack.ops, opts.mountpoint, fuse_options(opts), on_mounted=on_mounted)
     except MountRefused as exc:
         raise MountError(f"libfuse refused the mount ({exc}); see the messages above") from exc
 
 
-def run(opts: Options, say: Callable[[str], None] | None = None) -> int:
+def run(opts: Options, say: Callable[[str], None] | None = None,
+        on_mounted: Callable[[], None] | None = None) -> int:
     """The mount process, once the command line holds its locks: serve until unmounted.
 
     Raises MountError when the mount cannot start.
@@ -316,7 +318,7 @@ def run(opts: Options, say: Callable[[str], None] | None = None) -> int:
         exit_stack.callback(record.remove)
         _serve_control(exit_stack, stack, record)
         log.info("mounting %s (config %s, cache %s)", opts.mountpoint, opts.config_dir, opts.cache_dir)
-        mount(stack)
+        mount(stack, on_mounted)
         log.info("unmounted %s", opts.mountpoint)
     return 0
 

@@ -8,6 +8,7 @@ that carries the errno libfuse answers), ``mount_options`` (our settings as libf
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,29 +62,42 @@ class _PinnedOperations:
     wrapped object's own; only ``__call__`` (fusepy's one entry point for every operation) is added to.
     """
 
-    def __init__(self, operations: Any, pins: ThreadStatePins) -> None:
+    def __init__(self, operations: Any, pins: ThreadStatePins,
+                 on_mounted: Callable[[], None] | None = None) -> None:
         self._operations = operations
         self._pin = pins.pin
+        self._on_mounted = on_mounted
 
     def __getattr__(self, name: str) -> Any:
+        if name == "init" and self._on_mounted is not None:
+            # fusepy registers libfuse's init only when the operations have one
+            return self._mounted
         return getattr(self._operations, name)
+
+    def _mounted(self, path: str) -> None:
+        if self._on_mounted is not None:
+            self._on_mounted()
 
     def __call__(self, op: str, *args: Any) -> Any:
         self._pin()
+        if op == "init" and self._on_mounted is not None:
+            return self._mounted(*args)
         return self._operations(op, *args)
 
 
 def serve(operations: Any, mountpoint: Path, options: dict[str, Any],
-          pinned_thread_states: int = MAX_PINNED) -> None:
+          pinned_thread_states: int = MAX_PINNED, on_mounted: Callable[[], None] | None = None) -> None:
     """Mount ``operations`` at ``mountpoint`` and serve in this thread until unmounted.
 
     ``operations`` is called as ``operations(name, *args)`` and must raise FuseOSError for every
     failure. Up to ``pinned_thread_states`` libfuse worker thread states are kept (see threadstate.py).
-    Raises MountRefused when libfuse does not mount.
+    Raises MountRefused when libfuse does not mount. ``on_mounted`` is called once the kernel mount
+    exists (libfuse's init, the first request of the mount), e.g. to tell systemd the mount is ready.
     """
     pins = ThreadStatePins(pinned_thread_states)
     try:
-        FUSE(_PinnedOperations(operations, pins), str(mountpoint), raw_fi=True, foreground=True, **options)
+        FUSE(_PinnedOperations(operations, pins, on_mounted), str(mountpoint), raw_fi=True,
+             foreground=True, **options)
     except RuntimeError as exc:
         raise MountRefused(str(exc)) from exc
     finally:
