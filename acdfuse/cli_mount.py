@@ -75,8 +75,12 @@ where things are:
                         acdfuse.api or acd_cli to put files on the drive). Its server runs
                         while any mount uses it and stops with the last `acdfuse umount`
   log                   acdfuse.log in the cache dir (--debug for more)
+  config file           $XDG_CONFIG_HOME/acdfuse/config.toml: `key = value` defaults for any
+                        option above (interval = 30, cache_size = "8G", ...); -o key=value on the
+                        command line beats the file, a flag beats -o
   new files on the drive show up after the next sync: every --interval seconds, or at once
-  with `kill -USR1 <mount pid>`. The mount is read-only for now.
+  with `acdfuse sync MOUNTPOINT` (waits for it) or `kill -USR1 <mount pid>`. SIGTERM unmounts
+  cleanly. `acdfuse status` shows what a mount is doing. The mount is read-only for now.
 """
 
 
