@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 import threading
 import time
@@ -27,6 +28,8 @@ CODE_LIFETIME = 300.0
 CACHE_TTL = 30.0
 REFRESH_LIFETIME = 10 * 365 * 86400.0
 SCOPE = "clouddrive:read_all clouddrive:write"
+# the well-known public client (``acdfuse init``): no secret, PKCE S256 and a loopback redirect instead
+PUBLIC_CLIENT_ID = "acdfuse-cli"
 
 
 def token_hash(token: str) -> str:
@@ -191,12 +194,21 @@ class Auth:
         ):
             raise OAuthError("invalid_client", "Client authentication failed", 401)
 
-    def new_code(self, account: int, redirect_uri: str) -> str:
+    def new_code(
+        self, account: int, redirect_uri: str, challenge: str | None = None, public: bool = False
+    ) -> str:
+        """A single-use code. With a PKCE challenge or for the public client, ``extra`` is a JSON object
+        (a plain redirect URI otherwise, as codes always were; a URI never starts with ``{``)."""
         code = secrets.token_urlsafe(24)
-        self._store(code, "code", account, CODE_LIFETIME, extra=redirect_uri)
+        extra = redirect_uri
+        if challenge or public:
+            extra = json.dumps({"redirect_uri": redirect_uri, "challenge": challenge, "public": public})
+        self._store(code, "code", account, CODE_LIFETIME, extra=extra)
         return code
 
-    def grant_code(self, code: str, redirect_uri: str | None) -> TokenSet:
+    def grant_code(
+        self, code: str, redirect_uri: str | None, public: bool = False, verifier: str | None = None
+    ) -> TokenSet:
         h = token_hash(code)
         with self._db.write() as c:
             row = c.execute(
@@ -206,8 +218,21 @@ class Auth:
                 c.execute("DELETE FROM tokens WHERE hash=?", (h,))  # single use
         if row is None or time.time() >= float(row[1]):
             raise OAuthError("invalid_grant", "The request has an invalid grant parameter : code")
-        if redirect_uri is not None and row[2] and redirect_uri != row[2]:
+        stored = str(row[2])
+        challenge: str | None = None
+        issued_public = False
+        if stored.startswith("{"):
+            info = json.loads(stored)
+            stored, challenge, issued_public = info["redirect_uri"], info["challenge"], bool(info["public"])
+        if issued_public != public:
+            # a code of the public client cannot be redeemed with the app's secret, nor the reverse
+            raise OAuthError("invalid_grant", "The request has an invalid grant parameter : client_id")
+        if public and redirect_uri is None:
+            raise OAuthError("invalid_request", "The request is missing a required parameter : redirect_uri")
+        if redirect_uri is not None and stored and redirect_uri != stored:
             raise OAuthError("invalid_grant", "The request has an invalid grant parameter : redirect_uri")
+        if challenge is not None and not _pkce_ok(verifier, challenge):
+            raise OAuthError("invalid_grant", "The request has an invalid grant parameter : code_verifier")
         return self.issue(int(row[0]))
 
     def grant_refresh(self, refresh_token: str) -> TokenSet:
@@ -225,6 +250,18 @@ class Auth:
         with self._db.write() as c:
             cur = c.execute("DELETE FROM tokens WHERE expires < ?", (time.time() - 86400,))
             return cur.rowcount
+
+
+def pkce_challenge(verifier: str) -> str:
+    """RFC 7636's S256 code challenge of ``verifier``."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _pkce_ok(verifier: str | None, challenge: str) -> bool:
+    if not verifier or not 43 <= len(verifier) <= 128 or not verifier.isascii():
+        return False
+    return hmac.compare_digest(pkce_challenge(verifier), challenge)
 
 
 def user_id_of(account: int) -> str:

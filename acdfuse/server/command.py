@@ -9,6 +9,7 @@ for the self-hoster: a warning when other machines can reach the server, and how
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import select
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 from acdfuse.common.xdg import XdgDirs
 from acdfuse.server.config import ServerConfig
 from acdfuse.server.errors import ApiError
-from acdfuse.server.provision import ProvisionError, write_credentials_only
+from acdfuse.server.provision import ProvisionError, add_account, list_accounts, write_credentials_only
 from acdfuse.server.server import DataDirBusy, DriveServer, is_wildcard, make_data_dir
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,30 @@ def add_arguments(name: str, subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
     # internal: the detached child of --background reports readiness (and its console lines) here
     p.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, serve_command=None)
+    sub = p.add_subparsers(dest="serve_command", metavar="{account}")
+    acc = sub.add_parser(
+        "account",
+        help="manage the drive's accounts (acdfuse serve [--data DIR] account add|list)",
+        description="Accounts of the data dir; works while a server runs on it.",
+    )
+    acc_sub = acc.add_subparsers(dest="account_command", metavar="{add,list}", required=True)
+    add = acc_sub.add_parser(
+        "add",
+        help="add an account (or change its password) for the login page",
+        description="Add account NAME with a password for the login page (/ap/oa), or set the password "
+        "of an existing one. Once any account has a password, the login page creates no new accounts.",
+    )
+    add.add_argument("name", metavar="NAME")
+    add.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="F",
+        default=None,
+        help="read the password from the first line of F (default: ask on the terminal)",
+    )
+    add.add_argument("--no-password", action="store_true", help="add the account without a password")
+    acc_sub.add_parser("list", help="list the accounts and whether they have a password")
     return p
 
 
@@ -212,6 +236,8 @@ def run(args: argparse.Namespace, xdg: XdgDirs) -> int:
         fault_seed=args.fault_seed,
         trash_retention=None if args.trash_retention < 0 else args.trash_retention,
     )
+    if args.serve_command == "account":
+        return _account(cfg, args)
     if args.credentials_only:
         return _credentials_only(cfg, args)
     if args.background:
@@ -386,4 +412,46 @@ def _credentials_only(cfg: ServerConfig, args: argparse.Namespace) -> int:
         print(f"acdfuse serve: cannot write credentials: {e}", file=sys.stderr)
         return 1
     print(f"credentials for account {args.account!r} at {base} written to {args.credentials_out}", flush=True)
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    """The new password (None: --no-password); raises ValueError with a message for the user."""
+    if args.no_password:
+        return None
+    if args.password_file is not None:
+        try:
+            lines = args.password_file.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise ValueError(f"cannot read {args.password_file}: {e.strerror}") from None
+        password = lines[0] if lines else ""
+    else:
+        if not sys.stdin.isatty():
+            raise ValueError("no terminal to ask for the password: give --password-file F")
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ValueError("the passwords differ")
+    if not password:
+        raise ValueError("the password is empty")
+    return password
+
+
+def _account(cfg: ServerConfig, args: argparse.Namespace) -> int:
+    try:
+        if args.account_command == "list":
+            for info in list_accounts(cfg):
+                print(f"{info.name}\t{'password' if info.has_password else 'no password'}")
+            return 0
+        password = _read_password(args)
+        created = add_account(cfg, args.name, password)
+    except ValueError as e:
+        print(f"acdfuse serve account: {e}", file=sys.stderr)
+        return 2
+    except ApiError as e:
+        print(f"acdfuse serve account: {e.message}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as e:
+        print(f"acdfuse serve account: {e}", file=sys.stderr)
+        return 1
+    print(f"account {args.name!r} {'added' if created else 'updated'} in {cfg.data_dir}", flush=True)
     return 0

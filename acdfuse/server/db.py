@@ -35,7 +35,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: nodes.parents_json
+SCHEMA_VERSION = 3  # 2: nodes.parents_json, 3: accounts.password
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,7 +48,9 @@ CREATE TABLE IF NOT EXISTS accounts (
     -- change sequence numbers <= horizon may have been forgotten (tombstones dropped):
     -- a checkpoint older than that gets a reset
     horizon INTEGER NOT NULL DEFAULT 0,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    -- the login page's password for this account, hashed (accounts.py); NULL: none set
+    password TEXT
 );
 CREATE TABLE IF NOT EXISTS nodes (
     id TEXT PRIMARY KEY,
@@ -159,6 +161,8 @@ class Database:
                 )
             if row is not None and int(row[0]) < 2:
                 self._migrate_1_to_2(conn)
+            if row is not None and int(row[0]) < 3:
+                self._migrate_2_to_3(conn)
             conn.executescript(_SCHEMA)
             conn.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
@@ -174,6 +178,14 @@ class Database:
             "(SELECT json_group_array(parent) FROM parents WHERE child = nodes.id)"
         )
         conn.execute("UPDATE meta SET value='2' WHERE key='schema'")
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+        log.info("migrating server database to schema 3 (accounts.password)")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ALTER TABLE accounts ADD COLUMN password TEXT")
+        conn.execute("UPDATE meta SET value='3' WHERE key='schema'")
         conn.execute("COMMIT")
 
     def conn(self) -> sqlite3.Connection:

@@ -3,7 +3,15 @@
 
 ``/ap/oa`` shows a small form (account name, and a password only when the server was started with
 one) and redirects to ``redirect_uri?code=…&scope=…&state=…``. An account that does not exist yet is
-created on consent: this is a personal drive bound to loopback by default.
+created on consent: this is a personal drive bound to loopback by default; once some account has a
+password (``acdfuse serve account add``) only existing accounts can sign in.
+
+Passwords: an account with its own password needs it; otherwise the server-wide ``login_password``
+(when set) is asked for, as before per-account passwords existed.
+
+Besides the data dir's registered (confidential) app, the well-known public client ``acdfuse-cli``
+(``acdfuse init``) may sign in without a secret: it must use PKCE (S256) and redirect to a loopback
+listener (``http://127.0.0.1:PORT/...`` or ``http://localhost:PORT/...``).
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ import html
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from acdfuse.server.auth import SCOPE, Auth, OAuthError
+from acdfuse.server.accounts import any_password, check_password, password_of
+from acdfuse.server.auth import PUBLIC_CLIENT_ID, SCOPE, Auth, OAuthError
 from acdfuse.server.config import ServerConfig
 from acdfuse.server.drive import Drive
 from acdfuse.server.errors import ApiError
@@ -84,16 +93,20 @@ class OAuthPages:
         form = _form(req)
         grant = form.get("grant_type")
         basic = req.headers.get("Authorization")
+        public = form.get("client_id") == PUBLIC_CLIENT_ID and not form.get("client_secret") and not basic
         # A refresh token is itself the secret: acd_cli's Appspot relay let clients refresh without the
         # app's credentials, so a refresh grant with no client credentials at all is accepted. Wrong
         # credentials are still refused, and a code grant always needs them.
-        if not (grant == "refresh_token" and not form.get("client_id") and not basic):
+        # The public client has no secret to check: PKCE binds its code to the requester instead.
+        if not public and not (grant == "refresh_token" and not form.get("client_id") and not basic):
             self.auth.check_client(form.get("client_id"), form.get("client_secret"), basic)
         if grant == "authorization_code":
             code = form.get("code")
             if not code:
                 raise OAuthError("invalid_request", "The request is missing a required parameter : code")
-            tokens = self.auth.grant_code(code, form.get("redirect_uri"))
+            tokens = self.auth.grant_code(
+                code, form.get("redirect_uri"), public=public, verifier=form.get("code_verifier")
+            )
         elif grant == "refresh_token":
             refresh = form.get("refresh_token")
             if not refresh:
@@ -109,11 +122,17 @@ class OAuthPages:
         form = _form(req)
         client_id = form.get("client_id", "")
         redirect_uri = form.get("redirect_uri", "")
-        if not hmac.compare_digest(client_id, self.auth.client_id):
+        public = client_id == PUBLIC_CLIENT_ID
+        if not public and not hmac.compare_digest(client_id, self.auth.client_id):
             return self._page_error(400, "Unknown client_id.")
         target = urlsplit(redirect_uri)
         if target.scheme not in ("http", "https") or not target.netloc:
             return self._page_error(400, "redirect_uri must be an absolute http(s) URL.")
+        challenge = form.get("code_challenge")
+        if public:
+            problem = _public_client_problem(redirect_uri, challenge, form.get("code_challenge_method"))
+            if problem:
+                return self._page_error(400, problem)
         if form.get("response_type", "code") != "code":
             return self._page_error(400, "Only response_type=code is supported.")
         scope = form.get("scope", SCOPE)
@@ -126,16 +145,31 @@ class OAuthPages:
                 redirect_uri,
                 {"error": "access_denied", "error_description": "The user denied the request", **extra},
             )
-        if self.config.login_password is not None and not hmac.compare_digest(
-            form.get("password", ""), self.config.login_password
-        ):
-            return self._page(req, form, scope, error="Wrong password.", status=401)
+        name = form.get("account", "default").strip() or "default"
+        problem = self._check_login(name, form.get("password", ""))
+        if problem:
+            return self._page(req, form, scope, error=problem, status=401)
         try:
-            acc = self.drive.ensure_account(form.get("account", "default").strip() or "default")
+            acc = self.drive.ensure_account(name)
         except ApiError as e:
             return self._page(req, form, scope, error=e.message, status=400)
-        code = self.auth.new_code(acc.id, redirect_uri)
+        code = self.auth.new_code(acc.id, redirect_uri, challenge=challenge, public=public)
         return self._redirect(redirect_uri, {"code": code, "scope": scope, **extra})
+
+    def _check_login(self, name: str, password: str) -> str:
+        """Why ``name``/``password`` may not sign in, or "" when they may."""
+        db = self.drive.db
+        stored = password_of(db, name)
+        if stored is not None:
+            return "" if check_password(password, stored) else "Wrong account or password."
+        if self.config.login_password is not None:
+            if hmac.compare_digest(password.encode("utf-8"), self.config.login_password.encode("utf-8")):
+                return ""
+            return "Wrong account or password."
+        if any_password(db) and self.drive.account_by_name(name) is None:
+            # accounts are managed with `acdfuse serve account add` here: no sign-up on the login page
+            return "Wrong account or password."
+        return ""
 
     @staticmethod
     def _redirect(uri: str, params: dict[str, str]) -> Response:
@@ -145,13 +179,16 @@ class OAuthPages:
     def _page(
         self, req: Request, form: dict[str, str], scope: str, error: str = "", status: int = 200
     ) -> Response:
-        keep = ("client_id", "redirect_uri", "response_type", "scope", "state")
+        keep = (
+            "client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge",
+            "code_challenge_method",
+        )
         hidden = "\n".join(
             f'<input type="hidden" name="{k}" value="{html.escape(form[k])}">' for k in keep if k in form
         )
         password = (
             '<label>Password <input name="password" type="password" required></label><br>'
-            if self.config.login_password is not None
+            if self.config.login_password is not None or any_password(self.drive.db)
             else ""
         )
         body = _PAGE.format(
@@ -168,3 +205,21 @@ class OAuthPages:
     def _page_error(status: int, message: str) -> Response:
         body = f"<!doctype html><html><body><h1>Error</h1><p>{html.escape(message)}</p></body></html>"
         return Response(status, body.encode("utf-8"), "text/html; charset=utf-8")
+
+
+def _public_client_problem(redirect_uri: str, challenge: str | None, method: str | None) -> str:
+    """Why a login request of the public client is refused, or "" when it is fine."""
+    target = urlsplit(redirect_uri)
+    try:
+        port = target.port
+    except ValueError:
+        port = None
+    if target.scheme != "http" or target.hostname not in ("127.0.0.1", "localhost") or not port:
+        return f"The client {PUBLIC_CLIENT_ID} may only redirect to http://127.0.0.1:PORT/ or http://localhost:PORT/."
+    if target.username or target.password:
+        return "redirect_uri must not hold credentials."
+    if not challenge or method != "S256":
+        return f"The client {PUBLIC_CLIENT_ID} must use PKCE: code_challenge with code_challenge_method=S256."
+    if not 43 <= len(challenge) <= 128:
+        return "code_challenge must be 43 to 128 characters."
+    return ""

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from acdfuse.common.locks import take_lock
+from acdfuse.server.accounts import hash_password
 from acdfuse.server.auth import Auth
 from acdfuse.server.blobs import BlobStore
 from acdfuse.server.config import ServerConfig
@@ -111,3 +113,60 @@ def _while_stopped(config: ServerConfig, cdir: Path, account: str, token_lifetim
         db.close()
     log.info("credentials for account %s written to %s (for %s)", account, cdir, base)
     return base
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    name: str
+    has_password: bool
+    created_ms: int
+
+
+def _open(config: ServerConfig) -> tuple[Database, Drive, int | None]:
+    """The data dir's database and a Drive on it; the lock fd when no server holds it, else None."""
+    data = Path(config.data_dir)
+    make_data_dir(data)
+    try:
+        fd: int | None = take_lock(data / LOCK_FILE)
+    except BlockingIOError:
+        fd = None
+    db = Database(data / "drive.sqlite3")
+    if fd is not None:
+        db.open()  # we are the only user: create or migrate the schema
+    drive = Drive(
+        db,
+        BlobStore(data),
+        quota=config.quota,
+        next_token_lifetime=config.next_token_lifetime,
+        guest=fd is None,
+    )
+    if fd is not None:
+        drive.open()
+    return db, drive, fd
+
+
+def add_account(config: ServerConfig, name: str, password: str | None) -> bool:
+    """Create account ``name`` (if missing) and set its password (None: leave it). True if it was new."""
+    db, drive, fd = _open(config)
+    try:
+        existed = drive.account_by_name(name) is not None
+        drive.ensure_account(name)
+        if password is not None:
+            with db.write() as c:
+                c.execute("UPDATE accounts SET password=? WHERE name=?", (hash_password(password), name))
+        return not existed
+    finally:
+        db.close()
+        if fd is not None:
+            os.close(fd)
+
+
+def list_accounts(config: ServerConfig) -> list[AccountInfo]:
+    db, _drive, fd = _open(config)
+    try:
+        rows = db.conn().execute("SELECT name, password, created FROM accounts ORDER BY name").fetchall()
+        return [AccountInfo(str(r[0]), r[1] is not None, int(r[2])) for r in rows]
+    finally:
+        db.close()
+        if fd is not None:
+            os.close(fd)

@@ -213,7 +213,7 @@ def test_login_password(drive_server: DriveServer, cdir: Path) -> None:
         allow_redirects=False,
         timeout=10,
     )
-    assert r.status_code == 401 and "Wrong password" in r.text
+    assert r.status_code == 401 and "Wrong account or password" in r.text
     r = requests.post(
         base + "/ap/oa",
         data={**q, "decision": "allow", "password": "s3cret"},
