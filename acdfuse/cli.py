@@ -1,4 +1,4 @@
-"""Command line entry point: ``acdfuse serve|mount|umount|status|sync|cache``, and ``mount.acdfuse``.
+"""Command line entry point: ``acdfuse serve|mount|umount|status|sync|cache|init``, and ``mount.acdfuse``.
 
 Each sub-command lives in its own module, which adds its arguments and runs it; this module only
 dispatches, so importing it starts nothing. It is also the one place that reads the environment: the
@@ -33,6 +33,7 @@ COMMANDS = {
     "status": "acdfuse.cli_control",
     "sync": "acdfuse.cli_control",
     "cache": "acdfuse.cli_control",
+    "init": "acdfuse.cli_init",
 }
 
 
