@@ -38,9 +38,11 @@ def add_arguments(name: str, subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         name,
         help="sign in to a Cloud Drive server and store the tokens",
-        description="Sign in to a Cloud Drive server (OAuth authorization code with PKCE, as the public "
-        "client acdfuse-cli) and store the tokens in the config dir, so that `acdfuse mount MNT` uses "
-        "that account with no other flag.",
+        description="Sign in to a Cloud Drive server (OAuth authorization code with PKCE, as the\n"
+        "public client acdfuse-cli) and store the tokens in the config dir (files mode 0600),\n"
+        "so that `acdfuse mount MNT` uses that account with no other flag. The login URL is\n"
+        "printed (and opened when a browser is available); the browser's redirect comes back\n"
+        "to a one-shot listener on 127.0.0.1.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

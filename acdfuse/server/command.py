@@ -54,6 +54,11 @@ client config:
   In a script: acdfuse serve --data DIR --credentials-out CDIR --background &&
     acdfuse mount MOUNTPOINT --config-dir CDIR     (stop the server: kill $(cat DIR/server.pid))
 
+accounts and signing in:
+  acdfuse serve --data DIR account add NAME [--password-file F]  adds NAME (or sets its password) for
+  the login page; account list shows them. Both work while the server runs. Clients sign in with
+  acdfuse init --server URL (the public client acdfuse-cli, PKCE) instead of --credentials-out.
+
 network:
   By default only this machine can connect (127.0.0.1). With --host 0.0.0.0 (or another non-loopback
   address) give --public-url http://NAME:PORT so discovery answers and written credentials name an
