@@ -105,6 +105,7 @@ def run(args: argparse.Namespace, xdg: XdgDirs) -> int:
     try:
         with RedirectListener() as listener:
             request = LoginRequest.new(base, listener.redirect_uri)
+            listener.expect(request.state)
             if args.account is not None:
                 request.submit_form(args.account, password)
             else:

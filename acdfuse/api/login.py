@@ -54,6 +54,8 @@ class _Catcher:
     lock: threading.Lock
     done: threading.Event
     params: dict[str, str] | None = None
+    # only a redirect with this state counts: another local process cannot end the wait with a fake
+    state: str | None = None
 
 
 def _handler_class(catcher: _Catcher) -> type[http.server.BaseHTTPRequestHandler]:
@@ -65,7 +67,7 @@ def _handler_class(catcher: _Catcher) -> type[http.server.BaseHTTPRequestHandler
                 return
             params = {k: v[0] for k, v in parse_qs(url.query).items()}
             with catcher.lock:
-                first = catcher.params is None
+                first = catcher.params is None and params.get("state") == catcher.state
                 if first:
                     catcher.params = params
             ok = first and "code" in params
@@ -79,7 +81,8 @@ def _handler_class(catcher: _Catcher) -> type[http.server.BaseHTTPRequestHandler
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-            catcher.done.set()
+            if first:
+                catcher.done.set()
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("redirect listener: " + format, *args)
@@ -109,6 +112,11 @@ class RedirectListener:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
+
+    def expect(self, state: str) -> None:
+        """Accept only the redirect that carries ``state``."""
+        with self._catcher.lock:
+            self._catcher.state = state
 
     def wait(self, timeout: float) -> dict[str, str]:
         """The redirect's query parameters; LoginError after ``timeout`` seconds. Ctrl-C interrupts."""

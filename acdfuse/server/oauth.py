@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hmac
 import html
+import secrets
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from acdfuse.server.accounts import any_password, check_password, password_of
+from acdfuse.server.accounts import any_password, check_password, hash_password, password_of
 from acdfuse.server.auth import PUBLIC_CLIENT_ID, SCOPE, Auth, OAuthError
 from acdfuse.server.config import ServerConfig
 from acdfuse.server.drive import Drive
@@ -43,6 +44,10 @@ _PAGE = """<!doctype html>
 <button name="decision" value="deny" type="submit">Deny</button>
 </form></body></html>
 """
+
+
+# checked against for unknown accounts (any valid hash will do; its password is unknowable)
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
 def _form(req: Request) -> dict[str, str]:
@@ -167,7 +172,9 @@ class OAuthPages:
                 return ""
             return "Wrong account or password."
         if any_password(db) and self.drive.account_by_name(name) is None:
-            # accounts are managed with `acdfuse serve account add` here: no sign-up on the login page
+            # accounts are managed with `acdfuse serve account add` here: no sign-up on the login page.
+            # Hash anyway, so the answer's timing does not tell which account names exist.
+            check_password(password, _DUMMY_HASH)
             return "Wrong account or password."
         return ""
 

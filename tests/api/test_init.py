@@ -100,6 +100,10 @@ def test_init_interactive_with_the_test_as_browser(drive_server: DriveServer, tm
                 url = line.strip()
                 break
         assert url, proc.stderr.read() if proc.stderr else ""
+        # a stray request to the listener (wrong state) does not end the wait
+        port = url.split("redirect_uri=http%3A%2F%2F127.0.0.1%3A", 1)[1].split("%2F", 1)[0]
+        stray = requests.get(f"http://127.0.0.1:{port}/callback?code=x&state=forged", timeout=30)
+        assert "failed" in stray.text and proc.poll() is None
         with requests.Session() as browser:
             page = browser.get(url, timeout=30)
             assert page.status_code == 200 and 'type="password"' in page.text
