@@ -184,7 +184,9 @@ class Database:
     def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         log.info("migrating server database to schema 3 (accounts.password)")
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ALTER TABLE accounts ADD COLUMN password TEXT")
+        columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(accounts)")}
+        if "password" not in columns:  # a database marked older than it is must still open
+            conn.execute("ALTER TABLE accounts ADD COLUMN password TEXT")
         conn.execute("UPDATE meta SET value='3' WHERE key='schema'")
         conn.execute("COMMIT")
 
