@@ -244,16 +244,19 @@ class NodeStore:
         with self._sync_lock:
             return self._syncer.run(get_changes, self.checkpoint)
 
-    def apply_local(self, node_json: Mapping[str, Any]) -> Node:
+    def apply_local(self, node_json: Mapping[str, Any], *, ino: int | None = None) -> Node:
         """Write a server answer (create, rename, move, trash, restore, overwrite) at once. The
-        same state arriving later through ``changes`` is applied idempotently."""
+        same state arriving later through ``changes`` is applied idempotently.
+
+        ``ino``: for a node the mirror does not hold yet, the inode number to give it if free (a
+        pending new file keeps the number it showed before its upload)."""
         try:
             row = staged_row(node_json)
         except (ValueError, TypeError) as exc:
             raise StoreError(f"cannot store server answer: {exc}") from exc
         with self._write() as con:
             writer = TreeWriter(con, LIVE)
-            ino = writer.apply(row)
+            stored_ino = writer.apply(row, ino)
             writer.finish()
             if self._syncer.journal is not None:
                 self._syncer.journal.append(row)
@@ -261,7 +264,7 @@ class NodeStore:
         node = self.get(row[0])
         if node is None:
             # Not kept (PENDING, nameless, purged): hand back the answer as a Node anyway.
-            return transient_node(row, ino or 0)
+            return transient_node(row, stored_ino or ino or 0)
         return node  # the stored state (a newer one if the mirror already had it)
 
     def forget(self, node_id: str) -> bool:

@@ -42,7 +42,11 @@ class TreeWriter:
         )
 
     # ---- inode numbers ---------------------------------------------------------------------
-    def _allocate(self, node_id: str, is_root: int) -> int:
+    def _allocate(self, node_id: str, is_root: int, prefer: int | None = None) -> int:
+        if prefer is not None and not is_root and self.con.execute(
+                f"SELECT 1 FROM {self.ts.nodes} WHERE ino = ?", (prefer,)).fetchone() is None:
+            # the inode number a pending new file showed before it had a node id (see vfs/writes.py)
+            return prefer
         if self._inos_from is not None:
             row = self.con.execute(f"SELECT ino FROM {self._inos_from.nodes} WHERE id = ?",
                                    (node_id,)).fetchone()
@@ -66,8 +70,11 @@ class TreeWriter:
             self._next_ino = None
 
     # ---- writes ----------------------------------------------------------------------------
-    def apply(self, row: StagedRow) -> int | None:
-        """Write one node state; returns its inode number, or None if the mirror keeps no row."""
+    def apply(self, row: StagedRow, prefer_ino: int | None = None) -> int | None:
+        """Write one node state; returns its inode number, or None if the mirror keeps no row.
+
+        ``prefer_ino``: the inode number a node new to the mirror takes when it is free.
+        """
         node_id, name, _kind, status = row[0], row[1], row[2], row[3]
         if status == PURGED:
             self.purge(node_id)
@@ -87,7 +94,7 @@ class TreeWriter:
             ino = int(old[0])
             self._drop_entries(ino)
         else:
-            ino = self._allocate(node_id, row[10])
+            ino = self._allocate(node_id, row[10], prefer_ino)
         con = self.con
         con.execute(self._sql_node, (ino, node_id, name or "", row[2], status, row[4], row[5],
                                      row[6], row[7], row[8], row[9], row[10]))

@@ -65,3 +65,37 @@ class ReaderOptions:
                 raise ValueError(f"{name} must not be negative")
         if self.request_size < self.chunk_size:
             raise ValueError("request_size must be at least chunk_size")
+
+
+# Amazon accepted about 50,000 MiB per file (acd-api.md section 11). Until the client reports its
+# server's limit (``client.max_file_size``), this one constant is the limit a write is checked against.
+DEFAULT_MAX_FILE_SIZE = 50_000 * MiB
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """Tunables of the write side (:class:`~acdfuse.vfs.writes.WriteSide`).
+
+    ``upload_delay``: seconds of quiet after a file's last release before its upload starts (a file
+    rewritten in that time is uploaded once; a temporary file deleted in it never). ``workers``: uploads
+    running at once. ``retry_first``/``retry_cap``: back-off of failed uploads. ``max_file_size``: a
+    write or truncate past it gets EFBIG at once. ``adopt_limit``: files up to this size go into the
+    read cache as the new content right after their upload, so a re-read needs no download.
+    """
+
+    upload_delay: float = 3.0
+    workers: int = 3
+    retry_first: float = 2.0
+    retry_cap: float = 300.0
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    adopt_limit: int = 256 * MiB
+
+    def __post_init__(self) -> None:
+        if self.upload_delay < 0:
+            raise ValueError("upload_delay must not be negative")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.retry_first <= 0 or self.retry_cap < self.retry_first:
+            raise ValueError("retry_first must be positive and at most retry_cap")
+        if self.max_file_size <= 0:
+            raise ValueError("max_file_size must be positive")

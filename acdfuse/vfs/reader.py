@@ -9,9 +9,9 @@ fetch at most is in flight per chunk and every other reader of that chunk waits 
 Sequential readers get a growing read-ahead window fetched as several concurrent range requests,
 bounded for all files together by ``read_ahead_budget``.
 
-Room for writes: a later write-back spool would be consulted before the caches for chunks that
-are dirty and would call ``invalidate``/``open`` with the new content key once uploaded; nothing
-here assumes the remote copy is the only source of a chunk.
+Writes: dirty files are read from their spool (vfs/writes.py), never from here. Once one is uploaded,
+``adopt`` takes its bytes as the new content's chunks, so a re-read needs no download; nothing here
+assumes the remote copy is the only source of a chunk.
 
 Lock order: ``ContentReader._lock`` -> (``MemoryCache._lock`` | ``DiskCache._lock``).
 ``_stats_lock``, ``FetchPool._cond``, ``WriteBehind._cond`` and ``HeapTrimmer._lock`` are leaves
@@ -204,6 +204,31 @@ class ContentReader:
             return 0, 0
         dropped = self._disk.prune(target)
         return dropped, self._disk.used
+
+    def adopt(self, node_id: str, content_key: str, size: int,
+              read_at: Callable[[int, int], bytes | bytearray | memoryview]) -> int:
+        """Take ``size`` bytes (a file just uploaded from its local copy) as the cached chunks of
+        ``content_key``; older content of the node is dropped. Goes to the disk tier only (the memory
+        tier fills on reads). Returns the number of chunks stored; a full cache stores fewer.
+        """
+        self.invalidate(node_id, keep_content=content_key)
+        if self._disk is None:
+            return 0
+        node_hex, digest = node_id.encode().hex(), content_digest(content_key)
+        stored = 0
+        for index in range(-(-size // self._cs)):
+            length = min(self._cs, size - index * self._cs)
+            data = memoryview(read_at(index * self._cs, length)).cast("B")
+            if data.nbytes != length:
+                raise OSError(errno.EIO, f"adopting {node_id}: got {data.nbytes} of {length} bytes "
+                                         f"for chunk {index}")
+            with self._lock:
+                if self._current.get(node_id) != content_key:
+                    break       # newer content arrived meanwhile: these bytes are stale already
+            if self._disk.put((node_hex, digest, index), data):
+                stored += 1
+        self._count(adopted_chunks=stored)
+        return stored
 
     def _purge(self, node_id: str, keep: str | None) -> None:
         dropped = self._mem.discard_node(node_id, keep)
@@ -521,7 +546,7 @@ class ContentReader:
             out = {name: 0 for name in (
                 "reads", "read_bytes", "hits", "disk_hits", "misses", "fetches", "fetched_bytes",
                 "readahead_fetches", "readahead_bytes", "fetch_errors", "timeouts", "disk_skipped",
-                "disk_ahead")}
+                "disk_ahead", "adopted_chunks")}
             out.update(self._stats)
         with self._lock:
             out["pending_chunks"] = len(self._pending)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from vfs_helpers import KiB, MemoryDrive, MiB, ReaderFactory
+from writes_helpers import WriteStack
 
 from acdfuse.vfs import ContentReader, ReaderOptions
+from acdfuse.vfs.options import WriteOptions
 
 
 @pytest.fixture
@@ -42,3 +44,20 @@ def make_reader(tmp_path: Path) -> Iterator[ReaderFactory]:
     yield factory
     for reader in readers:
         reader.close()
+
+
+@pytest.fixture
+def write_opts() -> WriteOptions:
+    """Short delays so the tests do not wait; override in a module for other settings."""
+    return WriteOptions(upload_delay=0.2, retry_first=0.1, retry_cap=0.5, workers=2)
+
+
+@pytest.fixture
+def wstack(client, drive_server, tmp_path: Path, write_opts: WriteOptions) -> Iterator[WriteStack]:  # type: ignore[no-untyped-def]
+    """The real stack below FUSE over tmp_path/cache, opened; closed at teardown."""
+    stack = WriteStack(client, drive_server, tmp_path / "cache", write_opts)
+    stack.open()
+    try:
+        yield stack
+    finally:
+        stack.close()

@@ -1,0 +1,55 @@
+"""Glue of the write side: the client's calls as the plain callables vfs takes, and the read cache's.
+
+vfs never sees the client (DESIGN.md: it gets callables); these adapters are built once where the
+mount is wired.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from acdfuse.vfs.reader import ContentReader
+from acdfuse.vfs.upload import Remote
+from acdfuse.vfs.writes import ReadHooks
+
+
+def remote_for(client: Any) -> Remote:
+    """The upload calls of an ``ACDClient``.
+
+    The conditional overwrite (If-Match with the base content version, 412 on a mismatch) is used when
+    the client's ``overwrite_stream`` takes ``expected_content_version`` (the api-errors work adds it);
+    until then the write side checks the version itself just before overwriting (vfs/upload.py).
+    """
+    conditional = "expected_content_version" in inspect.signature(client.overwrite_stream).parameters
+
+    def upload(stream: Any, name: str, parent_id: str) -> dict:
+        return dict(client.upload_stream(stream, name, parent_id))
+
+    def overwrite(stream: Any, node_id: str, base_version: int | None) -> dict:
+        if conditional:
+            return dict(client.overwrite_stream(stream, node_id, expected_content_version=base_version))
+        return dict(client.overwrite_stream(stream, node_id))
+
+    def metadata(node_id: str) -> dict:
+        return dict(client.get_metadata(node_id, temp_link=False))
+
+    def trash(node_id: str) -> dict:
+        return dict(client.move_to_trash(node_id))
+
+    return Remote(upload=upload, overwrite=overwrite, metadata=metadata, conditional=conditional,
+                  trash=trash)
+
+
+def read_hooks(reader: ContentReader) -> ReadHooks:
+    """Base content through the read cache (a cached chunk is never downloaded again), and the
+    hand-over of an uploaded file's bytes to it."""
+
+    def fetch(node_id: str, content_key: str, size: int, offset: int, length: int) -> bytes:
+        fh = reader.open(node_id, content_key, size)
+        try:
+            return reader.read(fh, offset, length)
+        finally:
+            reader.release(fh)
+
+    return ReadHooks(fetch=fetch, adopt=reader.adopt, invalidate=reader.invalidate)

@@ -1,0 +1,365 @@
+"""One upload of a dirty file: stream its spool, check the answer, and never lose an update.
+
+The spool is streamed in constant memory (the client reads it piece by piece) while its MD5 is computed
+here, independently of the client, and the server's md5 and size are compared with it.
+
+No lost update: an overwrite names the content version its local copy was based on. When the server
+supports the conditional overwrite (``Remote.conditional``), a changed file answers 412; otherwise the
+version is checked just before the overwrite. The remaining race without the server's help: another
+client's overwrite landing between that check and our overwrite is replaced by ours (its content stays
+only in that client's copy). A changed (or trashed) file, or a new file whose name was taken meanwhile,
+gets the local version as a conflict copy next to it, ``NAME (conflict YYYY-MM-DD HHMMSS).EXT``
+(UTC), with a warning naming both. When the server already holds exactly our bytes (a previous try
+landed but its answer was lost, e.g. the mount was killed), that node is taken as the answer instead.
+
+Errors: a failure that will never succeed on retry (a folder that is gone, a full quota, a file over
+the size limit, a base content that vanished before its missing bytes were fetched) is raised as
+``UploadRefused``; ``is_permanent`` classifies everything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .spool import Spool, SpoolReader
+
+log = logging.getLogger(__name__)
+
+# (stream, name, parent id) -> node JSON of the new file
+# (a readable, seekable stream, as ``HashingReader``)
+UploadNew = Callable[[Any, str, str], dict]
+# (stream, node id, expected content version or None) -> node JSON
+Overwrite = Callable[[Any, str, "int | None"], dict]
+
+_HASH_PIECE = 1024 * 1024
+MAX_CONFLICT_NAMES = 50
+
+
+@dataclass(frozen=True)
+class Remote:
+    """The server calls an upload needs, as plain callables (the mount builds them from its client)."""
+
+    upload: UploadNew
+    overwrite: Overwrite
+    metadata: Callable[[str], dict]
+    # True when ``overwrite`` sends the expected version and the server answers 412 on a mismatch
+    conditional: bool = False
+    # node id -> trashed node JSON: takes back a file deleted locally while its upload ran
+    trash: Callable[[str], dict] | None = None
+
+
+class UploadRefused(Exception):
+    """An upload that will not succeed however often it is tried; the local copy is kept."""
+
+
+class UploadMismatch(Exception):
+    """The server stored other bytes than we sent (a transient fault: the upload is repeated)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of what to upload."""
+
+    local_id: int
+    spool: Spool
+    size: int
+    node_id: str | None           # None: a new file
+    name: str
+    parent_id: str | None
+    base_version: int | None
+    parent_available: Callable[[str], bool | None] = lambda _pid: None   # True/False, None: ask the server
+    cancelled: Callable[[], bool] = lambda: False       # deleted locally meanwhile: make no copies
+
+
+@dataclass(frozen=True)
+class Result:
+    answer: dict
+    md5: str
+    conflict_with: str | None = None   # the node id of the other version when ours became a copy
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+# Until the api-errors work lands ``acdfuse.api.common.is_transient``, this predicate is the one place
+# that decides; statuses are read off the exception (RequestError.status_code) so vfs needs no api import.
+_TRANSIENT_STATUSES = frozenset({401, 408, 429, 1000, 1002, 1003, 1004, 1005})
+
+
+def status_of(exc: BaseException) -> int:
+    return int(getattr(exc, "status_code", 0) or 0)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether retrying the same upload can never succeed."""
+    if isinstance(exc, UploadRefused):
+        return True
+    if isinstance(exc, UploadMismatch | OSError | TimeoutError):
+        return False       # local I/O trouble or a torn transfer: worth another try
+    status = status_of(exc)
+    if status == 0:
+        return False       # not an answer of the server: a bug or a local fault, retried with back-off
+    if status in _TRANSIENT_STATUSES or 500 <= status <= 599:
+        return False
+    return True            # the server understood and said no (4xx)
+
+
+def refusal(exc: BaseException, what: str) -> UploadRefused | None:
+    """The UploadRefused a server answer amounts to, or None when it is not a final refusal."""
+    status = status_of(exc)
+    msg = str(getattr(exc, "msg", "") or exc)
+    if status == 413:
+        return UploadRefused(f"{what} is larger than the server accepts per file ({msg})")
+    if status == 403 and ("allowance" in msg or "quota" in msg.lower() or "SUBSCRIPTION" in msg):
+        return UploadRefused(f"the drive is full: {what} does not fit ({msg})")
+    return None
+
+
+# ---- naming ------------------------------------------------------------------------------------
+
+def conflict_name(name: str, when: float, n: int = 1) -> str:
+    """``NAME (conflict YYYY-MM-DD HHMMSS).EXT`` in UTC; ``n`` > 1 adds a number when that is taken."""
+    stem, ext = os.path.splitext(name)
+    stamp = datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%d %H%M%S")
+    tag = f" (conflict {stamp})" if n == 1 else f" (conflict {stamp} {n})"
+    return f"{stem}{tag}{ext}"
+
+
+# ---- streaming ---------------------------------------------------------------------------------
+
+class HashingReader:
+    """A spool reader that hashes what a sequential read from the start hands out.
+
+    The client seeks to measure the stream and back, and rewinds for a repeat: a seek to 0 starts the
+    hash again; any other read pattern makes ``md5`` unknown (None).
+    """
+
+    def __init__(self, inner: SpoolReader) -> None:
+        self._inner = inner
+        self._md5: Any = hashlib.md5()
+        self._hashed = 0
+        self._valid = True
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        pos = self._inner.seek(offset, whence)
+        if pos == 0:
+            self._md5 = hashlib.md5()
+            self._hashed = 0
+            self._valid = True
+        return pos
+
+    def read(self, n: int = -1) -> bytes:
+        pos = self._inner.tell()
+        data = self._inner.read(n)
+        if pos == self._hashed:
+            self._md5.update(data)
+            self._hashed += len(data)
+        else:
+            self._valid = False
+        return data
+
+    def md5(self, size: int) -> str | None:
+        return self._md5.hexdigest() if self._valid and self._hashed == size else None
+
+
+def spool_md5(spool: Spool, size: int) -> str:
+    reader = spool.reader(size)
+    h = hashlib.md5()
+    while True:
+        piece = reader.read(_HASH_PIECE)
+        if not piece:
+            return h.hexdigest()
+        h.update(piece)
+
+
+def _content(node: dict) -> tuple[str | None, int | None, int | None]:
+    props = node.get("contentProperties") or {}
+    size, version = props.get("size"), props.get("version")
+    return (props.get("md5"), None if size is None else int(size),
+            None if version is None else int(version))
+
+
+# ---- the upload --------------------------------------------------------------------------------
+
+class Uploader:
+    """Runs ``Job``s against a ``Remote`` (see the module docstring)."""
+
+    def __init__(self, remote: Remote, clock: Callable[[], float] = time.time) -> None:
+        self._remote = remote
+        self._clock = clock
+
+    def run(self, job: Job) -> Result:
+        stream = HashingReader(job.spool.reader(job.size))
+        if job.node_id is None:
+            answer, other = self._new_file(job, stream)
+        else:
+            answer, other = self._overwrite(job, job.node_id, stream)
+        md5 = self._check(job, answer, stream)
+        return Result(answer, md5, other)
+
+    def _check(self, job: Job, answer: dict, stream: HashingReader) -> str:
+        md5, size, _ = _content(answer)
+        local = stream.md5(job.size)
+        if local is None:
+            local = spool_md5(job.spool, job.size)    # the answer came without our stream being read
+        if size != job.size or md5 != local:
+            raise UploadMismatch(
+                f"{job.name}: the server reports {size} bytes with md5 {md5}, the local copy has {job.size} "
+                f"bytes with md5 {local}")
+        return local
+
+    # ---- new files ---------------------------------------------------------------------------
+    def _new_file(self, job: Job, stream: HashingReader) -> tuple[dict, str | None]:
+        assert job.parent_id is not None
+        self._check_parent(job, job.parent_id)
+        try:
+            return self._remote.upload(stream, job.name, job.parent_id), None
+        except Exception as exc:
+            status = status_of(exc)
+            if status == 409:
+                existing = getattr(exc, "node_id", None)
+                if existing:
+                    node = self._same_content(job, existing)
+                    if node is not None:
+                        log.info("%s: the server already holds this content (node %s); taking it",
+                                 job.name, existing)
+                        return node, None
+                return self._conflict_copy(job, stream, job.name, job.parent_id, other=existing,
+                                           why="a file of that name was created on the server meanwhile")
+            if status in (400, 404) and not self._parent_ok(job, job.parent_id):
+                raise UploadRefused(f"the folder {job.parent_id} that {job.name!r} was created in is "
+                                    f"gone from the drive") from exc
+            refused = refusal(exc, repr(job.name))
+            if refused is not None:
+                raise refused from exc
+            raise
+
+    def _check_parent(self, job: Job, parent_id: str) -> None:
+        if not self._parent_ok(job, parent_id):
+            raise UploadRefused(f"the folder {parent_id} that {job.name!r} belongs in is gone from the drive")
+
+    def _parent_ok(self, job: Job, parent_id: str) -> bool:
+        known = job.parent_available(parent_id)
+        if known is not None:
+            return known
+        try:
+            node = self._remote.metadata(parent_id)
+        except Exception as exc:
+            if status_of(exc) == 404:
+                return False
+            raise
+        return node.get("status") == "AVAILABLE" and node.get("kind") == "FOLDER"
+
+    # ---- overwrites --------------------------------------------------------------------------
+    def _overwrite(self, job: Job, node_id: str, stream: HashingReader) -> tuple[dict, str | None]:
+        if not self._remote.conditional:
+            # no If-Match on this server: look just before overwriting (the race left is documented above)
+            current = self._metadata_or_none(node_id)
+            if current is None or current.get("status") != "AVAILABLE":
+                return self._gone(job, node_id, current, stream)
+            if _content(current)[2] != job.base_version:
+                return self._changed(job, node_id, current, stream)
+        try:
+            return self._remote.overwrite(stream, node_id, job.base_version), None
+        except Exception as exc:
+            status = status_of(exc)
+            if status in (404, 409, 412):
+                current = self._metadata_or_none(node_id)
+                if current is None or current.get("status") != "AVAILABLE":
+                    return self._gone(job, node_id, current, stream)
+                if status == 412 or _content(current)[2] != job.base_version:
+                    return self._changed(job, node_id, current, stream)
+            refused = refusal(exc, repr(job.name))
+            if refused is not None:
+                raise refused from exc
+            raise
+
+    def _metadata_or_none(self, node_id: str) -> dict | None:
+        try:
+            return self._remote.metadata(node_id)
+        except Exception as exc:
+            if status_of(exc) == 404:
+                return None
+            raise
+
+    def _changed(self, job: Job, node_id: str, current: dict,
+                 stream: HashingReader) -> tuple[dict, str | None]:
+        md5, size, _ = _content(current)
+        if size == job.size and md5 == spool_md5(job.spool, job.size):
+            log.info("%s: the server already holds this content (node %s); taking it", job.name, node_id)
+            return current, None
+        parent = self._first_parent(job, current)
+        return self._conflict_copy(job, stream, str(current.get("name") or job.name), parent, other=node_id,
+                                   why="it was changed on the server since the local copy was based on it")
+
+    def _gone(self, job: Job, node_id: str, current: dict | None,
+              stream: HashingReader) -> tuple[dict, str | None]:
+        parent = self._first_parent(job, current)
+        name = str((current or {}).get("name") or job.name)
+        return self._conflict_copy(job, stream, name, parent, other=node_id,
+                                   why="it was deleted or trashed on the server meanwhile")
+
+    def _first_parent(self, job: Job, current: dict | None) -> str:
+        for pid in (current or {}).get("parents") or []:
+            if self._parent_ok(job, pid):
+                return str(pid)
+        if job.parent_id and self._parent_ok(job, job.parent_id):
+            return job.parent_id
+        raise UploadRefused(f"{job.name!r} changed on the server and no folder of it is left to put the "
+                            f"local version next to it")
+
+    # ---- conflict copies ---------------------------------------------------------------------
+    def _conflict_copy(self, job: Job, stream: HashingReader, name: str, parent_id: str, *,
+                       other: str | None, why: str) -> tuple[dict, str | None]:
+        if job.cancelled():
+            raise UploadRefused(f"{name!r} was deleted locally while its upload ran")
+        when = self._clock()
+        for n in range(1, MAX_CONFLICT_NAMES + 1):
+            copy = conflict_name(name, when, n)
+            stream.seek(0)
+            try:
+                answer = self._remote.upload(stream, copy, parent_id)
+            except Exception as exc:
+                if status_of(exc) == 409:
+                    existing = getattr(exc, "node_id", None)
+                    node = self._same_content(job, existing) if existing else None
+                    if node is not None:
+                        answer = node       # our copy went up before (a repeat after a lost answer)
+                    else:
+                        continue
+                else:
+                    refused = refusal(exc, repr(copy))
+                    if refused is not None:
+                        raise refused from exc
+                    if status_of(exc) in (400, 404) and not self._parent_ok(job, parent_id):
+                        raise UploadRefused(
+                            f"the folder {parent_id} of {name!r} is gone from the drive") from exc
+                    raise
+            log.warning("conflict: %r (node %s): %s; the local version was uploaded next to it as %r "
+                        "(node %s); both versions are kept", name, other or "-", why, copy, answer.get("id"))
+            return answer, other or ""
+        raise UploadRefused(f"no free conflict name for {name!r} after {MAX_CONFLICT_NAMES} tries")
+
+    def _same_content(self, job: Job, node_id: str) -> dict | None:
+        node = self._metadata_or_none(node_id)
+        if node is None or node.get("status") != "AVAILABLE":
+            return None
+        md5, size, _ = _content(node)
+        if size == job.size and md5 == spool_md5(job.spool, job.size):
+            return node
+        return None
