@@ -103,13 +103,16 @@ class Spool:
     first, lowered by every truncate (bytes past a truncate point are zeros or written, never base).
     """
 
-    def __init__(self, path: Path, *, size: int, base_limit: int,
+    def __init__(self, path: Path, *, size: int | None, base_limit: int,
                  ranges: Iterable[tuple[int, int]] = (), create: bool) -> None:
+        """``size`` None: the file's own size (a spool whose last writes the journal never saw)."""
         self.path = Path(path)
         self.lock = threading.Lock()
         flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT | os.O_TRUNC if create else 0)
         self._fd = os.open(self.path, flags, 0o600)
         try:
+            if size is None:
+                size = os.fstat(self._fd).st_size
             self.size = size
             self.base_limit = min(base_limit, size)
             self.local = RangeSet(ranges)

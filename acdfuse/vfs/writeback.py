@@ -90,6 +90,7 @@ class WriteBack:
         self._tie = itertools.count()
         self._threads: list[threading.Thread] = []
         self._stopping = False
+        self._inflight = 0        # runs in progress, cancelled keys' included
         self.uploads = 0          # completed runs, for tests and stats
         self.failures = 0
 
@@ -195,7 +196,7 @@ class WriteBack:
             while True:
                 busy = [e for e in self._entries.values()
                         if e.running or e.state == QUEUED or (e.state == FAILED and e.due is not None)]
-                if not busy:
+                if not busy and not self._inflight:
                     return True
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -251,6 +252,7 @@ class WriteBack:
                 if entry is None:
                     continue
                 entry.running = True
+                self._inflight += 1
                 entry.urgent = False
                 entry.again = None
                 entry.due = None
@@ -266,6 +268,7 @@ class WriteBack:
             error = exc
         with self._cond:
             entry.running = False
+            self._inflight -= 1
             if entry.cancelled:
                 self._cond.notify_all()
                 return

@@ -49,8 +49,8 @@ INO_BASE = 1 << 40
 
 # (node id, content key, size, offset, length) -> those bytes of that content version
 FetchBase = Callable[[str, str, int, int, int], "bytes | bytearray | memoryview"]
-# (node id, content key, size, read(offset, length)) -> None: take a file's bytes as cached content
-Adopt = Callable[[str, str, int, Callable[[int, int], bytes]], None]
+# (node id, content key, size, read(offset, length)) -> chunks kept: take a file's bytes as cached content
+Adopt = Callable[[str, str, int, Callable[[int, int], "bytes | bytearray | memoryview"]], int]
 
 
 class StoreView(Protocol):
@@ -161,8 +161,11 @@ class WriteSide:
         known: set[str] = set()
         for row in rows:
             path = self._spool_dir / row.spool
+            # a file still open when the mount died: the journal saw its first write, the spool has
+            # the last ones (its size is the file's; a new file's bytes are all local)
+            size = None if row.state == DIRTY else row.size
             try:
-                spool = Spool(path, size=row.size, base_limit=row.base_limit, ranges=row.ranges, create=False)
+                spool = Spool(path, size=size, base_limit=row.base_limit, ranges=row.ranges, create=False)
             except FileNotFoundError:
                 log.error("write journal: the spool %s of %s is missing; its unsaved changes are lost",
                           path, row.name)

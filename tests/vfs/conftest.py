@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from vfs_helpers import KiB, MemoryDrive, MiB, ReaderFactory
@@ -61,3 +62,20 @@ def wstack(client, drive_server, tmp_path: Path, write_opts: WriteOptions) -> It
         yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture
+def make_client(cdir: Path) -> Iterator[Callable[..., Any]]:
+    """More clients on the server's config dir (e.g. with a short retry deadline); closed at the end."""
+    from acdfuse.api.client import ACDClient
+
+    made: list[ACDClient] = []
+
+    def make(**kwargs: Any) -> ACDClient:
+        c = ACDClient(str(cdir), **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()

@@ -37,11 +37,14 @@ class WriteStack:
         self.reader: ContentReader | None = None
         self.ws: WriteSide | None = None
 
-    def open(self, opts: WriteOptions | None = None, remote: Remote | None = None) -> WriteStack:
+    def open(self, opts: WriteOptions | None = None, remote: Remote | None = None,
+             sync: bool = True) -> WriteStack:
+        """``sync=False``: serve the mirror as it is (an offline mount)."""
         self.cache.mkdir(parents=True, exist_ok=True)
         self.store = NodeStore(self.cache / "nodes.db")
         self.store.open()
-        self.store.sync(self.client.get_changes)
+        if sync:
+            self.store.sync(self.client.get_changes)
         fetch = PinnedFetch(self.client.download_chunk, 10.0)
         self.reader = ContentReader(fetch, ReaderOptions(
             cache_dir=self.cache / "chunks", chunk_size=64 * KiB, memory_cache=4 * MiB, cache_size=64 * MiB,
@@ -63,9 +66,10 @@ class WriteStack:
             self.store.close()
         self.ws = self.reader = self.store = None
 
-    def remount(self, opts: WriteOptions | None = None, remote: Remote | None = None) -> WriteStack:
+    def remount(self, opts: WriteOptions | None = None, remote: Remote | None = None,
+                sync: bool = True) -> WriteStack:
         self.close()
-        return self.open(opts, remote)
+        return self.open(opts, remote, sync)
 
     # ---- shortcuts -----------------------------------------------------------------------------
     @property
@@ -120,3 +124,14 @@ class WriteStack:
             if not piece:
                 return bytes(out)
             out += piece
+
+
+def wait_until(check: Any, timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll ``check()`` until it is true (tests only: the code under test has its own waits)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.05)

@@ -1,0 +1,169 @@
+"""No lost update: conflict copies, repeats of uploads that landed, and renames/unlinks of pending files."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from writes_helpers import WriteStack
+
+from acdfuse.fs.remote import remote_for
+from acdfuse.vfs.options import WriteOptions
+from acdfuse.vfs.upload import Remote, conflict_name
+
+CONFLICT = re.compile(r"^(.*) \(conflict \d{4}-\d\d-\d\d \d{6}\)(\..*)?$")
+
+
+def names(stack: WriteStack, folder_id: str | None = None) -> dict[str, str]:
+    """name -> node id of what the server holds in a folder (root by default)."""
+    children = stack.client.list_children(folder_id or stack.root.id)
+    return {c["name"]: c["id"] for c in children if c.get("status") == "AVAILABLE"}
+
+
+def test_conflict_name_format() -> None:
+    when = 1_700_000_000.0     # 2023-11-14 22:13:20 UTC
+    assert conflict_name("report.txt", when) == "report (conflict 2023-11-14 221320).txt"
+    assert conflict_name("Makefile", when) == "Makefile (conflict 2023-11-14 221320)"
+    assert conflict_name("a.tar.gz", when, 2) == "a.tar (conflict 2023-11-14 221320 2).gz"
+
+
+def test_overwrite_of_a_file_changed_elsewhere_goes_to_a_conflict_copy(wstack: WriteStack, caplog) -> None:  # type: ignore[no-untyped-def]
+    node = wstack.upload("doc.txt", b"original")
+    h = wstack.w.open(node, write=True, truncate=True)
+    assert h is not None
+    wstack.w.write(h, 0, b"ours")
+    wstack.client.overwrite_stream(io.BytesIO(b"theirs"), node.id)     # another client, meanwhile
+    with caplog.at_level(logging.WARNING, logger="acdfuse"):
+        wstack.w.release(h)
+        assert wstack.w.wait_uploads(20)
+    found = names(wstack)
+    assert wstack.server_bytes(found["doc.txt"]) == b"theirs"          # theirs stays where it was
+    copies = [n for n in found if CONFLICT.match(n)]
+    assert len(copies) == 1 and copies[0].endswith(".txt") and copies[0].startswith("doc (conflict ")
+    assert wstack.server_bytes(found[copies[0]]) == b"ours"
+    warning = [r.getMessage() for r in caplog.records if "conflict" in r.getMessage()]
+    assert warning and node.id in warning[0] and copies[0] in warning[0]
+    assert wstack.w.pending_stats()["files"] == 0
+
+
+def test_new_file_whose_name_was_taken_meanwhile_goes_to_a_conflict_copy(wstack: WriteStack) -> None:
+    wstack.write_file("a.txt", b"mine")
+    wstack.client.upload_stream(io.BytesIO(b"someone else's"), "A.txt", wstack.root.id)  # case clash
+    assert wstack.w.wait_uploads(20)
+    found = names(wstack)
+    assert wstack.server_bytes(found["A.txt"]) == b"someone else's"
+    copies = [n for n in found if CONFLICT.match(n)]
+    assert len(copies) == 1 and copies[0].startswith("a (conflict ")
+    assert wstack.server_bytes(found[copies[0]]) == b"mine"
+    # the pending file now is that copy, inode and all
+    assert wstack.s.resolve("/" + copies[0]) is not None
+
+
+def test_file_trashed_elsewhere_keeps_local_changes_as_a_conflict_copy(wstack: WriteStack) -> None:
+    node = wstack.upload("gone.txt", b"v1")
+    h = wstack.w.open(node, write=True, truncate=True)
+    assert h is not None
+    wstack.w.write(h, 0, b"local edit")
+    wstack.client.move_to_trash(node.id)
+    wstack.w.release(h)
+    assert wstack.w.wait_uploads(20)
+    found = names(wstack)
+    assert "gone.txt" not in found
+    copies = [n for n in found if CONFLICT.match(n)]
+    assert len(copies) == 1
+    assert wstack.server_bytes(found[copies[0]]) == b"local edit"
+
+
+def test_server_already_holding_our_bytes_is_no_conflict(wstack: WriteStack) -> None:
+    """A repeat after a lost answer (e.g. the mount was killed after the upload landed)."""
+    node = wstack.upload("same.txt", b"base")
+    h = wstack.w.open(node, write=True, truncate=True)
+    assert h is not None
+    wstack.w.write(h, 0, b"identical")
+    wstack.client.overwrite_stream(io.BytesIO(b"identical"), node.id)
+    wstack.w.release(h)
+    wstack.write_file("new.txt", b"landed before")
+    wstack.client.upload_stream(io.BytesIO(b"landed before"), "new.txt", wstack.root.id)
+    assert wstack.w.wait_uploads(20)
+    found = names(wstack)
+    assert not [n for n in found if CONFLICT.match(n)]
+    assert wstack.server_bytes(found["same.txt"]) == b"identical"
+    assert wstack.server_bytes(found["new.txt"]) == b"landed before"
+
+
+def test_pending_file_renamed_over_an_existing_file_overwrites_it(wstack: WriteStack) -> None:
+    """An editor's save: write a temp file, rename it over the original. The node id stays."""
+    original = wstack.upload("notes.txt", b"old notes")
+    before = wstack.stats()
+    wstack.write_file(".notes.txt.swp", b"new notes")
+    assert wstack.w.rename_pending(wstack.root.id, ".notes.txt.swp", wstack.root.id, "notes.txt",
+                                   replaced=original)
+    assert wstack.w.lookup_pending(wstack.root.id, ".notes.txt.swp") is None
+    assert wstack.w.overlay(original).size == len(b"new notes")
+    assert wstack.w.read_node(original.id, 0, 100) == b"new notes"
+    assert wstack.w.wait_uploads(20)
+    after = wstack.stats()
+    assert after["upload"] == before["upload"]           # no new node: an overwrite
+    assert after["overwrite"] == before["overwrite"] + 1
+    node = wstack.node("/notes.txt")
+    assert node.id == original.id and node.ino == original.ino
+    assert wstack.server_bytes(node.id) == b"new notes"
+
+
+def test_pending_file_renamed_and_moved_is_uploaded_at_its_new_place(wstack: WriteStack) -> None:
+    folder = wstack.s.apply_local(wstack.client.create_folder("sub", wstack.root.id))
+    pending = wstack.write_file("draft", b"text")
+    assert wstack.w.rename_pending(wstack.root.id, "draft", folder.id, "final.txt")
+    moved = wstack.w.lookup_pending(folder.id, "final.txt")
+    assert moved is not None and moved.ino == pending.ino
+    assert wstack.w.wait_uploads(20)
+    assert wstack.server_bytes(wstack.node("/sub/final.txt").id) == b"text"
+    assert wstack.s.resolve("/draft") is None
+
+
+def test_pending_overwrite_of_a_trashed_node_is_dropped(client, drive_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.5)).open()
+    try:
+        node = stack.upload("doomed.txt", b"v1")
+        h = stack.w.open(node, write=True)
+        assert h is not None
+        stack.w.write(h, 0, b"v2")
+        stack.w.release(h)
+        before = stack.stats()["overwrite"]
+        stack.client.move_to_trash(node.id)
+        stack.w.forget_node(node.id)
+        assert stack.w.wait_uploads(20)
+        assert stack.stats()["overwrite"] == before
+        assert stack.w.pending_stats()["files"] == 0
+        assert not [n for n in names(stack) if CONFLICT.match(n)]
+    finally:
+        stack.close()
+
+
+def test_file_deleted_while_its_upload_runs_leaves_nothing_behind(client, drive_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    real = remote_for(client)
+    started, gate = threading.Event(), threading.Event()
+
+    def slow_upload(stream: Any, name: str, parent: str) -> dict:
+        started.set()
+        gate.wait(10)
+        return real.upload(stream, name, parent)
+
+    remote = Remote(upload=slow_upload, overwrite=real.overwrite, metadata=real.metadata, trash=real.trash)
+    stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote).open()
+    try:
+        stack.write_file("tmp.part", b"partial download")
+        assert started.wait(10)
+        assert stack.w.unlink_pending(stack.root.id, "tmp.part")
+        gate.set()
+        assert stack.w.wait_uploads(20)
+        assert "tmp.part" not in names(stack)
+        assert stack.s.resolve("/tmp.part") is None
+        assert list((stack.cache / "spool").iterdir()) == []
+    finally:
+        gate.set()
+        stack.close()
