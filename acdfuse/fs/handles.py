@@ -19,6 +19,7 @@ class OpenFile:
     ino: int
     direct: bool = False     # opened with direct_io: its reads bypass the kernel's page cache
     node: Any = None         # the store's Node as opened: attributes of an fd whose node is gone
+    write: Any = None        # a WriteSide handle: the file is read and written through its local copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,15 @@ class HandleTable:
         with self._lock:
             fh = next(self._next)
             ino, key = entry.ino, entry.content_key
-            others = {f.content_key for f in self._files.values() if f.ino == ino and not f.direct}
+            if entry.write is not None:
+                # a local copy: its pages are dropped at every open (its bytes change under other
+                # handles' writes), and it never gets direct_io, so a shared writable mmap works
+                self._page_key[ino] = key
+                self._mixed.discard(ino)
+                self._files[fh] = entry
+                return fh, OpenMode(keep_cache=False, direct_io=False)
+            others = {f.content_key for f in self._files.values()
+                      if f.ino == ino and not f.direct and f.write is None}
             if others - {key}:
                 mode = OpenMode(keep_cache=False, direct_io=True)
                 # the drop at this open leaves the page cache to the other key's handles

@@ -1,9 +1,12 @@
 """The fusepy Operations class: path -> node through the store, bytes through the content reader.
 
-Thin by design: no caching policy and no HTTP here. Every method runs under ``_guard``, which turns any
-exception into a FuseOSError with a meaningful errno (see errors.py), so nothing escapes to fusepy.
-Mutating calls answer EROFS until the write side exists; they all pass through ``_mutation`` so the
-write-back spool can take over in one place.
+Thin by design: no caching policy here. Every method runs under ``_guard``, which turns any exception
+into a FuseOSError with a meaningful errno (see errors.py), so nothing escapes to fusepy.
+
+The write operations live in writeops.py (a mixin). The read side here consults the write side for
+files with a local copy: pending new files (``local:<n>`` ids, not on the server yet) show in lookups
+and listings, and a file with unsaved writes shows its local size, mtime and bytes. Without a write side
+(a ``--read-only`` mount) every change is refused with EROFS.
 
 Lock order: DriveOperations._lock (nlink cache) -> HandleTable._lock. Neither is held across I/O.
 """
@@ -11,24 +14,25 @@ Lock order: DriveOperations._lock (nlink cache) -> HandleTable._lock. Neither is
 from __future__ import annotations
 
 import errno
-import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from acdfuse.fs.attrs import Ownership, node_attrs, statfs_attrs
 from acdfuse.fs.binding import FuseOSError
-from acdfuse.fs.errors import known_errno, to_errno
+from acdfuse.fs.guard import guard
 from acdfuse.fs.handles import HandleTable, OpenDir, OpenFile
+from acdfuse.fs.writeops import DriveApi, NameIndex, WriteOperations, split
 
 if TYPE_CHECKING:
     from acdfuse.store import Node
+    from acdfuse.vfs.writes import WriteSide
 
 log = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
+_guard = guard
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
@@ -56,53 +60,29 @@ def content_key(node: Node) -> str:
     return node.md5 if node.md5 else f"v{node.content_version}"
 
 
-def _guard(method: F) -> F:
-    """Run an operation; whatever goes wrong leaves as FuseOSError with an errno, and is logged."""
-    name = method.__name__
+class DriveOperations(WriteOperations):
+    """fusepy operations over a node store and a content reader. Use with ``FUSE(..., raw_fi=True)``.
 
-    @functools.wraps(method)
-    def wrapper(self: DriveOperations, *args: Any) -> Any:
-        try:
-            return method(self, *args)
-        except FuseOSError:
-            raise
-        except Exception as exc:  # every failure must reach the kernel as an errno, never kill the mount
-            code = known_errno(exc)
-            path = args[0] if args else "?"
-            if code is None:
-                code = to_errno(exc)
-                log.exception("%s %s failed unexpectedly; answering %s", name, path,
-                              errno.errorcode.get(code, code))
-            elif isinstance(exc, OSError):
-                log.warning("%s %s: %s", name, path, exc)
-            else:
-                log.warning("%s %s: %s -> %s", name, path, exc, errno.errorcode.get(code, code))
-            raise FuseOSError(code) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-class DriveOperations:
-    """FUSE operations over a node store and a content reader; served by ``binding.serve`` (raw_fi).
-
-    Built by the composition root (``acdfuse.mount.build``), which is the place to add collaborators
-    (the write side's, for one): each is one keyword of the constructor, stored as it is.
+    ``writes`` and ``api`` (the write side and the client's namespace calls) make the mount writable;
+    without them it is read-only.
     """
 
     # fusepy registers only the operations an object has; leaving these out makes libfuse answer
     # ENOSYS once, after which the kernel stops asking (flush on every close, xattrs on every ls -l).
     use_ns = False
 
-    def __init__(self, store: Store, reader: Reader, quota: QuotaSource, owner: Ownership) -> None:
-        """``store`` resolves paths to nodes, ``reader`` serves their bytes, ``quota`` answers statfs
-        without I/O, ``owner`` says who owns every entry and whether it is writable. No I/O here."""
+    def __init__(self, store: Store, reader: Reader, quota: QuotaSource, owner: Ownership, *,
+                 writes: WriteSide | None = None, api: DriveApi | None = None) -> None:
         self._store = store
         self._reader = reader
         self._quota = quota
         self._owner = owner
+        self._writes = writes if api is not None else None
+        self._api = api
         self._handles = HandleTable()
         self._lock = threading.Lock()
         self._subfolders: dict[str, int] = {}   # folder id -> number of child folders (link count)
+        self._names = NameIndex()
 
     def __call__(self, op: str, *args: Any) -> Any:
         method = getattr(self, op, None)
@@ -122,6 +102,7 @@ class DriveOperations:
         """
         with self._lock:
             self._subfolders.clear()
+        self._names.clear()
         for node_id in changed_ids or ():
             node = self._store.get(node_id)
             if node is None:
@@ -135,11 +116,34 @@ class DriveOperations:
 
     # ----- lookups -----
 
-    def _node(self, path: str) -> Node:
+    def _lookup(self, path: str) -> Node | None:
+        """The node at ``path`` as this mount shows it: a pending new file there first (it shadows a
+        server file of the same name until its upload makes a conflict copy), else the store's node
+        with the size and mtime of its local copy, if it has one."""
+        w = self._writes
+        if w is not None and path != "/":
+            parent_path, name = split(path)
+            if w.has_pending(name):
+                parent = self._store.resolve(parent_path)
+                if parent is not None and parent.is_folder:
+                    pending = w.lookup_pending(parent.id, name)
+                    if pending is not None:
+                        return pending
         node = self._store.resolve(path)
+        if node is not None and w is not None and node.is_file:
+            return w.overlay(node)
+        return node
+
+    def _node(self, path: str) -> Node:
+        node = self._lookup(path)
         if node is None:
             raise FuseOSError(errno.ENOENT)
         return node
+
+    def _forget_subfolders(self, *folder_ids: str) -> None:
+        with self._lock:
+            for folder_id in folder_ids:
+                self._subfolders.pop(folder_id, None)
 
     def _nlink(self, node: Node) -> int:
         if not node.is_folder:
@@ -157,6 +161,9 @@ class DriveOperations:
         # answer comes from that file's node, not the path: a file renamed, moved or trashed on the
         # server keeps working through fds opened before, as after unlink on a local fs.
         entry = self._handles.file(fh.fh) if fh is not None else None
+        if entry is not None and entry.write is not None and self._writes is not None:
+            node = self._writes.node_of(entry.write)
+            return node_attrs(node, self._owner, self._nlink(node))
         if entry is not None:
             node = self._store.get(entry.node_id) or entry.node
             if node is not None:
@@ -194,9 +201,16 @@ class DriveOperations:
         # rsync learn which entries are folders without a lookup per entry
         dir_mode, file_mode = self._owner.dir_mode(), self._owner.file_mode()
         entries: list[str | tuple[str, dict[str, int], int]] = [".", ".."]
+        children = self._store.children(folder_id)
+        if self._writes is not None:
+            pending = self._writes.pending_children(folder_id)
+            if pending:
+                # a pending new file shadows a server entry of the same name (see _lookup)
+                shadowed = {p.name for p in pending}
+                children = [c for c in children if c.name not in shadowed] + pending
         entries.extend(
             (child.name, {"st_ino": child.ino, "st_mode": dir_mode if child.is_folder else file_mode}, 0)
-            for child in self._store.children(folder_id))
+            for child in children)
         return entries
 
     @_guard
@@ -213,11 +227,18 @@ class DriveOperations:
 
     @_guard
     def open(self, path: str, fi: Any) -> int:
-        if fi.flags & WRITE_FLAGS:
-            return self._mutation("open for writing", path)
+        if fi.flags & os.O_ACCMODE != os.O_RDONLY or fi.flags & os.O_TRUNC:
+            if self._writes is None:
+                return self._mutation("open for writing", path)
+            return self._open_write(path, fi)
         node = self._node(path)
         if node.is_folder:
             raise FuseOSError(errno.EISDIR)
+        w = self._writes
+        if w is not None and w.has_local(node.id):
+            wh = w.open(node, write=False)      # a file with unsaved writes: read its local copy
+            if wh is not None:
+                return self._add_write_handle(wh, node, fi)
         key = content_key(node)
         handle = self._reader.open(node.id, key, node.size)
         fh, mode = self._handles.add_file(OpenFile(node.id, key, handle, node.ino, node=node))
@@ -231,57 +252,44 @@ class DriveOperations:
         entry = self._handles.file(fi.fh)
         if entry is None:
             raise FuseOSError(errno.EBADF)
+        w = self._writes
+        if entry.write is not None and w is not None:
+            return w.read(entry.write, offset, size)
+        if w is not None and w.has_local(entry.node_id):
+            # opened before another handle started writing to it: it sees those writes, as on a disk
+            local = w.read_node(entry.node_id, offset, size)
+            if local is not None:
+                return local
         self._handles.note_read(entry)
         return self._reader.read(entry.reader_handle, offset, size)
 
     @_guard
     def release(self, path: str, fi: Any) -> int:
         entry = self._handles.pop_file(fi.fh)
-        if entry is not None:
+        if entry is None:
+            return 0
+        if entry.write is not None:
+            if self._writes is not None:
+                self._writes.release(entry.write)
+        else:
             self._reader.release(entry.reader_handle)
         return 0
 
-    # ----- the write side: read-only until the write-back spool exists -----
+    # ----- attributes: not kept yet -----
 
     def _mutation(self, what: str, path: str) -> int:
         log.debug("refused %s of %s: the mount is read-only", what, path)
         raise FuseOSError(errno.EROFS)
 
-    @_guard
-    def create(self, path: str, mode: int, fi: Any = None) -> int:
-        return self._mutation("create", path)
-
-    @_guard
-    def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
-        return self._mutation("write", path)
-
-    @_guard
-    def truncate(self, path: str, length: int, fh: Any = None) -> int:
-        return self._mutation("truncate", path)
-
-    @_guard
-    def mkdir(self, path: str, mode: int) -> int:
-        return self._mutation("mkdir", path)
-
-    @_guard
-    def mknod(self, path: str, mode: int, dev: int) -> int:
-        return self._mutation("mknod", path)
-
-    @_guard
-    def rmdir(self, path: str) -> int:
-        return self._mutation("rmdir", path)
-
-    @_guard
-    def unlink(self, path: str) -> int:
-        return self._mutation("unlink", path)
-
-    @_guard
-    def rename(self, old: str, new: str) -> int:
-        return self._mutation("rename", old)
-
-    @_guard
-    def link(self, target: str, source: str) -> int:
-        return self._mutation("link", target)
+    def _attribute(self, what: str, path: str) -> int:
+        """chmod/chown/utimens: refused on a read-only mount. On a writable one they are accepted and
+        not kept until node properties hold POSIX attributes (the attrs work), because cp -p, tar and
+        touch fail outright on an error here."""
+        if self._writes is None:
+            return self._mutation(what, path)
+        self._node(path)
+        log.debug("%s of %s accepted but not stored (POSIX attributes are not kept yet)", what, path)
+        return 0
 
     @_guard
     def symlink(self, target: str, source: str) -> int:
@@ -289,15 +297,15 @@ class DriveOperations:
 
     @_guard
     def chmod(self, path: str, mode: int) -> int:
-        return self._mutation("chmod", path)
+        return self._attribute("chmod", path)
 
     @_guard
     def chown(self, path: str, uid: int, gid: int) -> int:
-        return self._mutation("chown", path)
+        return self._attribute("chown", path)
 
     @_guard
     def utimens(self, path: str, times: Any = None) -> int:
-        return self._mutation("utimens", path)
+        return self._attribute("utimens", path)
 
     @_guard
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
@@ -306,4 +314,3 @@ class DriveOperations:
     @_guard
     def removexattr(self, path: str, name: str) -> int:
         return self._mutation("removexattr", path)
-
