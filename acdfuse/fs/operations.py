@@ -307,10 +307,18 @@ class DriveOperations(WriteOperations):
     def utimens(self, path: str, times: Any = None) -> int:
         return self._attribute("utimens", path)
 
+    def _xattr(self, what: str, path: str) -> int:
+        """No xattrs are stored yet: ENOTSUP on a writable mount (cp -a and rsync -X then go on without
+        them, as on a filesystem without xattrs), EROFS on a read-only one."""
+        if self._writes is None:
+            return self._mutation(what, path)
+        self._node(path)
+        raise FuseOSError(errno.ENOTSUP)
+
     @_guard
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
-        return self._mutation("setxattr", path)
+        return self._xattr("setxattr", path)
 
     @_guard
     def removexattr(self, path: str, name: str) -> int:
-        return self._mutation("removexattr", path)
+        return self._xattr("removexattr", path)
