@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from acdfuse.fs.attrs import Ownership, node_attrs, statfs_attrs
 from acdfuse.fs.binding import FuseOSError
-from acdfuse.fs.guard import guard
 from acdfuse.fs.handles import HandleTable, OpenDir, OpenFile
-from acdfuse.fs.writeops import DriveApi, NameIndex, WriteOperations, split
+from acdfuse.fs.names import split
+from acdfuse.fs.opbase import content_key
+from acdfuse.fs.opbase import guard as _guard
+from acdfuse.fs.writeops import DriveApi, NameIndex, WriteOperations
 
 if TYPE_CHECKING:
     from acdfuse.store import Node
     from acdfuse.vfs.writes import WriteSide
 
 log = logging.getLogger(__name__)
-
-_guard = guard
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
@@ -53,11 +53,6 @@ class Reader(Protocol):
 
 class QuotaSource(Protocol):
     def sizes(self) -> tuple[int, int]: ...
-
-
-def content_key(node: Node) -> str:
-    """The identity of a file's bytes: md5 when the server gave one, else the content version."""
-    return node.md5 if node.md5 else f"v{node.content_version}"
 
 
 class DriveOperations(WriteOperations):
@@ -120,6 +115,11 @@ class DriveOperations(WriteOperations):
         """The node at ``path`` as this mount shows it: a pending new file there first (it shadows a
         server file of the same name until its upload makes a conflict copy), else the store's node
         with the size and mtime of its local copy, if it has one."""
+        if not path.isascii():
+            try:
+                path.encode("utf-8")
+            except UnicodeEncodeError:
+                return None     # not UTF-8 (see fs/names.py): the drive holds no such name
         w = self._writes
         if w is not None and path != "/":
             parent_path, name = split(path)

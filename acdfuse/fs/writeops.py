@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fuse import FuseOSError
 
-from acdfuse.fs.attrs import NAME_MAX
-from acdfuse.fs.guard import guard
 from acdfuse.fs.handles import OpenFile
+from acdfuse.fs.names import check_name, split
+from acdfuse.fs.opbase import guard
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -54,24 +54,6 @@ class WriteStore(Protocol):
     def child(self, folder_id: str, name: str) -> Node | None: ...
     def get(self, node_id: str) -> Node | None: ...
     def apply_local(self, node_json: Mapping[str, Any], *, ino: int | None = None) -> Node: ...
-
-
-def split(path: str) -> tuple[str, str]:
-    """'/a/b/c' -> ('/a/b', 'c'); '/c' -> ('/', 'c')."""
-    parent, _, name = path.rstrip("/").rpartition("/")
-    return parent or "/", name
-
-
-def check_name(name: str) -> None:
-    """ENAMETOOLONG over 255 bytes, EINVAL for a name that is not valid UTF-8 (never EIO)."""
-    if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
-        raise FuseOSError(errno.ENAMETOOLONG)
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        # the mount decodes names with surrogateescape: undecodable bytes arrive as lone surrogates
-        log.info("refused the name %r: it is not valid UTF-8, which the drive cannot store", name)
-        raise FuseOSError(errno.EINVAL) from None
 
 
 class NameIndex:

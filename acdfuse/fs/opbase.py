@@ -1,7 +1,6 @@
-"""``guard``: every Operations method runs under it, so whatever fails leaves as an errno.
-
-Shared by operations.py (the read side) and writeops.py (the write side).
-"""
+"""What every part of the Operations class shares: the errno guard its methods run under, and the
+content key that names a file's bytes. A module of its own so that mixins (fs/attrops.py and others)
+can use them without importing operations.py, which imports them."""
 
 from __future__ import annotations
 
@@ -9,15 +8,23 @@ import errno
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fuse import FuseOSError
 
 from acdfuse.fs.errors import known_errno, to_errno
 
+if TYPE_CHECKING:
+    from acdfuse.store import Node
+
 log = logging.getLogger("acdfuse.fs.operations")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def content_key(node: Node) -> str:
+    """The identity of a file's bytes: md5 when the server gave one, else the content version."""
+    return node.md5 if node.md5 else f"v{node.content_version}"
 
 
 def guard(method: F) -> F:
