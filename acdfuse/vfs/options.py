@@ -88,7 +88,9 @@ class WriteOptions:
     retry_first: float = 2.0
     retry_cap: float = 300.0
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
-    adopt_limit: int = 256 * MiB
+    # adopting costs a second local write of the bytes (crc + chunk files): worth it for the small files
+    # that get re-read (sources, databases), not for big ones a re-read may as well download
+    adopt_limit: int = 64 * MiB
 
     def __post_init__(self) -> None:
         if self.upload_delay < 0:
