@@ -17,9 +17,9 @@ from acdfuse.vfs.writes import ReadHooks
 def remote_for(client: Any) -> Remote:
     """The upload calls of an ``ACDClient``.
 
-    The conditional overwrite (If-Match with the base content version, 412 on a mismatch) is used when
-    the client's ``overwrite_stream`` takes ``expected_content_version`` (the api-errors work adds it);
-    until then the write side checks the version itself just before overwriting (vfs/upload.py).
+    ``overwrite_stream(expected_content_version=)`` refuses with PreconditionFailed once the content
+    moved on (the server checks it in the write itself where it can, else the client just before);
+    an older client without the keyword leaves that check to the write side (vfs/upload.py).
     """
     conditional = "expected_content_version" in inspect.signature(client.overwrite_stream).parameters
 

@@ -1,16 +1,17 @@
 """One upload of a dirty file: stream its spool, check the answer, and never lose an update.
 
-The spool is streamed in constant memory (the client reads it piece by piece) while its MD5 is computed
-here, independently of the client, and the server's md5 and size are compared with it.
+The spool is streamed in constant memory: the client reads it piece by piece, hashes (MD5) what it sends
+and compares that with the md5 and size in the server's answer (a mismatch is an error there); here the
+answer must name an md5 and the local copy's size.
 
-No lost update: an overwrite names the content version its local copy was based on. When the server
-supports the conditional overwrite (``Remote.conditional``), a changed file answers 412; otherwise the
-version is checked just before the overwrite. The remaining race without the server's help: another
-client's overwrite landing between that check and our overwrite is replaced by ours (its content stays
-only in that client's copy). A changed (or trashed) file, or a new file whose name was taken meanwhile,
-gets the local version as a conflict copy next to it, ``NAME (conflict YYYY-MM-DD HHMMSS).EXT``
-(UTC), with a warning naming both. When the server already holds exactly our bytes (a previous try
-landed but its answer was lost, e.g. the mount was killed), that node is taken as the answer instead.
+No lost update: an overwrite names the content version its local copy was based on, and a changed file
+answers 412 (``PreconditionFailed``). The client makes that check itself on a server without the
+conditional overwrite, just before the upload (``overwrite_stream``'s docstring names the race window
+that leaves); ``Remote.conditional`` False makes this module check before calling it. A changed (or
+trashed) file, or a new file whose name was taken meanwhile, gets the local version as a conflict copy
+next to it, ``NAME (conflict YYYY-MM-DD HHMMSS).EXT`` (UTC), with a warning naming both. When the
+server already holds exactly our bytes (a previous try landed but its answer was lost, e.g. the mount
+was killed), that node is taken as the answer instead.
 
 Errors: a failure that will never succeed on retry (a folder that is gone, a full quota, a file over
 the size limit, a base content that vanished before its missing bytes were fetched) is raised as
@@ -28,12 +29,22 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from acdfuse.api.common import (
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    QuotaExceeded,
+    RequestError,
+    TooLarge,
+    is_transient,
+)
+
 from .spool import Spool, SpoolReader
 
 log = logging.getLogger(__name__)
 
 # (stream, name, parent id) -> node JSON of the new file
-# (a readable, seekable stream, as ``HashingReader``)
+# (a readable, seekable stream over the spool)
 UploadNew = Callable[[Any, str, str], dict]
 # (stream, node id, expected content version or None) -> node JSON
 Overwrite = Callable[[Any, str, "int | None"], dict]
@@ -49,7 +60,8 @@ class Remote:
     upload: UploadNew
     overwrite: Overwrite
     metadata: Callable[[str], dict]
-    # True when ``overwrite`` sends the expected version and the server answers 412 on a mismatch
+    # True when ``overwrite`` raises PreconditionFailed once the content moved past the expected version
+    # (the client's ``overwrite_stream(expected_content_version=)`` does, on any server)
     conditional: bool = False
     # node id -> trashed node JSON: takes back a file deleted locally while its upload ran
     trash: Callable[[str], dict] | None = None
@@ -87,37 +99,26 @@ class Result:
 
 # ---- errors ------------------------------------------------------------------------------------
 
-# Until the api-errors work lands ``acdfuse.api.common.is_transient``, this predicate is the one place
-# that decides; statuses are read off the exception (RequestError.status_code) so vfs needs no api import.
-_TRANSIENT_STATUSES = frozenset({401, 408, 429, 1000, 1002, 1003, 1004, 1005})
-
-
 def status_of(exc: BaseException) -> int:
     return int(getattr(exc, "status_code", 0) or 0)
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """Whether retrying the same upload can never succeed."""
+    """Whether retrying the same upload can never succeed: a refusal of ours, or an answer of the
+    server that is not transient (``is_transient``: offline, a timeout, a rate limit)."""
     if isinstance(exc, UploadRefused):
         return True
-    if isinstance(exc, UploadMismatch | OSError | TimeoutError):
-        return False       # local I/O trouble or a torn transfer: worth another try
-    status = status_of(exc)
-    if status == 0:
-        return False       # not an answer of the server: a bug or a local fault, retried with back-off
-    if status in _TRANSIENT_STATUSES or 500 <= status <= 599:
-        return False
-    return True            # the server understood and said no (4xx)
+    if not isinstance(exc, RequestError):
+        return False       # local I/O trouble, a torn transfer, a bug: retried with back-off
+    return not is_transient(exc)
 
 
 def refusal(exc: BaseException, what: str) -> UploadRefused | None:
     """The UploadRefused a server answer amounts to, or None when it is not a final refusal."""
-    status = status_of(exc)
-    msg = str(getattr(exc, "msg", "") or exc)
-    if status == 413:
-        return UploadRefused(f"{what} is larger than the server accepts per file ({msg})")
-    if status == 403 and ("allowance" in msg or "quota" in msg.lower() or "SUBSCRIPTION" in msg):
-        return UploadRefused(f"the drive is full: {what} does not fit ({msg})")
+    if isinstance(exc, TooLarge):
+        return UploadRefused(f"{what} is larger than the server accepts per file ({exc.msg})")
+    if isinstance(exc, QuotaExceeded):
+        return UploadRefused(f"the drive is full: {what} does not fit ({exc.msg})")
     return None
 
 
@@ -132,50 +133,6 @@ def conflict_name(name: str, when: float, n: int = 1) -> str:
 
 
 # ---- streaming ---------------------------------------------------------------------------------
-
-class HashingReader:
-    """A spool reader that hashes what a sequential read from the start hands out.
-
-    The client seeks to measure the stream and back, and rewinds for a repeat: a seek to 0 starts the
-    hash again; any other read pattern makes ``md5`` unknown (None).
-    """
-
-    def __init__(self, inner: SpoolReader) -> None:
-        self._inner = inner
-        self._md5: Any = hashlib.md5()
-        self._hashed = 0
-        self._valid = True
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._inner.tell()
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        pos = self._inner.seek(offset, whence)
-        if pos == 0:
-            self._md5 = hashlib.md5()
-            self._hashed = 0
-            self._valid = True
-        return pos
-
-    def read(self, n: int = -1) -> bytes:
-        pos = self._inner.tell()
-        data = self._inner.read(n)
-        if pos == self._hashed:
-            self._md5.update(data)
-            self._hashed += len(data)
-        else:
-            self._valid = False
-        return data
-
-    def md5(self, size: int) -> str | None:
-        return self._md5.hexdigest() if self._valid and self._hashed == size else None
-
 
 def spool_md5(spool: Spool, size: int) -> str:
     reader = spool.reader(size)
@@ -204,35 +161,34 @@ class Uploader:
         self._clock = clock
 
     def run(self, job: Job) -> Result:
-        stream = HashingReader(job.spool.reader(job.size))
+        stream = job.spool.reader(job.size)
         if job.node_id is None:
             answer, other = self._new_file(job, stream)
         else:
             answer, other = self._overwrite(job, job.node_id, stream)
-        md5 = self._check(job, answer, stream)
-        return Result(answer, md5, other)
+        return Result(answer, self._check(job, answer), other)
 
-    def _check(self, job: Job, answer: dict, stream: HashingReader) -> str:
+    @staticmethod
+    def _check(job: Job, answer: dict) -> str:
+        """The answer's md5, once it is known to describe the local copy: the client compared it with
+        what it sent; an answer taken without sending (the server already had our bytes) was compared
+        with the spool's md5 where it was found."""
         md5, size, _ = _content(answer)
-        local = stream.md5(job.size)
-        if local is None:
-            local = spool_md5(job.spool, job.size)    # the answer came without our stream being read
-        if size != job.size or md5 != local:
-            raise UploadMismatch(
-                f"{job.name}: the server reports {size} bytes with md5 {md5}, the local copy has {job.size} "
-                f"bytes with md5 {local}")
-        return local
+        if size != job.size or not md5:
+            raise UploadMismatch(f"{job.name}: the server reports {size} bytes with md5 {md5}; the local "
+                                 f"copy has {job.size} bytes")
+        return md5
 
     # ---- new files ---------------------------------------------------------------------------
-    def _new_file(self, job: Job, stream: HashingReader) -> tuple[dict, str | None]:
+    def _new_file(self, job: Job, stream: SpoolReader) -> tuple[dict, str | None]:
         assert job.parent_id is not None
         self._check_parent(job, job.parent_id)
         try:
             return self._remote.upload(stream, job.name, job.parent_id), None
         except Exception as exc:
             status = status_of(exc)
-            if status == 409:
-                existing = getattr(exc, "node_id", None)
+            if isinstance(exc, Conflict):
+                existing = exc.node_id
                 if existing:
                     node = self._same_content(job, existing)
                     if node is not None:
@@ -242,6 +198,7 @@ class Uploader:
                 return self._conflict_copy(job, stream, job.name, job.parent_id, other=existing,
                                            why="a file of that name was created on the server meanwhile")
             if status in (400, 404) and not self._parent_ok(job, job.parent_id):
+                # Amazon answered 400 "One of the parentId doesn't exists" for a gone folder
                 raise UploadRefused(f"the folder {job.parent_id} that {job.name!r} was created in is "
                                     f"gone from the drive") from exc
             refused = refusal(exc, repr(job.name))
@@ -259,14 +216,12 @@ class Uploader:
             return known
         try:
             node = self._remote.metadata(parent_id)
-        except Exception as exc:
-            if status_of(exc) == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return node.get("status") == "AVAILABLE" and node.get("kind") == "FOLDER"
 
     # ---- overwrites --------------------------------------------------------------------------
-    def _overwrite(self, job: Job, node_id: str, stream: HashingReader) -> tuple[dict, str | None]:
+    def _overwrite(self, job: Job, node_id: str, stream: SpoolReader) -> tuple[dict, str | None]:
         if not self._remote.conditional:
             # no If-Match on this server: look just before overwriting (the race left is documented above)
             current = self._metadata_or_none(node_id)
@@ -277,12 +232,12 @@ class Uploader:
         try:
             return self._remote.overwrite(stream, node_id, job.base_version), None
         except Exception as exc:
-            status = status_of(exc)
-            if status in (404, 409, 412):
+            # 412: changed since the base; 404: gone; 409: in the trash (acdfuse serve's NODE_IN_TRASH)
+            if isinstance(exc, PreconditionFailed | NotFound | Conflict):
                 current = self._metadata_or_none(node_id)
                 if current is None or current.get("status") != "AVAILABLE":
                     return self._gone(job, node_id, current, stream)
-                if status == 412 or _content(current)[2] != job.base_version:
+                if isinstance(exc, PreconditionFailed) or _content(current)[2] != job.base_version:
                     return self._changed(job, node_id, current, stream)
             refused = refusal(exc, repr(job.name))
             if refused is not None:
@@ -292,13 +247,11 @@ class Uploader:
     def _metadata_or_none(self, node_id: str) -> dict | None:
         try:
             return self._remote.metadata(node_id)
-        except Exception as exc:
-            if status_of(exc) == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     def _changed(self, job: Job, node_id: str, current: dict,
-                 stream: HashingReader) -> tuple[dict, str | None]:
+                 stream: SpoolReader) -> tuple[dict, str | None]:
         md5, size, _ = _content(current)
         if size == job.size and md5 == spool_md5(job.spool, job.size):
             log.info("%s: the server already holds this content (node %s); taking it", job.name, node_id)
@@ -308,7 +261,7 @@ class Uploader:
                                    why="it was changed on the server since the local copy was based on it")
 
     def _gone(self, job: Job, node_id: str, current: dict | None,
-              stream: HashingReader) -> tuple[dict, str | None]:
+              stream: SpoolReader) -> tuple[dict, str | None]:
         parent = self._first_parent(job, current)
         name = str((current or {}).get("name") or job.name)
         return self._conflict_copy(job, stream, name, parent, other=node_id,
@@ -324,7 +277,7 @@ class Uploader:
                             f"local version next to it")
 
     # ---- conflict copies ---------------------------------------------------------------------
-    def _conflict_copy(self, job: Job, stream: HashingReader, name: str, parent_id: str, *,
+    def _conflict_copy(self, job: Job, stream: SpoolReader, name: str, parent_id: str, *,
                        other: str | None, why: str) -> tuple[dict, str | None]:
         if job.cancelled():
             raise UploadRefused(f"{name!r} was deleted locally while its upload ran")
@@ -335,8 +288,8 @@ class Uploader:
             try:
                 answer = self._remote.upload(stream, copy, parent_id)
             except Exception as exc:
-                if status_of(exc) == 409:
-                    existing = getattr(exc, "node_id", None)
+                if isinstance(exc, Conflict):
+                    existing = exc.node_id
                     node = self._same_content(job, existing) if existing else None
                     if node is not None:
                         answer = node       # our copy went up before (a repeat after a lost answer)
