@@ -16,6 +16,7 @@ single short statement), never network I/O.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -50,8 +51,15 @@ PRAGMAS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-class JournalError(Exception):
-    """The journal cannot be opened or written; the message names the file."""
+class JournalError(OSError):
+    """The journal cannot be opened or written; the message names the file. An OSError with ENOSPC
+    when the disk is full (the writer then gets ENOSPC, as for its spool), else EIO."""
+
+    def __init__(self, message: str, code: int = errno.EIO) -> None:
+        super().__init__(code, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 @dataclass
@@ -228,7 +236,8 @@ class Journal:
                     con.execute("ROLLBACK")
                     raise
             except sqlite3.DatabaseError as exc:
-                raise JournalError(f"the write journal {self.path} cannot be written: {exc}") from exc
+                code = errno.ENOSPC if "full" in str(exc) else errno.EIO
+                raise JournalError(f"the write journal {self.path} cannot be written: {exc}", code) from exc
             return result
 
     def next_local_id(self) -> int:

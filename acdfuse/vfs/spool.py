@@ -168,7 +168,13 @@ class Spool:
         with self.lock:
             if append:
                 offset = self.size
-            _pwrite_all(self._fd, data, offset)
+            try:
+                _pwrite_all(self._fd, data, offset)
+            except OSError:
+                if offset + n > self.size:
+                    # a write past the end that failed (a full disk) leaves no half-written tail
+                    os.ftruncate(self._fd, self.size)
+                raise
             end = offset + n
             if end > self.size:
                 # the hole between the old end and this write reads as zeros: local, not base

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from acdfuse.store.journal import DIRTY, DONE, FAILED, QUEUED, UPLOADING, DirtyRow, Journal
+from acdfuse.store.journal import DIRTY, DONE, FAILED, QUEUED, UPLOADING, DirtyRow, Journal, JournalError
 from acdfuse.store.node import AVAILABLE, FILE, Node
 
 from .options import WriteOptions
@@ -409,7 +409,11 @@ class WriteSide:
             if drop:
                 self._unindex_locked(df)
         if queue:
-            self._save(df, QUEUED)
+            try:
+                self._save(df, QUEUED)
+            except JournalError as exc:
+                # the row from the first write stays (state dirty); a restart takes the spool's size
+                log.warning("%s: recording its close failed (%s); uploading it anyway", df.describe(), exc)
             self._wb.queue(df.local_id, self._opts.upload_delay)
         if drop:
             df.spool.delete()
