@@ -20,6 +20,7 @@ class OpenFile:
     direct: bool = False     # opened with direct_io: its reads bypass the kernel's page cache
     node: Any = None         # the store's Node as opened: attributes of an fd whose node is gone
     write: Any = None        # a WriteSide handle: the file is read and written through its local copy
+    path: str = ""           # the path it was opened at (see DriveOperations._opened_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,16 @@ class HandleTable:
     def open_files(self) -> list[OpenFile]:
         with self._lock:
             return list(self._files.values())
+
+    def rename_paths(self, old: str, new: str) -> None:
+        """A local rename: files opened at ``old`` (or below it) are open at the new path now."""
+        prefix = old.rstrip("/") + "/"
+        with self._lock:
+            for fh, entry in list(self._files.items()):
+                if entry.path == old:
+                    self._files[fh] = replace(entry, path=new)
+                elif entry.path.startswith(prefix):
+                    self._files[fh] = replace(entry, path=new.rstrip("/") + "/" + entry.path[len(prefix):])
 
     def forget_content(self, ino: int) -> None:
         """The content of this inode changed: the next open must not keep the kernel's pages."""

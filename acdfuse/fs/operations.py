@@ -161,15 +161,34 @@ class DriveOperations(WriteOperations):
         # answer comes from that file's node, not the path: a file renamed, moved or trashed on the
         # server keeps working through fds opened before, as after unlink on a local fs.
         entry = self._handles.file(fh.fh) if fh is not None else None
-        if entry is not None and entry.write is not None and self._writes is not None:
-            node = self._writes.node_of(entry.write)
-            return node_attrs(node, self._owner, self._nlink(node))
-        if entry is not None:
-            node = self._store.get(entry.node_id) or entry.node
-            if node is not None:
-                return node_attrs(node, self._owner, self._nlink(node))
-        node = self._node(path)
+        node = self._entry_node(entry) if entry is not None else None
+        if node is None:
+            node = self._lookup(path) or self._opened_at(path)
+        if node is None:
+            raise FuseOSError(errno.ENOENT)
         return node_attrs(node, self._owner, self._nlink(node))
+
+    def _entry_node(self, entry: OpenFile) -> Node | None:
+        if entry.write is not None and self._writes is not None:
+            return self._writes.node_of(entry.write)
+        node: Node | None = self._store.get(entry.node_id) or entry.node
+        return node
+
+    def _opened_at(self, path: str) -> Node | None:
+        """The node of a file still open at ``path`` although ``path`` leads nowhere now (renamed,
+        moved or trashed on the server).
+
+        On a writable mount the kernel asks for an open file's attributes by path, without its handle:
+        every read marks its atime stale (FUSE does that unless the whole mount is read-only), and fstat
+        then asks libfuse, whose path-based API names the file by the path it was opened at. Answering
+        from the open handle keeps fstat working, as after an unlink on a local disk; the price is that a
+        stat of that old path succeeds too until the file is closed (it is gone from listings, and opening
+        it fails with ENOENT).
+        """
+        for entry in self._handles.open_files():
+            if entry.path == path:
+                return self._entry_node(entry)
+        return None
 
     @_guard
     def fgetattr(self, path: str, fh: Any = None) -> dict[str, int | float]:
@@ -238,10 +257,10 @@ class DriveOperations(WriteOperations):
         if w is not None and w.has_local(node.id):
             wh = w.open(node, write=False)      # a file with unsaved writes: read its local copy
             if wh is not None:
-                return self._add_write_handle(wh, node, fi)
+                return self._add_write_handle(wh, node, fi, path)
         key = content_key(node)
         handle = self._reader.open(node.id, key, node.size)
-        fh, mode = self._handles.add_file(OpenFile(node.id, key, handle, node.ino, node=node))
+        fh, mode = self._handles.add_file(OpenFile(node.id, key, handle, node.ino, node=node, path=path))
         fi.fh = fh
         fi.keep_cache = 1 if mode.keep_cache else 0
         fi.direct_io = 1 if mode.direct_io else 0

@@ -164,9 +164,10 @@ class WriteOperations:
                     "there", name, parent.id, other, ident)
         raise FuseOSError(errno.EEXIST)
 
-    def _add_write_handle(self, wh: WriteHandle, node: Node, fi: Any) -> int:
+    def _add_write_handle(self, wh: WriteHandle, node: Node, fi: Any, path: str) -> int:
         key = f"local:{wh.file.local_id}"
-        fh, mode = self._handles.add_file(OpenFile(node.id, key, None, node.ino, node=node, write=wh))
+        fh, mode = self._handles.add_file(OpenFile(node.id, key, None, node.ino, node=node, write=wh,
+                                                   path=path))
         fi.fh = fh
         fi.keep_cache = 1 if mode.keep_cache else 0
         fi.direct_io = 1 if mode.direct_io else 0
@@ -194,9 +195,9 @@ class WriteOperations:
         node = writes.node_of(wh)
         if fi is None:      # fusepy without raw_fi: the file handle is the return value
             fh, _ = self._handles.add_file(OpenFile(node.id, f"local:{wh.file.local_id}", None, node.ino,
-                                                    node=node, write=wh))
+                                                    node=node, write=wh, path=path))
             return fh
-        return self._add_write_handle(wh, node, fi)
+        return self._add_write_handle(wh, node, fi, path)
 
     @guard
     def mknod(self, path: str, mode: int, dev: int) -> int:
@@ -227,7 +228,7 @@ class WriteOperations:
                          append=bool(flags & os.O_APPEND))
         if wh is None:
             return -1           # read-only and clean after all: the read path takes it
-        return self._add_write_handle(wh, writes.node_of(wh), fi)
+        return self._add_write_handle(wh, writes.node_of(wh), fi, path)
 
     @guard
     def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
@@ -343,6 +344,7 @@ class WriteOperations:
             self._rename_node(api, src, src_parent, dst_parent=dst_parent, dst_name=dst_name, dst=dst)
         self._names.remove(src_parent.id, src_name)
         self._names.add(dst_parent.id, dst_name)
+        self._handles.rename_paths(old, new)
         if src.is_folder:
             self._forget_subfolders(src_parent.id, dst_parent.id)
         return 0

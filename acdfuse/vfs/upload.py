@@ -36,6 +36,7 @@ from acdfuse.api.common import (
     QuotaExceeded,
     RequestError,
     TooLarge,
+    is_client_error,
     is_transient,
 )
 
@@ -99,8 +100,10 @@ class Result:
 
 # ---- errors ------------------------------------------------------------------------------------
 
-def status_of(exc: BaseException) -> int:
-    return int(getattr(exc, "status_code", 0) or 0)
+def folder_refused(exc: BaseException) -> bool:
+    """An answer that may mean the target folder is gone: 404, or Amazon's 400 "One of the parentId
+    doesn't exists" (a plain client error); the caller then asks whether the folder is there."""
+    return isinstance(exc, NotFound) or (is_client_error(exc) and not isinstance(exc, Conflict))
 
 
 def is_permanent(exc: BaseException) -> bool:
@@ -186,7 +189,6 @@ class Uploader:
         try:
             return self._remote.upload(stream, job.name, job.parent_id), None
         except Exception as exc:
-            status = status_of(exc)
             if isinstance(exc, Conflict):
                 existing = exc.node_id
                 if existing:
@@ -197,8 +199,7 @@ class Uploader:
                         return node, None
                 return self._conflict_copy(job, stream, job.name, job.parent_id, other=existing,
                                            why="a file of that name was created on the server meanwhile")
-            if status in (400, 404) and not self._parent_ok(job, job.parent_id):
-                # Amazon answered 400 "One of the parentId doesn't exists" for a gone folder
+            if folder_refused(exc) and not self._parent_ok(job, job.parent_id):
                 raise UploadRefused(f"the folder {job.parent_id} that {job.name!r} was created in is "
                                     f"gone from the drive") from exc
             refused = refusal(exc, repr(job.name))
@@ -299,7 +300,7 @@ class Uploader:
                     refused = refusal(exc, repr(copy))
                     if refused is not None:
                         raise refused from exc
-                    if status_of(exc) in (400, 404) and not self._parent_ok(job, parent_id):
+                    if folder_refused(exc) and not self._parent_ok(job, parent_id):
                         raise UploadRefused(
                             f"the folder {parent_id} of {name!r} is gone from the drive") from exc
                     raise

@@ -33,12 +33,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+from acdfuse.api.common import NotFound, PreconditionFailed
 from acdfuse.store.journal import DIRTY, DONE, FAILED, QUEUED, UPLOADING, DirtyRow, Journal, JournalError
 from acdfuse.store.node import AVAILABLE, FILE, Node
 
 from .options import WriteOptions
 from .spool import FillBase, Spool
-from .upload import Job, Remote, Result, Uploader, UploadRefused, is_permanent, status_of
+from .upload import Job, Remote, Result, Uploader, UploadRefused, is_permanent
 from .writeback import Change, RetryPolicy, WriteBack
 
 log = logging.getLogger(__name__)
@@ -605,7 +606,7 @@ class WriteSide:
             try:
                 df.spool.fill_all(self._filler(df))
             except Exception as exc:
-                if status_of(exc) in (404, 412):
+                if isinstance(exc, NotFound | PreconditionFailed):
                     raise UploadRefused(
                         f"{df.describe()} changed on the server before the parts the local copy did not "
                         f"rewrite were fetched; the local changes are kept in {df.spool.path}") from exc
