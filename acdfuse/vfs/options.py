@@ -91,6 +91,11 @@ class WriteOptions:
     # adopting costs a second local write of the bytes (crc + chunk files): worth it for the small files
     # that get re-read (sources, databases), not for big ones a re-read may as well download
     adopt_limit: int = 64 * MiB
+    # a file written front to back starts its upload at this size, while it is still being written
+    # (vfs/stream.py); 0 turns that off
+    stream_min: int = 16 * MiB
+    # ... and gives that up (uploading after the close instead) when no write came for this long
+    stream_stall: float = 5.0
 
     def __post_init__(self) -> None:
         if self.upload_delay < 0:
@@ -99,5 +104,7 @@ class WriteOptions:
             raise ValueError("workers must be at least 1")
         if self.retry_first <= 0 or self.retry_cap < self.retry_first:
             raise ValueError("retry_first must be positive and at most retry_cap")
+        if self.stream_min < 0:
+            raise ValueError("stream_min must not be negative")
         if self.max_file_size <= 0:
             raise ValueError("max_file_size must be positive")

@@ -169,10 +169,10 @@ class Uploader:
             answer, other = self._new_file(job, stream)
         else:
             answer, other = self._overwrite(job, job.node_id, stream)
-        return Result(answer, self._check(job, answer), other)
+        return Result(answer, self.check(job, answer), other)
 
     @staticmethod
-    def _check(job: Job, answer: dict) -> str:
+    def check(job: Job, answer: dict) -> str:
         """The answer's md5, once it is known to describe the local copy: the client compared it with
         what it sent; an answer taken without sending (the server already had our bytes) was compared
         with the spool's md5 where it was found."""

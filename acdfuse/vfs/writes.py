@@ -39,7 +39,8 @@ from acdfuse.store.node import AVAILABLE, FILE, Node
 
 from .options import WriteOptions
 from .spool import FillBase, Spool
-from .upload import Job, Remote, Result, Uploader, UploadRefused, is_permanent
+from .stream import GrowingStream
+from .upload import Job, Remote, Result, Uploader, UploadMismatch, UploadRefused, is_permanent
 from .writeback import Change, RetryPolicy, WriteBack
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 PENDING_PREFIX = "local:"
 # Inode numbers of pending new files: far above what the mirror's counter (from 2 up) ever reaches.
 INO_BASE = 1 << 40
+# Streaming uploads at once: each holds a connection open while its file is being written.
+MAX_STREAMS = 2
 
 # (node id, content key, size, offset, length) -> those bytes of that content version
 FetchBase = Callable[[str, str, int, int, int], "bytes | bytearray | memoryview"]
@@ -107,6 +110,9 @@ class DirtyFile:
         self.running = False         # an upload of it is in flight
         self.unlinked = False        # gone from the namespace: never uploaded (again)
         self.fsync_waiters = 0
+        self.sequential = False      # written front to back only, from empty: may stream (stream.py)
+        self.stream: GrowingStream | None = None
+        self.stream_tried = False
         self.error: BaseException | None = None
         self.failed_gen = -1         # gen of the last upload attempt that failed
 
@@ -147,6 +153,7 @@ class WriteSide:
         self._by_node: dict[str, DirtyFile] = {}
         self._by_name: dict[tuple[str, str], DirtyFile] = {}
         self._names: Counter[str] = Counter()       # names of pending new files: a cheap "surely not"
+        self._streams = 0                           # streaming uploads running (stream.py)
         self._next_id = 1
         self._started = False
         self._closed = False
@@ -196,13 +203,23 @@ class WriteSide:
         if self._closed:
             return
         self._closed = True
-        if self._started and not self._wb.close(timeout):
-            log.warning("uploads still running at unmount are repeated at the next mount")
         with self._cond:
             files = list(self._files.values())
             self._cond.notify_all()
         for df in files:
+            if df.stream is not None:
+                df.stream.abort("unmounting")
+        if self._started and not self._wb.close(timeout):
+            log.warning("uploads still running at unmount are repeated at the next mount")
+        if not self._wait_streams(time.monotonic() + timeout):
+            log.warning("streaming uploads still running at unmount are repeated at the next mount")
+        for df in files:
             df.spool.close()
+        left = sum(1 for df in files if df.dirty and not df.unlinked)
+        stats = self.stats
+        log.info("uploaded %d files (%d bytes, %d streamed while written), %d failed attempts; %d "
+                 "file(s) left in the write journal for the next mount", stats["uploaded"],
+                 stats["uploaded_bytes"], stats["streamed"], self._wb.failures, left)
         self._journal.close()
 
     # ---- the namespace overlay ---------------------------------------------------------------
@@ -267,6 +284,7 @@ class WriteSide:
             df.opens += 1
             df.writers += 1
             df.gen = 1                  # its existence is a change to upload
+            df.sequential = True
         self.stats["created"] += 1
         return WriteHandle(df, writable=True, append=False)
 
@@ -326,15 +344,31 @@ class WriteSide:
         if not handle.writable:
             raise OSError(errno.EBADF, "not open for writing")
         df = handle.file
+        prior = df.spool.size
         if handle.append:
-            with df.spool.lock:
-                offset = df.spool.size
+            offset = prior
         if offset + len(data) > self._opts.max_file_size:
             raise OSError(errno.EFBIG, f"{df.name}: the server takes files of at most "
                                        f"{self._opts.max_file_size} bytes")
         n = df.spool.write(offset, data, append=handle.append)
         self._changed(df)
+        self._after_write(df, sequential=handle.append or offset == prior)
         return n
+
+    def _after_write(self, df: DirtyFile, sequential: bool) -> None:
+        """Feed a streaming upload, end it, or start one (see stream.py)."""
+        stream = df.stream
+        if stream is not None:
+            if sequential:
+                stream.grew()
+            else:
+                stream.abort("a write went back into the file")
+            return
+        if not sequential:
+            df.sequential = False
+        elif (df.sequential and not df.stream_tried and df.writers == 1 and not df.unlinked
+              and 0 < self._opts.stream_min <= df.spool.size and df.spool.base_limit == 0):
+            self._start_stream(df)
 
     def truncate(self, handle: WriteHandle, length: int) -> None:
         if not handle.writable:
@@ -356,6 +390,10 @@ class WriteSide:
                                        f"{self._opts.max_file_size} bytes")
         df.spool.truncate(length)
         self._changed(df)
+        stream = df.stream
+        if stream is not None:
+            stream.abort("the file was truncated")
+        df.sequential = length == 0       # from empty again: it may still stream
 
     def _changed(self, df: DirtyFile) -> None:
         """A write or truncate landed in the spool: count it, and make sure the journal knows the file
@@ -409,13 +447,17 @@ class WriteSide:
             drop = df.opens == 0 and not df.running and (df.unlinked or not df.dirty)
             if drop:
                 self._unindex_locked(df)
+            stream = df.stream if queue else None
+            if stream is not None:
+                stream.finish(df.spool.size, df.gen)    # its upload is under way: it ends here
         if queue:
             try:
                 self._save(df, QUEUED)
             except JournalError as exc:
                 # the row from the first write stays (state dirty); a restart takes the spool's size
                 log.warning("%s: recording its close failed (%s); uploading it anyway", df.describe(), exc)
-            self._wb.queue(df.local_id, self._opts.upload_delay)
+            if stream is None:
+                self._wb.queue(df.local_id, self._opts.upload_delay)
         if drop:
             df.spool.delete()
 
@@ -436,8 +478,12 @@ class WriteSide:
         self._save(df, QUEUED)
         with self._cond:
             df.fsync_waiters += 1
+            stream = df.stream
+            if stream is not None:
+                stream.finish(df.spool.size, target)
         try:
-            self._wb.urgent(df.local_id)
+            if stream is None:
+                self._wb.urgent(df.local_id)
             with self._cond:
                 while True:
                     if df.confirmed >= target or df.unlinked:
@@ -477,6 +523,9 @@ class WriteSide:
             self._discard(df)
 
     def _discard(self, df: DirtyFile) -> None:
+        stream = df.stream
+        if stream is not None:
+            stream.abort("the file was deleted")
         with df.jlock:
             with self._lock:
                 df.unlinked = True
@@ -556,11 +605,31 @@ class WriteSide:
             queued = [df.local_id for df in self._files.values() if df.dirty and df.writers == 0]
         for local_id in queued:
             self._wb.urgent(local_id)
-        return self._wb.wait_idle(timeout, progress)
+        return self.wait_uploads(timeout, progress)
 
-    def wait_uploads(self, timeout: float | None = None) -> bool:
+    def wait_uploads(self, timeout: float | None = None,
+                     progress: Callable[[dict[str, int]], None] | None = None) -> bool:
         """Wait (without hurrying anything) until no upload is queued, running or due for a retry."""
-        return self._wb.wait_idle(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # a streaming upload that fails queues its file: wait for both until both are idle
+            if not self._wait_streams(deadline):
+                return False
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._wb.wait_idle(left, progress):
+                return False
+            with self._lock:
+                if not self._streams:
+                    return True
+
+    def _wait_streams(self, deadline: float | None) -> bool:
+        with self._cond:
+            while self._streams:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
 
     def pending_stats(self) -> dict[str, int]:
         with self._lock:
@@ -598,8 +667,8 @@ class WriteSide:
     def _upload(self, local_id: int) -> None:
         with self._lock:
             df = self._files.get(local_id)
-            if df is None or df.unlinked or not df.dirty:
-                return
+            if df is None or df.unlinked or not df.dirty or df.stream is not None:
+                return      # (a streaming upload runs: it finishes the file, or queues it again)
             df.running = True
             gen = df.gen
         try:
@@ -639,6 +708,7 @@ class WriteSide:
         with df.jlock:
             with self._cond:
                 df.running = False
+                df.stream = None
                 df.error = None
                 if node is not None:
                     if df.node_id is not None and self._by_node.get(df.node_id) is df:
@@ -683,6 +753,69 @@ class WriteSide:
                 self._wb.queue(df.local_id, self._opts.upload_delay)
         self.stats["uploaded"] += 1
         self.stats["uploaded_bytes"] += job.size
+
+    def _start_stream(self, df: DirtyFile) -> None:
+        with self._lock:
+            if df.running or df.stream is not None or self._streams >= MAX_STREAMS:
+                return
+            stream = GrowingStream(df.spool, self._opts.stream_stall)
+            df.stream, df.running, df.stream_tried = stream, True, True
+            self._streams += 1
+            node_id, name, parent, base = df.node_id, df.name, df.parent_id, df.base_version
+        log.debug("%s: streaming its upload while it is written", df.describe())
+        threading.Thread(target=self._run_stream, args=(df, stream, (node_id, name, parent, base)),
+                         name="acdfuse-stream", daemon=True).start()
+
+    def _run_stream(self, df: DirtyFile, stream: GrowingStream,
+                    target: tuple[str | None, str, str | None, int | None]) -> None:
+        node_id, name, parent, base = target
+        try:
+            if node_id is None:
+                assert parent is not None
+                answer = self._remote.upload(stream, name, parent)
+            else:
+                answer = self._remote.overwrite(stream, node_id, base)
+            if stream.end is None:
+                raise UploadMismatch(f"{df.describe()}: the stream ended before the file was closed")
+            job = Job(df.local_id, df.spool, stream.end, node_id, name, parent, base)
+            result = Result(answer, Uploader.check(job, answer))
+        except Exception as exc:  # any failure: the file goes up the ordinary way instead
+            self._stream_failed(df, stream, exc)
+            self._stream_done()
+            return
+        self.stats["streamed"] += 1
+        try:
+            self._finish(df, stream.end_gen, job, result)
+        except Exception:  # uploaded, but recording it failed: the next mount finds it on the server
+            log.exception("%s was uploaded, but recording that failed", df.describe())
+        finally:
+            self._stream_done()
+
+    def _stream_done(self) -> None:
+        with self._cond:
+            self._streams -= 1
+            self._cond.notify_all()
+
+    def _stream_failed(self, df: DirtyFile, stream: GrowingStream, exc: BaseException) -> None:
+        stream.abort(str(exc))
+        log.info("streaming upload of %s stopped (%s); it is uploaded after its close instead",
+                 df.describe(), exc)
+        with self._cond:
+            df.running = False
+            df.stream = None
+            closed = df.writers == 0
+            waiting = df.fsync_waiters > 0
+            pending = df.dirty and not df.unlinked
+            drop = df.opens == 0 and (df.unlinked or not df.dirty)
+            if drop:
+                self._unindex_locked(df)
+            self._cond.notify_all()
+        if drop:
+            df.spool.delete()
+        elif pending and waiting:
+            self._wb.urgent(df.local_id)
+        elif pending and closed:
+            self._wb.queue(df.local_id, self._opts.upload_delay)
 
     def _hand_over(self, df: DirtyFile, node: Node, md5: str, size: int, adopt: bool) -> None:
         """The read cache learns the new content: as the spool's bytes (no download on a re-read) when
