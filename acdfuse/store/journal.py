@@ -319,3 +319,49 @@ def _fsync_path(path: Path) -> None:
     finally:
         os.close(fd)
 
+
+
+@dataclass(frozen=True)
+class PendingSummary:
+    """What a mount's journal says is not on the server yet (for ``acdfuse umount``)."""
+
+    files: int = 0                   # waiting or being uploaded (retried ones included)
+    bytes: int = 0
+    retrying: int = 0                # failed, to be tried again
+    last_error: str | None = None    # of a retrying file
+    refused: tuple[tuple[str, str], ...] = ()   # (name, reason): will not be retried in this mount
+
+    @property
+    def waiting(self) -> bool:
+        return self.files > 0
+
+
+def pending_summary(path: Path) -> PendingSummary:
+    """Read a journal (of a running mount) without writing to it; an absent journal is empty."""
+    if not Path(path).exists():
+        return PendingSummary()
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot read the write journal {path}: {exc}") from exc
+    try:
+        rows = con.execute("SELECT name, state, size, next_try, last_error FROM dirty").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if "no such table" in str(exc):
+            return PendingSummary()
+        raise JournalError(f"cannot read the write journal {path}: {exc}") from exc
+    finally:
+        con.close()
+    files = size = retrying = 0
+    last_error: str | None = None
+    refused: list[tuple[str, str]] = []
+    for name, state, nbytes, next_try, error in rows:
+        if state == FAILED and next_try is None:
+            refused.append((str(name), str(error or "")))
+            continue
+        files += 1
+        size += int(nbytes or 0)
+        if state == FAILED:
+            retrying += 1
+            last_error = error
+    return PendingSummary(files, size, retrying, last_error, tuple(refused))

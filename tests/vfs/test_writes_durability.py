@@ -16,7 +16,7 @@ from vfs_helpers import pattern
 from writes_helpers import MiB, WriteStack, wait_until
 
 from acdfuse.fs.remote import remote_for
-from acdfuse.store.journal import Journal, JournalError
+from acdfuse.store.journal import Journal, JournalError, pending_summary
 from acdfuse.vfs.options import WriteOptions
 from acdfuse.vfs.upload import Remote
 
@@ -124,6 +124,10 @@ def test_restart_uploads_what_was_closed_and_what_was_open(client, drive_server,
     open_new = stack.w.create(stack.root.id, "open.txt")
     stack.w.write(open_new, 0, b"still open")
     before = uploads(stack)
+    summary = pending_summary(stack.cache / "journal.db")      # read while the mount runs
+    # sizes as last recorded: at close, or (still open) at the first change
+    assert summary.files == 3 and summary.bytes == len(b"closed before the crash") + 16 + 0
+    assert summary.refused == ()
     stack.close(timeout=1)          # as a killed mount: nothing was uploaded, handles never released
     assert uploads(stack) == before
     stack.open(WriteOptions(upload_delay=0.1))

@@ -10,6 +10,8 @@ import pytest
 from vfs_helpers import pattern
 from writes_helpers import KiB, MiB, WriteStack
 
+from acdfuse.store.journal import pending_summary
+
 
 @pytest.fixture
 def server_config(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -31,6 +33,9 @@ def test_full_quota_is_reported_once_and_the_copy_kept(wstack: WriteStack, caplo
     assert len(errors) == 1, [r.getMessage() for r in errors]
     assert "full" in errors[0].getMessage() and "toobig.bin" in errors[0].getMessage()
     assert wstack.w.pending_stats()["files"] == 1
+    summary = pending_summary(wstack.cache / "journal.db")      # what `acdfuse umount` reads
+    assert summary.files == 0 and len(summary.refused) == 1
+    assert summary.refused[0][0] == "toobig.bin" and "full" in summary.refused[0][1]
     pending = wstack.w.lookup_pending(wstack.root.id, "toobig.bin")
     assert pending is not None and pending.size == len(data)
     # kept across a remount, and tried again there (and refused again)
