@@ -135,8 +135,13 @@ class WriteSide:
 
     def __init__(self, journal_path: Path, spool_dir: Path, *, store: StoreView, remote: Remote,
                  hooks: ReadHooks, opts: WriteOptions | None = None,
-                 after_upload: Callable[[Node, str], None] | None = None) -> None:
+                 after_upload: Callable[[Node, str], None] | None = None,
+                 max_file_size: Callable[[], int] | None = None) -> None:
+        """``max_file_size``: asks the server's per-file limit (at ``start``; network I/O); the lower of it
+        and ``opts.max_file_size`` holds (the option alone when the server cannot say)."""
         self._opts = opts or WriteOptions()
+        self._ask_limit = max_file_size
+        self._max_file_size = self._opts.max_file_size
         self._journal = Journal(journal_path)
         self._spool_dir = Path(spool_dir)
         self._store = store
@@ -162,6 +167,12 @@ class WriteSide:
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Open the journal, take up every dirty file it records and queue their uploads."""
+        if self._ask_limit is not None:
+            try:
+                self._max_file_size = min(self._max_file_size, int(self._ask_limit()))
+            except Exception as exc:  # offline at start: the usual limit will do
+                log.info("the server's file size limit is unknown (%s); using %d bytes", exc,
+                         self._max_file_size)
         self._journal.open()
         self._spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         rows = self._journal.rows()
@@ -347,9 +358,9 @@ class WriteSide:
         prior = df.spool.size
         if handle.append:
             offset = prior
-        if offset + len(data) > self._opts.max_file_size:
+        if offset + len(data) > self._max_file_size:
             raise OSError(errno.EFBIG, f"{df.name}: the server takes files of at most "
-                                       f"{self._opts.max_file_size} bytes")
+                                       f"{self._max_file_size} bytes")
         n = df.spool.write(offset, data, append=handle.append)
         self._changed(df)
         self._after_write(df, sequential=handle.append or offset == prior)
@@ -385,9 +396,9 @@ class WriteSide:
             self.release(handle)
 
     def _truncate(self, df: DirtyFile, length: int) -> None:
-        if length > self._opts.max_file_size:
+        if length > self._max_file_size:
             raise OSError(errno.EFBIG, f"{df.name}: the server takes files of at most "
-                                       f"{self._opts.max_file_size} bytes")
+                                       f"{self._max_file_size} bytes")
         df.spool.truncate(length)
         self._changed(df)
         stream = df.stream

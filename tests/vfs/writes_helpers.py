@@ -53,7 +53,8 @@ class WriteStack:
         self.reader.start()
         self.ws = WriteSide(self.cache / "journal.db", self.cache / "spool", store=self.store,
                             remote=remote or self.remote or remote_for(self.client),
-                            hooks=read_hooks(self.reader), opts=opts or self.opts)
+                            hooks=read_hooks(self.reader), opts=opts or self.opts,
+                            max_file_size=lambda: int(self.client.max_file_size))
         self.ws.start()
         return self
 
