@@ -325,8 +325,9 @@ def _fsync_path(path: Path) -> None:
 class PendingSummary:
     """What a mount's journal says is not on the server yet (for ``acdfuse umount``)."""
 
-    files: int = 0                   # waiting or being uploaded (retried ones included)
+    files: int = 0                   # closed and waiting, or being uploaded (retried ones included)
     bytes: int = 0
+    open_files: int = 0              # still open for writing: they go up after their close
     retrying: int = 0                # failed, to be tried again
     last_error: str | None = None    # of a retrying file
     refused: tuple[tuple[str, str], ...] = ()   # (name, reason): will not be retried in this mount
@@ -352,16 +353,19 @@ def pending_summary(path: Path) -> PendingSummary:
         raise JournalError(f"cannot read the write journal {path}: {exc}") from exc
     finally:
         con.close()
-    files = size = retrying = 0
+    files = size = retrying = still_open = 0
     last_error: str | None = None
     refused: list[tuple[str, str]] = []
     for name, state, nbytes, next_try, error in rows:
         if state == FAILED and next_try is None:
             refused.append((str(name), str(error or "")))
             continue
+        if state == DIRTY:
+            still_open += 1
+            continue
         files += 1
         size += int(nbytes or 0)
         if state == FAILED:
             retrying += 1
             last_error = error
-    return PendingSummary(files, size, retrying, last_error, tuple(refused))
+    return PendingSummary(files, size, still_open, retrying, last_error, tuple(refused))
