@@ -14,9 +14,8 @@ import errno
 import logging
 from typing import Any
 
-from fuse import FuseOSError
-
 from acdfuse.fs.attrs import NAME_MAX
+from acdfuse.fs.binding import FuseOSError
 
 log = logging.getLogger("acdfuse.fs.operations")
 

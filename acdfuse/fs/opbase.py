@@ -10,8 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fuse import FuseOSError
-
+from acdfuse.fs.binding import FuseOSError
 from acdfuse.fs.errors import known_errno, to_errno
 
 if TYPE_CHECKING:

@@ -185,6 +185,8 @@ class DriveOperations(WriteOperations):
         stat of that old path succeeds too until the file is closed (it is gone from listings, and opening
         it fails with ENOENT).
         """
+        if self._writes is None:
+            return None     # read-only: the kernel keeps the atime valid and asks with the handle
         for entry in self._handles.open_files():
             if entry.path == path:
                 return self._entry_node(entry)

@@ -19,8 +19,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fuse import FuseOSError
-
+from acdfuse.fs.binding import FuseOSError
 from acdfuse.fs.handles import OpenFile
 from acdfuse.fs.names import check_name, split
 from acdfuse.fs.opbase import guard

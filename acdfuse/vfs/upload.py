@@ -139,7 +139,7 @@ def conflict_name(name: str, when: float, n: int = 1) -> str:
 
 def spool_md5(spool: Spool, size: int) -> str:
     reader = spool.reader(size)
-    h = hashlib.md5()
+    h = hashlib.md5(usedforsecurity=False)  # contentProperties.md5, not security
     while True:
         piece = reader.read(_HASH_PIECE)
         if not piece:

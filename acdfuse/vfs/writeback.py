@@ -43,7 +43,7 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> float:
         base = min(self.cap, self.first * (2 ** max(0, min(attempts - 1, 30))))
-        return base * (1.0 - self.jitter * random.random())
+        return base * (1.0 - self.jitter * random.random())  # noqa: S311 - spreads retries, no secret
 
 
 @dataclass

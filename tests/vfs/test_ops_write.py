@@ -16,7 +16,7 @@ from writes_helpers import KiB, WriteStack
 
 from acdfuse.fs.attrs import Ownership
 from acdfuse.fs.operations import DriveOperations
-from acdfuse.fs.syncer import QuotaCache
+from acdfuse.runtime.syncloop import QuotaCache
 
 
 def fi(flags: int = os.O_RDONLY) -> SimpleNamespace:

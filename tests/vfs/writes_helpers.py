@@ -7,14 +7,15 @@ and the store and opens new ones on the same cache dir, as a new mount process w
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
-from acdfuse.fs.fetcher import PinnedFetch
 from acdfuse.fs.remote import read_hooks, remote_for
 from acdfuse.server import DriveServer
 from acdfuse.store import Node, NodeStore
 from acdfuse.vfs import ContentReader, ReaderOptions
+from acdfuse.vfs.fetch import PinnedFetch
 from acdfuse.vfs.options import WriteOptions
 from acdfuse.vfs.upload import Remote
 from acdfuse.vfs.writes import WriteHandle, WriteSide
@@ -129,8 +130,6 @@ class WriteStack:
 
 def wait_until(check: Any, timeout: float = 20.0, what: str = "condition") -> None:
     """Poll ``check()`` until it is true (tests only: the code under test has its own waits)."""
-    import time
-
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
