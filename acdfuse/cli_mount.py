@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from acdfuse.runtime.config import (
     ConfigError,
     format_size,
     load_config,
+    non_negative_float,
     parse_o_options,
     parse_octal,
     parse_size,
@@ -36,11 +38,14 @@ from acdfuse.runtime.options import Options
 from acdfuse.runtime.paths import ClientDirs, make_cache_dir
 from acdfuse.runtime.pidfiles import MountRecord, pid_alive, wait_for_exit
 from acdfuse.runtime.syncloop import block_sync_signal
+from acdfuse.store.journal import JournalError, PendingSummary, pending_summary
 
 log = logging.getLogger(__name__)
 
 BACKGROUND_MOUNT_TIMEOUT = 300.0   # the first sync of a big drive happens before the mount answers
 UNMOUNT_WAIT = 60.0
+UPLOAD_POLL = 0.5                  # how often umount looks at the uploads it waits for
+PROGRESS_EVERY = 5.0               # a progress line at most this often when stderr is not a terminal
 
 # ----- command line ---------------------------------------------------------------------------
 
@@ -55,12 +60,18 @@ def add_arguments(name: str, subparsers: Any) -> None:
         p = subparsers.add_parser(
             "umount", help="unmount a mounted drive",
             description="Unmount a drive mounted with `acdfuse mount` and wait until its mount process "
-                        "has finished. A mount whose process was killed is detached. The bundled local "
-                        "drive's server stops with the last mount that uses it (umount says so in one "
-                        "line); one left running by killed mounts is stopped too.",
+                        "has finished. Files written and closed but not uploaded yet are uploaded first "
+                        "(umount shows how many are left); with --force they stay in the write journal "
+                        "for the next mount. A mount whose process was killed is detached. The bundled "
+                        "local drive's server stops with the last mount that uses it (umount says so in "
+                        "one line); one left running by killed mounts is stopped too.",
             epilog="exit status: 0 unmounted; 1 not mounted, busy (a process uses the mount) or the "
-                   "mount process did not finish")
+                   "mount process did not finish; 130 interrupted while waiting for uploads (still "
+                   "mounted, nothing lost)")
         p.add_argument("mountpoint", type=Path, help="where the drive is mounted")
+        p.add_argument("--force", action="store_true",
+                       help="unmount without waiting for uploads: what is not uploaded yet stays in the "
+                            "write journal and the next mount with the same cache dir uploads it")
         p.set_defaults(run=run_umount)
     else:
         raise ValueError(f"acdfuse.cli_mount has no sub-command {name!r}")
@@ -80,7 +91,12 @@ where things are:
                         command line beats the file, a flag beats -o
   new files on the drive show up after the next sync: every --interval seconds, or at once
   with `acdfuse sync MOUNTPOINT` (waits for it) or `kill -USR1 <mount pid>`. SIGTERM unmounts
-  cleanly. `acdfuse status` shows what a mount is doing. The mount is read-only for now.
+  cleanly. `acdfuse status` shows what a mount is doing.
+writing:
+  written files go to a spool in the cache dir and are uploaded --upload-delay seconds after
+  their last close (fsync waits for the upload). What is not uploaded yet is kept in the write
+  journal (journal.db in the cache dir) and uploaded by the next mount with that cache dir;
+  `acdfuse umount` waits for the uploads first (--force leaves them in the journal).
 """
 
 
@@ -104,8 +120,11 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                         "$XDG_CACHE_HOME/acdfuse; a second mount of the same drive needs its own)")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     p.add_argument("--read-only", action="store_true", default=None,
-                   help="mount read-only (for now every mount is: writing is not implemented yet, "
-                        "changes get EROFS)")
+                   help="mount read-only: every change gets EROFS, and the mount table says ro")
+    p.add_argument("--upload-delay", type=non_negative_float, metavar="SECONDS",
+                   help=f"upload a written file this long after its last close, so a file rewritten in "
+                        f"the meantime goes up once and a short-lived one never (default "
+                        f"{d.upload_delay:g})")
     p.add_argument("--interval", type=positive_float, metavar="SECONDS",
                    help=f"seconds between background syncs (default {d.interval:g}); SIGUSR1 syncs at once")
     p.add_argument("--allow-other", action="store_true", default=None,
@@ -202,7 +221,7 @@ def child_argv(opts: Options) -> list[str]:
             "--uid", str(opts.uid), "--gid", str(opts.gid), "--umask", f"{opts.umask:o}",
             "--memory-cache", str(opts.memory_cache), "--cache-size", str(opts.cache_size),
             "--read-ahead", str(opts.read_ahead), "--streams", str(opts.streams),
-            "--timeout", str(opts.timeout)]
+            "--timeout", str(opts.timeout), "--upload-delay", str(opts.upload_delay)]
     if not opts.embedded:
         argv += ["--config-dir", str(opts.config_dir)]
     for flag, on in (("--read-only", opts.read_only), ("--allow-other", opts.allow_other),
@@ -396,6 +415,10 @@ def run_umount(args: argparse.Namespace, xdg: XdgDirs) -> int:
     if daemon.is_mounted(mnt):
         # a dead mount (its process was killed) may still be held open: detach it lazily then
         dead = (pid is None or not pid_alive(pid)) and daemon.is_dead_mount(record)
+        if not dead and pid is not None:
+            status = _wait_for_uploads(record, pid, force=args.force)
+            if status is not None:
+                return status
         ok, err = daemon.unmount(mnt, lazy=dead)
         if not ok:
             print(f"acdfuse umount: cannot unmount {mnt}: {err}", file=sys.stderr)
@@ -414,6 +437,72 @@ def run_umount(args: argparse.Namespace, xdg: XdgDirs) -> int:
         return 1
     _stop_orphaned_server(dirs, before)
     return 0
+
+
+def _human(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB" if size >= 1 << 20 else f"{size} bytes"
+
+
+def _pending(journal: Path) -> PendingSummary | None:
+    try:
+        return pending_summary(journal)
+    except JournalError as exc:
+        print(f"acdfuse umount: cannot see the uploads of the mount: {exc}", file=sys.stderr)
+        return None
+
+
+def _wait_for_uploads(record: MountRecord, pid: int, *, force: bool) -> int | None:
+    """Before unmounting: wait until the mount's closed files are uploaded, showing how many are left.
+    None to go on with the unmount, else the exit status (interrupted: still mounted, nothing lost).
+
+    The mount process is another process: its journal is read (read-only) every ``UPLOAD_POLL``
+    seconds, there is nothing to wait on. Files still open are not waited for (the unmount then fails
+    as busy), nor files the server refused (they stay in the journal and the next mount tries again).
+    """
+    cache = record.cache_dir()
+    if cache is None:
+        return None             # a mount process from before the write side: nothing to wait for
+    journal = cache / "journal.db"
+    summary = _pending(journal)
+    if summary is None:
+        return None
+    if force:
+        if summary.files or summary.open_files:
+            print(f"acdfuse umount: --force: {summary.files + summary.open_files} file(s) "
+                  f"({_human(summary.bytes)}) not uploaded yet stay in the write journal {journal}; the "
+                  f"next mount with the cache dir {cache} uploads them", file=sys.stderr)
+        return None
+    tty = sys.stderr.isatty()
+    waited = False
+    last_said = 0.0
+    try:
+        while summary.files and pid_alive(pid):
+            line = f"waiting for {summary.files} upload(s), {_human(summary.bytes)} to go"
+            if summary.retrying:
+                line += f"; {summary.retrying} being retried after: {summary.last_error}"
+            now = time.monotonic()
+            if tty:
+                print(f"\racdfuse umount: {line}\033[K", end="", file=sys.stderr, flush=True)
+            elif now - last_said >= PROGRESS_EVERY:
+                print(f"acdfuse umount: {line} (--force to leave them for the next mount)", file=sys.stderr)
+                last_said = now
+            waited = True
+            time.sleep(UPLOAD_POLL)
+            summary = _pending(journal) or PendingSummary()
+    except KeyboardInterrupt:
+        print("\nacdfuse umount: interrupted; still mounted, the uploads go on", file=sys.stderr)
+        return 130
+    if waited and tty:
+        print("", file=sys.stderr)
+    if waited and not summary.files:
+        print("acdfuse umount: every closed file is uploaded", file=sys.stderr)
+    for name, reason in summary.refused:
+        print(f"acdfuse umount: {name!r} is not uploaded: {reason}; it stays in the write journal and the "
+              f"next mount tries again", file=sys.stderr)
+    if summary.open_files:
+        print(f"acdfuse umount: {summary.open_files} file(s) are still open for writing; they go up after "
+              f"their close", file=sys.stderr)
+    return None
 
 
 def _stop_orphaned_server(dirs: ClientDirs, before: embedded.ServerState | None = None) -> None:

@@ -1,12 +1,13 @@
 """The composition root of a mount: ``build`` wires the stack, ``mount`` puts it on the kernel.
 
-``build(opts)`` makes the API client, the node store, the content reader, the sync loop and the FUSE
-operations from one Options and returns them as a ``Stack``, without touching the kernel: no FUSE, no
-thread, no network (the client's constructor only reads its config files). ``Stack.start()`` opens the
-mirror (syncing it first when it is empty), and starts the reader's and the sync loop's threads;
-``Stack.close()`` stops them. ``mount(stack)`` serves the stack through the FUSE binding until it is
-unmounted. ``run(opts)`` is the mount process between the command line and those: the bundled server's
-lease, the stack, the pid file, the mount.
+``build(opts)`` makes the API client, the node store, the content reader, the write side (unless
+``--read-only``), the sync loop and the FUSE operations from one Options and returns them as a
+``Stack``, without touching the kernel: no FUSE, no thread, no network (the client's constructor only
+reads its config files). ``Stack.start()`` opens the mirror (syncing it first when it is empty), and
+starts the reader's, the write side's and the sync loop's threads; ``Stack.close()`` stops them (the
+write side leaves what is not uploaded in its journal for the next mount). ``mount(stack)`` serves the
+stack through the FUSE binding until it is unmounted. ``run(opts)`` is the mount process between the
+command line and those: the bundled server's lease, the stack, the pid file, the mount.
 
 Tests build the real stack with ``build`` and call ``stack.ops`` directly (tests/ops); the command line
 (``acdfuse.cli_mount``) takes the locks and prints the messages.
@@ -33,6 +34,7 @@ from acdfuse.fs.attrs import Ownership
 from acdfuse.fs.binding import MountRefused, mount_options, serve
 from acdfuse.fs.errors import to_errno
 from acdfuse.fs.operations import DriveOperations
+from acdfuse.fs.remote import read_hooks, remote_for
 from acdfuse.runtime import embedded
 from acdfuse.runtime.control import ControlServer, SyncProgress
 from acdfuse.runtime.notice import FirstSyncReport, refused_message
@@ -41,27 +43,25 @@ from acdfuse.runtime.paths import EmbeddedPaths
 from acdfuse.runtime.pidfiles import MountRecord
 from acdfuse.runtime.syncloop import QuotaCache, SyncLoop
 from acdfuse.store import NodeStore, StoreError, SyncResult
+from acdfuse.store.journal import JournalError
 from acdfuse.vfs import ContentReader
 from acdfuse.vfs.fetch import PinnedFetch
 from acdfuse.vfs.readstats import log_read_stats
+from acdfuse.vfs.writes import WriteSide
 
 log = logging.getLogger(__name__)
 
 UNMOUNT_SYNC_WAIT = 5.0            # at unmount, how long a running sync may still take
 SYNC_REQUEST_WAIT = 3600.0         # how long `acdfuse sync` may wait for its sync (a first big sync)
 PROGRESS_EVERY = 0.5               # seconds between the progress lines of `acdfuse sync`
+# at unmount, how long uploads already running may take to finish; queued ones stay in the journal
+# (`acdfuse umount` waits for them before it unmounts, --force does not)
+UNMOUNT_UPLOAD_WAIT = 10.0
 
 
 def no_pending() -> dict[str, object]:
     """The pending uploads of a mount without a write side: none."""
     return {"count": 0, "bytes": 0, "failures": []}
-
-# Whether the FUSE operations can change the drive. Until the write side sets this, every mount is
-# read-only in the mount table and in its modes, with or without --read-only. Not just honesty: on a
-# mount the kernel does not see as ro, every read drops the inode's cached atime (fuse_invalidate_atime),
-# so the next fstat asks getattr by path, which for a file renamed on the server while open answers
-# ENOENT (tests/mount/test_mount_read.py, remote rename/move/trash). The write side must solve that first.
-WRITES_IMPLEMENTED = False
 
 
 class MountError(Exception):
@@ -85,6 +85,7 @@ class Stack:
     # the write side fills this slot: {"count", "bytes", "failures": [{"path", "reason"}...]}
     pending_stats: Callable[[], dict[str, object]] = no_pending
     first_synced_at: float | None = None    # the sync before the mount, which the loop did not run
+    writes: WriteSide | None = None      # None on a --read-only mount
     _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
     def sync(self) -> SyncResult:
@@ -184,6 +185,13 @@ class Stack:
         self._exit.callback(self.reader.close)
         # runs before the reader closes: what this mount read, for the log
         self._exit.callback(lambda: log_read_stats(self.reader.stats()))
+        if self.writes is not None:
+            try:
+                self.writes.start()      # takes up what the journal holds from the last mount
+            except JournalError as exc:
+                raise MountError(str(exc)) from exc
+            # before the reader and the mirror close: the last uploads still use both
+            self._exit.callback(self.writes.close, UNMOUNT_UPLOAD_WAIT)
         if synced_before_mount:
             self.sync_loop.refresh_quota()
         elif not server_accepts(self.client, _probe_timeout(opts)):
@@ -239,11 +247,17 @@ def build(opts: Options, say: Callable[[str], None] | None = None) -> Stack:
                         probe=functools.partial(server_accepts, client, _probe_timeout(opts)),
                         errno_of=to_errno)
     reader = ContentReader(fetch, opts.reader_options())
+    writes = None
+    if writable(opts):
+        writes = WriteSide(opts.journal_path, opts.spool_dir, store=store, remote=remote_for(client),
+                           hooks=read_hooks(reader), opts=opts.write_options(),
+                           max_file_size=lambda: client.max_file_size)
     owner = Ownership(opts.uid, opts.gid, opts.umask, writable=writable(opts))
-    ops = DriveOperations(store, reader, quota, owner)
+    ops = DriveOperations(store, reader, quota, owner, writes=writes, api=client if writes else None)
     loop.add_listener(functools.partial(_after_sync, ops))
     return Stack(opts=opts, client=client, store=store, fetch=fetch, reader=reader, quota=quota, ops=ops,
-                 sync_loop=loop, first_sync=first_sync, progress=progress)
+                 sync_loop=loop, first_sync=first_sync, progress=progress, writes=writes,
+                 pending_stats=writes.uploads_status if writes is not None else no_pending)
 
 
 def _sync(store: NodeStore, client: ACDClient, progress: SyncProgress) -> SyncResult:
@@ -281,8 +295,8 @@ def _after_sync(ops: DriveOperations, result: SyncResult) -> None:
 
 
 def writable(opts: Options) -> bool:
-    """Whether this mount may change the drive: not with --read-only, and not before writes exist."""
-    return WRITES_IMPLEMENTED and not opts.read_only
+    """Whether this mount may change the drive: unless --read-only."""
+    return not opts.read_only
 
 
 def fuse_options(opts: Options) -> dict[str, object]:
@@ -314,7 +328,7 @@ def run(opts: Options, say: Callable[[str], None] | None = None,
         exit_stack.callback(stack.close)
         stack.start()
         record = MountRecord(opts.run_dir, opts.mountpoint)
-        record.write_pid(embedded=opts.embedded is not None)
+        record.write_pid(embedded=opts.embedded is not None, cache_dir=opts.cache_dir)
         exit_stack.callback(record.remove)
         _serve_control(exit_stack, stack, record)
         log.info("mounting %s (config %s, cache %s)", opts.mountpoint, opts.config_dir, opts.cache_dir)

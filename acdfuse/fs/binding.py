@@ -7,6 +7,7 @@ that carries the errno libfuse answers), ``mount_options`` (our settings as libf
 
 from __future__ import annotations
 
+import codecs
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,36 @@ from acdfuse.fs.threadstate import MAX_PINNED, ThreadStatePins
 __all__ = ["FuseOSError", "MountRefused", "mount_options", "serve"]
 
 log = logging.getLogger(__name__)
+
+
+# fusepy decodes the kernel's names with the codec it is given, strictly by default: a name that is not
+# UTF-8 then fails inside fusepy with a traceback and EINVAL. This one decodes undecodable bytes as lone
+# surrogates (``surrogateescape``), so such a name reaches the operations, which refuse it with EINVAL
+# themselves, cleanly (fs/names.py). Registered on first use, not at import.
+NAME_CODEC = "acdfuse_utf8b"
+_codec_registered = False
+
+
+def _find_codec(name: str) -> codecs.CodecInfo | None:
+    if name != NAME_CODEC:
+        return None
+
+    def encode(text: str, errors: str = "strict") -> tuple[bytes, int]:
+        return codecs.utf_8_encode(text, "surrogateescape")
+
+    def decode(data: Any, errors: str = "strict") -> tuple[str, int]:
+        return codecs.utf_8_decode(data, "surrogateescape", True)
+
+    return codecs.CodecInfo(encode, decode, name=NAME_CODEC)
+
+
+def name_codec() -> str:
+    """The codec name FUSE() decodes names with (see above)."""
+    global _codec_registered
+    if not _codec_registered:
+        codecs.register(_find_codec)
+        _codec_registered = True
+    return NAME_CODEC
 
 
 class MountRefused(RuntimeError):
@@ -45,6 +76,13 @@ def mount_options(*, read_only: bool, allow_other: bool, attr_timeout: float,
     }
     if read_only:
         kw["ro"] = True               # `mount`/`findmnt` show ro, and the kernel refuses changes itself
+    else:
+        # libfuse 2 sends writes in 4 KiB pieces unless told otherwise: 32 Python calls per 128 KiB
+        kw["big_writes"] = True
+        kw["max_write"] = 128 * 1024
+        # O_TRUNC comes with the open (the write side truncates the new handle's copy, fetching
+        # nothing) instead of a separate truncate by path before it
+        kw["atomic_o_trunc"] = True
     if allow_other:
         kw["allow_other"] = True
         # other users: let the kernel enforce the modes we report
@@ -97,7 +135,7 @@ def serve(operations: Any, mountpoint: Path, options: dict[str, Any],
     pins = ThreadStatePins(pinned_thread_states)
     try:
         FUSE(_PinnedOperations(operations, pins, on_mounted), str(mountpoint), raw_fi=True,
-             foreground=True, **options)
+             foreground=True, encoding=name_codec(), **options)
     except RuntimeError as exc:
         raise MountRefused(str(exc)) from exc
     finally:

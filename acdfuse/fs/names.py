@@ -1,50 +1,19 @@
-"""File names between the kernel and the drive: splitting paths, the limits a name must meet, and the
-codec the FUSE binding decodes names with.
+"""File names between the kernel and the drive: splitting paths and the limits a name must meet.
 
-The kernel hands over names as bytes; the drive stores Unicode. fusepy decodes with a codec name it is
-given (strictly, by default), and a name that is not UTF-8 then fails inside fusepy with a traceback
-and EINVAL. Decoding with ``surrogateescape`` instead lets such a name reach Operations, which answers
-EINVAL itself, cleanly (``check_name``).
+The kernel hands over names as bytes; the drive stores Unicode. The binding decodes them with
+``surrogateescape`` (fs/binding.py), so a name that is not UTF-8 arrives with lone surrogates and
+``check_name`` refuses it with EINVAL.
 """
 
 from __future__ import annotations
 
-import codecs
 import errno
 import logging
-from typing import Any
 
 from acdfuse.fs.attrs import NAME_MAX
 from acdfuse.fs.binding import FuseOSError
 
 log = logging.getLogger("acdfuse.fs.operations")
-
-FUSE_ENCODING = "acdfuse_utf8b"
-
-
-def _search(name: str) -> codecs.CodecInfo | None:
-    if name != FUSE_ENCODING:
-        return None
-
-    def encode(text: str, errors: str = "strict") -> tuple[bytes, int]:
-        return codecs.utf_8_encode(text, "surrogateescape")
-
-    def decode(data: Any, errors: str = "strict") -> tuple[str, int]:
-        return codecs.utf_8_decode(data, "surrogateescape", True)
-
-    return codecs.CodecInfo(encode, decode, name=FUSE_ENCODING)
-
-
-_registered = False
-
-
-def fuse_encoding() -> str:
-    """The codec name to pass as ``FUSE(..., encoding=)``; registers it on first use (not at import)."""
-    global _registered
-    if not _registered:
-        codecs.register(_search)
-        _registered = True
-    return FUSE_ENCODING
 
 
 def split(path: str) -> tuple[str, str]:
@@ -60,6 +29,6 @@ def check_name(name: str) -> None:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        # decoded with surrogateescape (see fuse_encoding): undecodable bytes arrive as lone surrogates
+        # decoded with surrogateescape (see fs/binding.py): undecodable bytes arrive as lone surrogates
         log.info("refused the name %r: it is not valid UTF-8, which the drive cannot store", name)
         raise FuseOSError(errno.EINVAL) from None

@@ -100,6 +100,18 @@ def parse_int(text: Any) -> int:
         raise BadValue(f"not a whole number: {text!r}") from exc
 
 
+def non_negative_float(text: Any) -> float:
+    if isinstance(text, bool):
+        raise BadValue(f"not a number: {text!r}")
+    try:
+        value = float(text)
+    except (TypeError, ValueError) as exc:
+        raise BadValue(f"not a number: {text!r}") from exc
+    if value < 0:
+        raise BadValue(f"must not be negative: {text!r}")
+    return value
+
+
 def positive_int(text: Any) -> int:
     value = parse_int(text)
     if value < 1:
@@ -146,6 +158,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("config_dir", parse_path, "client config dir with oauth_data/endpoint_data"),
     Setting("cache_dir", parse_path, "node mirror, chunk cache and log"),
     Setting("read_only", parse_bool, "mount read-only"),
+    Setting("upload_delay", non_negative_float, "seconds after a file's last close before its upload"),
     Setting("interval", positive_float, "seconds between background syncs"),
     Setting("allow_other", parse_bool, "let other users access the mount"),
     Setting("uid", parse_int, "owner of all files"),

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from acdfuse.runtime.paths import EmbeddedPaths
 from acdfuse.vfs import ReaderOptions
+from acdfuse.vfs.options import WriteOptions
 
 _READER = ReaderOptions     # its class attributes are its field defaults
+_WRITER = WriteOptions
 
 
 @dataclass(frozen=True)
@@ -24,9 +26,10 @@ class Options:
     cache_dir: Path
     run_dir: Path                        # pid and lock files of the mounts (see runtime/pidfiles.py)
     foreground: bool = False
-    # honoured: "ro" in the mount table and every change refused. Without it the mount is still
-    # read-only until the write side exists (see fs/operations.py), but it will not be then.
+    # "ro" in the mount table and every change refused with EROFS; without it the mount is writable
     read_only: bool = False
+    # seconds of quiet after a file's last close before its upload starts (vfs/options.py)
+    upload_delay: float = _WRITER.upload_delay
     interval: float = 60.0               # seconds between background syncs
     allow_other: bool = False
     uid: int = field(default_factory=os.getuid)
@@ -56,6 +59,19 @@ class Options:
     @property
     def chunk_dir(self) -> Path:
         return self.cache_dir / "chunks"
+
+    @property
+    def journal_path(self) -> Path:
+        """The write journal: the only record of changes not uploaded yet (store/journal.py)."""
+        return self.cache_dir / "journal.db"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.cache_dir / "spool"
+
+    def write_options(self) -> WriteOptions:
+        """The write side's settings: the mount's upload delay, the rest at their defaults."""
+        return WriteOptions(upload_delay=self.upload_delay)
 
     def reader_options(self) -> ReaderOptions:
         """The content reader's settings: the mount's budgets, the rest at their defaults."""

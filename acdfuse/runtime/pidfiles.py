@@ -99,11 +99,13 @@ class MountRecord:
         """Whether a live acdfuse process holds the mount point's lock."""
         return lock_held(self.lock_file)
 
-    def write_pid(self, embedded: bool = False) -> None:
-        """pid, mount point and (for `umount`'s report) whether the mount uses the bundled server."""
+    def write_pid(self, embedded: bool = False, cache_dir: Path | None = None) -> None:
+        """pid, mount point, (for `umount`'s report) whether the mount uses the bundled server, and
+        (for `umount` to wait for its uploads) its cache dir."""
         self._make_run_dir()
         kind = "embedded" if embedded else "account"
-        self.pid_file.write_text(f"{os.getpid()}\n{self.mountpoint.resolve()}\n{kind}\n")
+        cache = "" if cache_dir is None else str(cache_dir.resolve())
+        self.pid_file.write_text(f"{os.getpid()}\n{self.mountpoint.resolve()}\n{kind}\n{cache}\n")
 
     def read_pid(self) -> int | None:
         try:
@@ -118,6 +120,14 @@ class MountRecord:
         except OSError:
             return False
         return len(lines) > 2 and lines[2].strip() == "embedded"
+
+    def cache_dir(self) -> Path | None:
+        """The cache dir the mount said it uses (its pid file's fourth line), if it said one."""
+        try:
+            lines = self.pid_file.read_text().splitlines()
+        except OSError:
+            return None
+        return Path(lines[3].strip()) if len(lines) > 3 and lines[3].strip() else None
 
     def forget(self) -> None:
         """Remove the pid file of a mount found dead (its process cannot remove it any more)."""

@@ -26,7 +26,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from acdfuse.api.common import (
@@ -130,7 +130,7 @@ def refusal(exc: BaseException, what: str) -> UploadRefused | None:
 def conflict_name(name: str, when: float, n: int = 1) -> str:
     """``NAME (conflict YYYY-MM-DD HHMMSS).EXT`` in UTC; ``n`` > 1 adds a number when that is taken."""
     stem, ext = os.path.splitext(name)
-    stamp = datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%d %H%M%S")
+    stamp = datetime.fromtimestamp(when, tz=UTC).strftime("%Y-%m-%d %H%M%S")
     tag = f" (conflict {stamp})" if n == 1 else f" (conflict {stamp} {n})"
     return f"{stem}{tag}{ext}"
 

@@ -59,6 +59,7 @@ Adopt = Callable[[str, str, int, Callable[[int, int], "bytes | bytearray | memor
 
 class StoreView(Protocol):
     def get(self, node_id: str) -> Node | None: ...
+    def path_of(self, node_id: str) -> str | None: ...
     def apply_local(self, node_json: dict, *, ino: int | None = None) -> Node: ...
 
 
@@ -641,6 +642,23 @@ class WriteSide:
                     return False
                 self._cond.wait(left)
         return True
+
+    def uploads_status(self) -> dict[str, object]:
+        """What `acdfuse status` shows: files not on the server yet, their bytes, and the failures
+        (path as this mount sees it, and why)."""
+        with self._lock:
+            dirty = [df for df in self._files.values() if df.dirty and not df.unlinked]
+            failed = [(df, df.error) for df in dirty if df.error is not None]
+        failures = [{"path": self._path_of(df), "reason": str(error)} for df, error in failed]
+        return {"count": len(dirty), "bytes": sum(df.spool.size for df in dirty), "failures": failures}
+
+    def _path_of(self, df: DirtyFile) -> str:
+        where = self._store.path_of(df.node_id) if df.node_id is not None else None
+        if where is None and df.parent_id is not None:
+            folder = self._store.path_of(df.parent_id)
+            if folder is not None:
+                where = f"{folder.rstrip('/')}/{df.name}"
+        return where or df.name
 
     def pending_stats(self) -> dict[str, int]:
         with self._lock:

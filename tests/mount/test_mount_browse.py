@@ -104,7 +104,7 @@ def test_statfs_reports_the_quota(mount: Mount, client: Any) -> None:
 
 
 def test_every_change_is_refused_with_erofs(mount: Mount, tree: dict[str, Any]) -> None:
-    mount.start()
+    mount.start("--read-only")
     mnt = mount.mnt
     attempts = [
         lambda: open(mnt / "new.txt", "w"),

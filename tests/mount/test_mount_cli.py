@@ -106,17 +106,21 @@ def test_every_flag(tmp_path: Path) -> None:
     assert again == opts
 
 
-def test_read_only_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_only_is_honoured(tmp_path: Path) -> None:
     ro = options("mount", str(tmp_path / "m"), "--read-only")
     default = options("mount", str(tmp_path / "m"))
     assert ro.read_only and not default.read_only
-    # until the write side exists every mount is ro (see WRITES_IMPLEMENTED)
-    assert not mount.WRITES_IMPLEMENTED
-    assert fuse_options(ro)["ro"] is True and fuse_options(default)["ro"] is True
-    # once it does, only --read-only is
-    monkeypatch.setattr(mount, "WRITES_IMPLEMENTED", True)
     assert fuse_options(ro)["ro"] is True and "ro" not in fuse_options(default)
     assert not mount.writable(ro) and mount.writable(default)
+    # a writable mount takes 128 KiB writes, and O_TRUNC with the open
+    assert fuse_options(default)["big_writes"] is True and "big_writes" not in fuse_options(ro)
+
+
+def test_upload_delay_reaches_the_write_side(tmp_path: Path) -> None:
+    opts = options("mount", str(tmp_path / "m"), "--upload-delay", "0.5")
+    assert opts.upload_delay == 0.5 and opts.write_options().upload_delay == 0.5
+    assert options("mount", str(tmp_path / "m")).upload_delay == 3.0
+    assert options(*child_argv(opts)[3:]).upload_delay == 0.5
 
 
 def test_child_of_an_embedded_mount_stays_embedded(tmp_path: Path) -> None:

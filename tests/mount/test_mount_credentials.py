@@ -109,11 +109,12 @@ def test_the_mount_table_says_read_only(tmp_path: Path, cdir: Path) -> None:
     assert down.returncode == 0, down.stderr
 
 
-def test_read_only_help_says_writes_are_not_implemented(tmp_path: Path) -> None:
+def test_help_says_how_writing_works(tmp_path: Path) -> None:
     proc = acdfuse(tmp_path, "mount", "--help")
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())
-    assert "not implemented" in text
+    assert "--read-only" in text and "EROFS" in text and "--upload-delay" in text
+    assert "write journal" in text and "acdfuse umount" in text
     # QA F14: where a client config comes from, where the bundled drive and the log live
     for needle in ("--credentials-out CDIR", "acdfuse/credentials", "acdfuse/drive", "acdfuse.log"):
         assert needle in text, needle
