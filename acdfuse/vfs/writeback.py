@@ -138,8 +138,9 @@ class WriteBack:
         return not alive
 
     # ---- scheduling --------------------------------------------------------------------------
-    def queue(self, key: int, delay: float) -> None:
-        """Upload ``key`` once ``delay`` seconds pass without another queue() of it."""
+    def queue(self, key: int, delay: float, *, record: bool = True) -> None:
+        """Upload ``key`` once ``delay`` seconds pass without another queue() of it. ``record`` False:
+        the caller records the queued state itself (no ``on_change`` for it)."""
         with self._cond:
             entry = self._entries.get(key)
             due = self._clock() + max(0.0, delay)
@@ -154,7 +155,8 @@ class WriteBack:
             entry.error = None
             self._schedule_locked(entry, due)
             change = self._change_locked(entry)
-        self._on_change(change)
+        if record:
+            self._on_change(change)
 
     def urgent(self, key: int) -> None:
         """Upload now (fsync): ahead of its quiet delay, and now even after a failure."""

@@ -463,13 +463,16 @@ class WriteSide:
             if stream is not None:
                 stream.finish(df.spool.size, df.gen)    # its upload is under way: it ends here
         if queue:
+            recorded = True
             try:
-                self._save(df, QUEUED)
+                # one journal write for the close: size, ranges and the queued state with its time
+                self._save(df, QUEUED, next_try=time.time() + self._opts.upload_delay)
             except JournalError as exc:
                 # the row from the first write stays (state dirty); a restart takes the spool's size
                 log.warning("%s: recording its close failed (%s); uploading it anyway", df.describe(), exc)
+                recorded = False
             if stream is None:
-                self._wb.queue(df.local_id, self._opts.upload_delay)
+                self._wb.queue(df.local_id, self._opts.upload_delay, record=not recorded)
         if drop:
             df.spool.delete()
 
@@ -884,12 +887,13 @@ class WriteSide:
                         base_md5=df.base_md5, base_size=df.base_size, base_limit=base_limit, size=size,
                         mtime_ns=df.mtime_ns, ranges=ranges, attrs=df.attrs, ino=df.ino)
 
-    def _save(self, df: DirtyFile, state: str) -> None:
+    def _save(self, df: DirtyFile, state: str, next_try: float | None = None) -> None:
         """Record the file's current size and local ranges (at release and fsync)."""
         with df.jlock:
             with self._lock:
                 row = self._row_locked(df, state) if df.dirty and not df.unlinked else None
             if row is not None:
+                row.next_try = next_try
                 self._journal.put(row)
 
     def _on_change(self, change: Change) -> None:
