@@ -82,7 +82,7 @@ def test_cache_commands(mounts: Any, cdir: Path, client: Any, env: dict[str, str
 
     # no mount: the cache dir directly; the write side's files and the mirror stay
     (m.cache_dir / "journal.db").write_bytes(b"journal")
-    (m.cache_dir / "spool").mkdir()
+    (m.cache_dir / "spool").mkdir(exist_ok=True)        # the write side made it already
     (m.cache_dir / "spool" / "upload-1").write_bytes(b"not uploaded yet")
     assert chunk_files(m.cache_dir)
     done = cli(env, "cache", "prune", str(m.cache_dir))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,3 +88,24 @@ def test_umount_force_leaves_the_uploads_to_the_next_mount(tmp_path: Path, cdir:
     assert down.returncode == 0, down.stderr
     assert server_files(client)["later.txt"] == b"uploaded by the next mount"
     assert not log_problems(cache / "acdfuse.log", [])
+
+
+def test_status_shows_the_pending_uploads(tmp_path: Path, cdir: Path) -> None:
+    require_fuse()
+    mnt, cache = tmp_path / "mnt", tmp_path / "cache"
+    mnt.mkdir()
+    up = acdfuse(tmp_path, "mount", str(mnt), "--config-dir", str(cdir), "--cache-dir", str(cache),
+                 "--upload-delay", "3600")
+    assert up.returncode == 0, up.stderr
+    try:
+        write_file(mnt / "a.bin", b"x" * 1000)
+        (mnt / "sub").mkdir()
+        write_file(mnt / "sub" / "b.bin", b"y" * 500)
+        done = acdfuse(tmp_path, "status", str(mnt), "--json")
+        assert done.returncode == 0, done.stderr
+        [status] = json.loads(done.stdout)
+        assert status["pending"] == {"count": 2, "bytes": 1500, "failures": []}
+        assert status["options"]["upload_delay"] == 3600
+    finally:
+        down = acdfuse(tmp_path, "umount", "--force", str(mnt))
+    assert down.returncode == 0, down.stderr
