@@ -58,7 +58,7 @@ from acdfuse.server.model import (
     validate_labels,
     validate_name,
 )
-from acdfuse.server.nodejson import NODE_COLUMNS, NODE_JSON, Page
+from acdfuse.server.nodejson import NODE_COLUMNS, NODE_JSON, OWNER_PREFIX, Page
 from acdfuse.server.util import format_date, is_valid_id, new_etag, new_id, now_ms
 
 __all__ = ["Account", "Drive", "NewContent", "Page"]
@@ -191,7 +191,7 @@ class Drive:
 
     @staticmethod
     def owner_of(account: int) -> str:
-        return f"acdfuse-app-{account}"
+        return f"{OWNER_PREFIX}{account}"   # the node JSON shows this owner's properties
 
     def account(self, acc_id: int) -> Account:
         acc = self._accounts.get(acc_id)

@@ -73,3 +73,34 @@ def test_properties_in_upload_metadata(api: RawDrive) -> None:
     r = api.s.post(api.content + "nodes", params={"suppress": "deduplication"}, files=files, timeout=10)
     assert r.status_code == 201
     assert api.get(f"nodes/{r.json()['id']}/properties/app").json() == {"data": {"a": "1"}}
+
+
+def test_node_json_shows_the_apps_own_properties(api: RawDrive, other_api: RawDrive) -> None:
+    """Properties ride along in the node JSON (get, list, changes, answers), so a client's mirror of the
+    tree knows them after a sync; only the app's own owner is shown, never another's."""
+    f = api.upload("f.txt", b"x")
+    owner = f["createdBy"]
+    assert "properties" not in f
+    api.put(f"nodes/{f['id']}/properties/{owner}/posix", {"value": "a1;m100755"})
+    api.put(f"nodes/{f['id']}/properties/someone-else/k", {"value": "hidden"})
+    shown = {owner: {"posix": "a1;m100755"}}
+    assert api.get(f"nodes/{f['id']}").json()["properties"] == shown
+    listed = [n for n in api.list_all(f"nodes/{api.root}/children") if n["id"] == f["id"]]
+    assert listed[0]["properties"] == shown
+    changed = [n for cs in api.changes() for n in cs.get("nodes", []) if n["id"] == f["id"]]
+    assert changed[-1]["properties"] == shown
+    renamed = api.patch(f"nodes/{f['id']}", {"name": "g.txt"}).json()
+    assert renamed["properties"] == shown
+    # another account's app sees none of them, and the last one deleted leaves no empty map
+    assert other_api.get(f"nodes/{f['id']}").status_code == 404
+    api.delete(f"nodes/{f['id']}/properties/{owner}/posix")
+    assert "properties" not in api.get(f"nodes/{f['id']}").json()
+
+
+def test_upload_answer_carries_the_properties_sent_with_it(api: RawDrive) -> None:
+    owner = api.upload("probe.txt", b"")["createdBy"]
+    meta = {"name": "link", "kind": "FILE", "properties": {owner: {"posix": "a1;m120777"}}}
+    files = {"metadata": (None, json.dumps(meta)), "content": ("link", b"target")}
+    r = api.s.post(api.content + "nodes", params={"suppress": "deduplication"}, files=files, timeout=10)
+    assert r.status_code == 201
+    assert r.json()["properties"] == {owner: {"posix": "a1;m120777"}}
