@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from acdfuse.store.errors import MalformedChange
@@ -17,6 +17,11 @@ AVAILABLE = "AVAILABLE"
 TRASH = "TRASH"
 PENDING = "PENDING"
 PURGED = "PURGED"
+
+# The property key (under the app's owner) of a node's POSIX record: mode, uid, gid, mtime, symlink.
+# Its value is read with every node row, so a stat needs no second query; its format belongs to
+# acdfuse/vfs/posixattrs.py and the store never looks inside it.
+ATTRS_KEY = "posix"
 
 # Separator used by group_concat() to pack a node's parent ids into one column; node ids are
 # [A-Za-z0-9_-] on the wire, and a control character never occurs in them.
@@ -40,6 +45,8 @@ class Node:
     modified: float
     ino: int
     is_root: bool
+    # the raw POSIX record (property ATTRS_KEY), None when the node has none
+    posix: str | None = None
 
     @property
     def is_folder(self) -> bool:
@@ -55,10 +62,14 @@ class Node:
 
 
 # Column list shared by every SELECT that builds a Node; keep in step with node_from_row().
+# The POSIX record comes from the properties table's primary key (ino, owner, key): a range of one
+# node's few properties, whatever the owner -- the server shows an app only its own properties
+# (acd-api.md section 9), so any owner found in the mirror is this app.
 NODE_COLUMNS = (
     "n.ino, n.id, n.name, n.kind, n.status, n.size, n.md5, n.content_version, n.version, "
     "n.created, n.modified, n.is_root, "
-    "(SELECT group_concat(p.parent, char(31)) FROM {parentage} p WHERE p.child = n.ino)"
+    "(SELECT group_concat(p.parent, char(31)) FROM {parentage} p WHERE p.child = n.ino), "
+    "(SELECT a.value FROM {properties} a WHERE a.ino = n.ino AND a.key = '" + ATTRS_KEY + "' LIMIT 1)"
 )
 
 
@@ -78,6 +89,7 @@ def node_from_row(row: tuple[Any, ...]) -> Node:
         modified=row[10] or 0.0,
         ino=row[0],
         is_root=bool(row[11]),
+        posix=row[13],
     )
 
 
@@ -158,6 +170,20 @@ def staged_row(node: Mapping[str, Any]) -> StagedRow:
         raise MalformedChange(f"malformed node in change set: {node!r:.300}") from None
 
 
+def _iso(epoch: float) -> str:
+    # the server's format, to the millisecond the mirror keeps (EPOCH_SQL reads it back exactly)
+    seconds, ms = divmod(round(epoch * 1000), 1000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"
+
+
+def restaged_row(node: Node, props: Mapping[str, Mapping[str, str]], version: int) -> StagedRow:
+    """A stored node as a staged row again, with other properties and version (a local update)."""
+    return (node.id, node.name or None, node.kind, node.status, node.size, node.md5, node.content_version,
+            version, _iso(node.created) if node.created else None,
+            _iso(node.modified) if node.modified else None, 1 if node.is_root else 0,
+            json.dumps(list(node.parents)), json.dumps(props) if props else None)
+
+
 def purged_row(node_id: str) -> StagedRow:
     if not isinstance(node_id, str) or not node_id:
         raise MalformedChange(f"purged entry without a valid id: {node_id!r:.200}")
@@ -179,10 +205,19 @@ def iso_to_epoch(value: str | None) -> float:
         return 0.0
 
 
+def record_of(props: Mapping[str, Any] | None) -> str | None:
+    """The POSIX record in a node's properties map (owner -> key -> value), whatever the owner."""
+    for kv in (props or {}).values():
+        if isinstance(kv, Mapping) and isinstance(kv.get(ATTRS_KEY), str):
+            return str(kv[ATTRS_KEY])
+    return None
+
+
 def transient_node(row: StagedRow, ino: int = 0) -> Node:
     """A Node for an answer the mirror does not keep (PENDING, nameless, purged)."""
     return Node(
         id=row[0], name=row[1] or "", kind=row[2], status=row[3], parents=tuple(json.loads(row[11])),
         size=row[4], md5=row[5], content_version=row[6], version=row[7],
         created=iso_to_epoch(row[8]), modified=iso_to_epoch(row[9]), ino=ino, is_root=bool(row[10]),
+        posix=record_of(json.loads(row[12])) if row[12] else None,
     )

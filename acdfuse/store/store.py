@@ -10,14 +10,22 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from acdfuse.store.database import Database
 from acdfuse.store.errors import StoreError
-from acdfuse.store.node import FOLDER, NODE_COLUMNS, Node, node_from_row, staged_row, transient_node
+from acdfuse.store.node import (
+    FOLDER,
+    NODE_COLUMNS,
+    Node,
+    node_from_row,
+    restaged_row,
+    staged_row,
+    transient_node,
+)
 from acdfuse.store.pathcache import Edge, PathCache
 from acdfuse.store.schema import LIVE
 from acdfuse.store.sync import GetChanges, Synchronizer, SyncResult
@@ -25,7 +33,7 @@ from acdfuse.store.writer import TreeWriter
 
 log = logging.getLogger(__name__)
 
-_COLS = NODE_COLUMNS.format(parentage=LIVE.parentage)
+_COLS = NODE_COLUMNS.format(parentage=LIVE.parentage, properties=LIVE.properties)
 _SQL_BY_ID = f"SELECT {_COLS} FROM {LIVE.nodes} n WHERE n.id = ?"
 _SQL_BY_INO = f"SELECT {_COLS} FROM {LIVE.nodes} n WHERE n.ino = ?"
 _SQL_ROOT = f"SELECT {_COLS} FROM {LIVE.nodes} n WHERE n.is_root ORDER BY n.ino LIMIT 1"
@@ -211,6 +219,7 @@ class NodeStore:
                 stack.append((f"{base}/{child.name}", child, inner))
 
     def properties(self, node_id: str) -> dict[str, dict[str, str]]:
+        """owner -> key -> value of a node's app properties, as the server last showed them."""
         rows = self._rows(
             f"SELECT p.owner, p.key, p.value FROM {LIVE.properties} p JOIN {LIVE.nodes} n "
             "ON n.ino = p.ino WHERE n.id = ?", (node_id,))
@@ -266,6 +275,39 @@ class NodeStore:
             # Not kept (PENDING, nameless, purged): hand back the answer as a Node anyway.
             return transient_node(row, stored_ino or ino or 0)
         return node  # the stored state (a newer one if the mirror already had it)
+
+    def set_properties(self, node_id: str, owner: str, put: Mapping[str, str],
+                       delete: Iterable[str] = (), *, requests: int = 1) -> Node | None:
+        """Show a property change the server has confirmed at once; None if the node is not here.
+
+        The answers to a property PUT or DELETE carry no node, so the node's stored state is written
+        again with the owner's map changed. Its version goes up by ``requests``, as the server bumps
+        it once per property request: a ``changes`` entry staged before those requests (the same
+        older version) then cannot put the old values back, and the server's own later state wins
+        either way. During a rebuild the new state is replayed onto the new tree like any answer.
+        """
+        with self._write() as con:
+            found = con.execute(_SQL_BY_ID, (node_id,)).fetchone()
+            if found is None:
+                return None
+            node = node_from_row(found)
+            props: dict[str, dict[str, str]] = {}
+            for o, key, value in con.execute(
+                    f"SELECT owner, key, value FROM {LIVE.properties} WHERE ino = ?", (node.ino,)):
+                props.setdefault(o, {})[key] = value
+            mine = props.setdefault(owner, {})
+            for key in delete:
+                mine.pop(key, None)
+            mine.update(put)
+            row = restaged_row(node, {o: kv for o, kv in props.items() if kv}, node.version + requests)
+            writer = TreeWriter(con, LIVE)
+            writer.apply(row)
+            writer.finish()
+            if self._syncer.journal is not None:
+                self._syncer.journal.append(row)
+        # name and parents are unchanged: only paths that end at this node hold a stale Node
+        self._cache.invalidate((), (node_id,))
+        return self.get(node_id)
 
     def forget(self, node_id: str) -> bool:
         """Drop a node from the mirror at once (e.g. after a purge); True if it was there."""
