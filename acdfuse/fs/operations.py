@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from acdfuse.fs.attrs import Ownership, node_attrs, statfs_attrs
+from acdfuse.fs.attrs import Ownership, entry_mode, node_attrs, statfs_attrs
 from acdfuse.fs.binding import FuseOSError
 from acdfuse.fs.handles import HandleTable, OpenDir, OpenFile
 from acdfuse.fs.names import split
@@ -64,7 +64,9 @@ class DriveOperations(WriteOperations):
 
     # fusepy registers only the operations an object has; leaving these out makes libfuse answer
     # ENOSYS once, after which the kernel stops asking (flush on every close, xattrs on every ls -l).
-    use_ns = False
+    # times in integer nanoseconds both ways (getattr, utimens): an mtime set with nanoseconds must
+    # come back exactly, and a float of seconds since 1970 only holds about a quarter microsecond
+    use_ns = True
 
     def __init__(self, store: Store, reader: Reader, quota: QuotaSource, owner: Ownership, *,
                  writes: WriteSide | None = None, api: DriveApi | None = None) -> None:
@@ -156,7 +158,7 @@ class DriveOperations(WriteOperations):
         return 2 + count
 
     @_guard
-    def getattr(self, path: str, fh: Any = None) -> dict[str, int | float]:
+    def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
         # With an open file's handle (fstat, or the kernel checking the size on a read past EOF) the
         # answer comes from that file's node, not the path: a file renamed, moved or trashed on the
         # server keeps working through fds opened before, as after unlink on a local fs.
@@ -193,7 +195,7 @@ class DriveOperations(WriteOperations):
         return None
 
     @_guard
-    def fgetattr(self, path: str, fh: Any = None) -> dict[str, int | float]:
+    def fgetattr(self, path: str, fh: Any = None) -> dict[str, int]:
         """Never called by name: its presence makes fusepy register fgetattr, so ``getattr`` gets
         the open file's handle when the kernel has one."""
         return self.getattr(path, fh)
@@ -230,7 +232,7 @@ class DriveOperations(WriteOperations):
                 shadowed = {p.name for p in pending}
                 children = [c for c in children if c.name not in shadowed] + pending
         entries.extend(
-            (child.name, {"st_ino": child.ino, "st_mode": dir_mode if child.is_folder else file_mode}, 0)
+            (child.name, {"st_ino": child.ino, "st_mode": entry_mode(child, dir_mode, file_mode)}, 0)
             for child in children)
         return entries
 
