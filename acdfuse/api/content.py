@@ -243,12 +243,18 @@ class ContentMixin(ClientBase):
         parent: str | None = None,
         read_callbacks: Callbacks = None,
         deduplication: bool = False,
+        *,
+        properties: dict[str, dict[str, str]] | None = None,
     ) -> dict:
         """:param stream: readable object
-        :param parent: parent node id, defaults to root node if None"""
+        :param parent: parent node id, defaults to root node if None
+        :param properties: app properties of the new node, ``{owner: {key: value}}``, stored with it in
+            the same request (a symlink or a file's POSIX attributes are never missing from it)"""
         metadata: dict[str, Any] = {"kind": "FILE", "name": file_name}
         if parent:
             metadata["parents"] = [parent]
+        if properties:
+            metadata["properties"] = properties
         body = _upload_body(stream, metadata, file_name, read_callbacks)
         params = _dedup_params(body, deduplication)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import requests
 from api_helpers import MakeClient, put_file
@@ -193,6 +195,20 @@ def test_owner_id_and_properties(client: ACDClient) -> None:
     assert client.list_properties(node["id"], owner) == {}
     # other owners see nothing
     assert client.list_properties(node["id"], "someone-else") == {}
+
+
+def test_upload_with_properties(client: ACDClient) -> None:
+    """Properties sent with an upload land on the new node in the same request, and the node JSON of
+    the answer, of get_metadata and of changes carries them."""
+    owner = client.get_owner_id()
+    node = client.upload_stream(io.BytesIO(b"target"), "link", properties={owner: {"posix": "a1;m120777"}})
+    assert node["properties"] == {owner: {"posix": "a1;m120777"}}
+    assert client.list_properties(node["id"], owner) == {"posix": "a1;m120777"}
+    assert client.get_metadata(node["id"])["properties"] == {owner: {"posix": "a1;m120777"}}
+    seen = [n for cs in _drain(client) for n in cs.nodes if n["id"] == node["id"]]
+    assert seen[-1]["properties"] == {owner: {"posix": "a1;m120777"}}
+    plain = client.upload_stream(io.BytesIO(b"x"), "plain", properties=None)
+    assert "properties" not in plain
 
 
 def test_property_limits(client: ACDClient) -> None:
