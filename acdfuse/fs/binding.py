@@ -1,8 +1,8 @@
 """The FUSE binding: the one module that imports fusepy, so the binding can be swapped here alone.
 
 Everything else in acdfuse that needs the binding imports it from here: ``FuseOSError`` (an OSError
-that carries the errno libfuse answers), ``mount_options`` (our settings as libfuse ``-o`` options) and
-``serve`` (mount and run until unmounted).
+that carries the errno libfuse answers), ``caller`` (who makes the current call), ``mount_options``
+(our settings as libfuse ``-o`` options) and ``serve`` (mount and run until unmounted).
 """
 
 from __future__ import annotations
@@ -13,13 +13,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fuse import FUSE, FuseOSError
+from fuse import FUSE, FuseOSError, fuse_get_context
 
 from acdfuse.fs.threadstate import MAX_PINNED, ThreadStatePins
 
-__all__ = ["FuseOSError", "MountRefused", "mount_options", "serve"]
+__all__ = ["FuseOSError", "MountRefused", "caller", "mount_options", "serve"]
 
 log = logging.getLogger(__name__)
+
+
+def caller() -> tuple[int, int, int]:
+    """(uid, gid, pid) of the process whose call is being served; only valid inside an operation."""
+    uid, gid, pid = fuse_get_context()
+    return int(uid), int(gid), int(pid)
 
 
 # fusepy decodes the kernel's names with the codec it is given, strictly by default: a name that is not

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from acdfuse.fs.attrops import AttrOperations
 from acdfuse.fs.attrs import Ownership, entry_mode, node_attrs, statfs_attrs
 from acdfuse.fs.binding import FuseOSError
 from acdfuse.fs.handles import HandleTable, OpenDir, OpenFile
@@ -30,6 +31,7 @@ from acdfuse.fs.writeops import DriveApi, NameIndex, WriteOperations
 
 if TYPE_CHECKING:
     from acdfuse.store import Node
+    from acdfuse.vfs.nodeattrs import NodeAttrs
     from acdfuse.vfs.writes import WriteSide
 
 log = logging.getLogger(__name__)
@@ -55,21 +57,31 @@ class QuotaSource(Protocol):
     def sizes(self) -> tuple[int, int]: ...
 
 
-class DriveOperations(WriteOperations):
-    """fusepy operations over a node store and a content reader. Use with ``FUSE(..., raw_fi=True)``.
+class DriveOperations(WriteOperations, AttrOperations):
+    """FUSE operations over a node store and a content reader; served by ``binding.serve`` (raw_fi).
 
-    ``writes`` and ``api`` (the write side and the client's namespace calls) make the mount writable;
-    without them it is read-only.
+    Built by the composition root (``acdfuse.mount.build``), which is the place to add collaborators:
+    each is one keyword of the constructor, stored as it is. ``writes`` and ``api`` (the write side and
+    the client's namespace calls, writeops.py) make the mount writable; without them it is read-only.
+    The attribute operations (chmod, chown, utimens, symlink, readlink, xattrs) are in attrops.py;
+    without ``attrs`` (the NodeAttrs that sends changes) they answer EROFS, as on a read-only mount.
     """
 
-    # fusepy registers only the operations an object has; leaving these out makes libfuse answer
-    # ENOSYS once, after which the kernel stops asking (flush on every close, xattrs on every ls -l).
+    # fusepy registers only the operations an object has; leaving one out makes libfuse answer
+    # ENOSYS once, after which the kernel stops asking (flush on every close). xattrs are served
+    # (attrops.py), so the kernel's questions for security.* and system.* names (ls -l, every write)
+    # are answered there at once, without a lookup.
     # times in integer nanoseconds both ways (getattr, utimens): an mtime set with nanoseconds must
     # come back exactly, and a float of seconds since 1970 only holds about a quarter microsecond
     use_ns = True
 
     def __init__(self, store: Store, reader: Reader, quota: QuotaSource, owner: Ownership, *,
-                 writes: WriteSide | None = None, api: DriveApi | None = None) -> None:
+                 writes: WriteSide | None = None, api: DriveApi | None = None,
+                 attrs: NodeAttrs | None = None) -> None:
+        """``store`` resolves paths to nodes, ``reader`` serves their bytes, ``quota`` answers statfs
+        without I/O, ``owner`` says who owns every entry and whether it is writable, ``writes`` and
+        ``api`` make changes, ``attrs`` stores POSIX attributes in node properties. No I/O here."""
+        self._attrs = attrs
         self._store = store
         self._reader = reader
         self._quota = quota
@@ -205,8 +217,8 @@ class DriveOperations(WriteOperations):
         node = self._node(path)
         if amode & os.W_OK and not self._owner.writable:
             raise FuseOSError(errno.EROFS)
-        if amode & os.X_OK and not node.is_folder:
-            raise FuseOSError(errno.EACCES)   # the drive has no executable files
+        if amode & os.X_OK and not node.is_folder and not node_attrs(node, self._owner)["st_mode"] & 0o111:
+            raise FuseOSError(errno.EACCES)   # executable only when a stored mode says so
         return 0
 
     @_guard
@@ -298,50 +310,9 @@ class DriveOperations(WriteOperations):
             self._reader.release(entry.reader_handle)
         return 0
 
-    # ----- attributes: not kept yet -----
+    # ----- refusals -----
 
     def _mutation(self, what: str, path: str) -> int:
         log.debug("refused %s of %s: the mount is read-only", what, path)
         raise FuseOSError(errno.EROFS)
 
-    def _attribute(self, what: str, path: str) -> int:
-        """chmod/chown/utimens: refused on a read-only mount. On a writable one they are accepted and
-        not kept until node properties hold POSIX attributes (the attrs work), because cp -p, tar and
-        touch fail outright on an error here."""
-        if self._writes is None:
-            return self._mutation(what, path)
-        self._node(path)
-        log.debug("%s of %s accepted but not stored (POSIX attributes are not kept yet)", what, path)
-        return 0
-
-    @_guard
-    def symlink(self, target: str, source: str) -> int:
-        return self._mutation("symlink", target)
-
-    @_guard
-    def chmod(self, path: str, mode: int) -> int:
-        return self._attribute("chmod", path)
-
-    @_guard
-    def chown(self, path: str, uid: int, gid: int) -> int:
-        return self._attribute("chown", path)
-
-    @_guard
-    def utimens(self, path: str, times: Any = None) -> int:
-        return self._attribute("utimens", path)
-
-    def _xattr(self, what: str, path: str) -> int:
-        """No xattrs are stored yet: ENOTSUP on a writable mount (cp -a and rsync -X then go on without
-        them, as on a filesystem without xattrs), EROFS on a read-only one."""
-        if self._writes is None:
-            return self._mutation(what, path)
-        self._node(path)
-        raise FuseOSError(errno.ENOTSUP)
-
-    @_guard
-    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
-        return self._xattr("setxattr", path)
-
-    @_guard
-    def removexattr(self, path: str, name: str) -> int:
-        return self._xattr("removexattr", path)

@@ -228,6 +228,12 @@ class NodeStore:
             out.setdefault(owner, {})[key] = value
         return out
 
+    def property_owners(self, limit: int = 2) -> list[str]:
+        """Owners that have properties anywhere in the mirror (at most ``limit``). The server shows
+        an app only its own properties, so a single one found is this app's owner id."""
+        rows = self._rows(f"SELECT DISTINCT owner FROM {LIVE.properties} LIMIT ?", (limit,))
+        return [r[0] for r in rows]
+
     # ---- writes ----------------------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

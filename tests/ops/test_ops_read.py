@@ -188,7 +188,7 @@ def test_operations_libfuse_does_not_get(stacks: StackFactory) -> None:
     # left out on purpose: libfuse answers ENOSYS once and the kernel stops asking (fsync is there:
     # it waits for the upload of a written file)
     ops = stacks().ops
-    for name in ("flush", "getxattr", "listxattr", "lock", "bmap", "ioctl"):
+    for name in ("flush", "lock", "bmap", "ioctl"):
         assert getattr(ops, name, None) is None, name
     fails_with(errno.ENOSYS, lambda: ops("flush", "/", fi()))
 

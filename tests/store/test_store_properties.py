@@ -102,3 +102,13 @@ def test_root_and_other_owners_keep_their_properties(store: NodeStore, feed: Fee
     assert r is not None and r.is_root and r.posix == "a1;m40700" and store.resolve("/") == r
     store.set_properties(f["id"], APP, {"x0": "a=tb"})
     assert store.properties(f["id"]) == {"someone": {"k": "v"}, APP: {"x0": "a=tb"}}
+
+
+def test_property_owners(store: NodeStore, feed: Feed) -> None:
+    assert store.property_owners() == []
+    _root, _docs, f = _synced(store, feed)
+    assert store.property_owners() == []
+    store.set_properties(f["id"], APP, {"k": "v"})
+    assert store.property_owners() == [APP]
+    store.set_properties(f["id"], "second", {"k": "v"})
+    assert sorted(store.property_owners()) == [APP, "second"]

@@ -1,0 +1,425 @@
+"""chmod, chown, utimens, symlink, readlink and xattrs through the Operations class, without a kernel,
+against the real server: the store shows a change at once, the server holds it, and a second mirror
+(another client) sees it after its sync (tier 3)."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fuse import FuseOSError
+
+from acdfuse.fs.attrops import UTIME_NOW, UTIME_OMIT
+from acdfuse.fs.attrs import Ownership, node_attrs
+from acdfuse.fs.operations import DriveOperations
+from acdfuse.server import DriveServer
+from acdfuse.store import NodeStore
+from acdfuse.vfs import ContentReader, ReaderOptions
+from acdfuse.vfs import posixattrs as pa
+from acdfuse.vfs.nodeattrs import NodeAttrs
+
+pytestmark = pytest.mark.timeout(120)
+
+UID, GID = 1000, 1000
+
+
+class _Quota:
+    def sizes(self) -> tuple[int, int]:
+        return 0, 0
+
+
+def node_attrs_over(client: Any, store: NodeStore) -> NodeAttrs:
+    """NodeAttrs wired to the real client, as the composition root wires it."""
+    return NodeAttrs(
+        store,
+        put_property=client.add_property,
+        delete_property=client.delete_property,
+        upload=lambda data, name, parent, props: client.upload_stream(
+            io.BytesIO(data), name, parent, properties=props),
+        owner_probe=client.get_owner_id,
+    )
+
+
+class Stack:
+    """Store + reader + Operations over one client, like one mount (no kernel)."""
+
+    def __init__(self, client: Any, tmp: Path, name: str, *, writable: bool = True,
+                 caller: tuple[int, int, int] = (UID, GID, 1)) -> None:
+        self.client = client
+        self.store = NodeStore(tmp / name / "nodes.db")
+        self.store.open()
+        self.store.sync(client.get_changes)
+
+        def fetch(node_id: str, offset: int, length: int, key: str) -> bytearray:
+            return client.download_chunk(node_id, offset, length, content_md5=key)
+
+        self.reader = ContentReader(fetch, ReaderOptions(
+            cache_dir=tmp / name / "chunks", memory_cache=4 << 20, cache_size=16 << 20, read_ahead=1 << 20,
+            streams=2, timeout=20.0))
+        self.reader.start()
+        self.owner = Ownership(UID, GID, 0o022, writable=writable)
+        self.attrs = node_attrs_over(client, self.store)
+        self.ops = DriveOperations(self.store, self.reader, _Quota(), self.owner, attrs=self.attrs)
+        self.ops._caller = lambda: caller  # type: ignore[method-assign]
+
+    def sync(self) -> None:
+        self.store.sync(self.client.get_changes)
+
+    def st(self, path: str) -> dict[str, int]:
+        return self.ops.getattr(path)
+
+    def close(self) -> None:
+        self.reader.close()
+        self.store.close()
+
+
+@pytest.fixture
+def stacks(client: Any, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    made: list[Stack] = []
+
+    def make(name: str = "a", **kw: Any) -> Stack:
+        s = Stack(client, tmp_path, name, **kw)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def tree(client: Any) -> dict[str, Any]:
+    docs = client.create_folder("docs")
+    f = client.upload_stream(io.BytesIO(b"hello world"), "f.txt", docs["id"])
+    return {"docs": docs, "f": f}
+
+
+def errno_of(call: Callable[[], Any]) -> int:
+    with pytest.raises(FuseOSError) as info:
+        call()
+    return info.value.errno
+
+
+def server_props(client: Any, node_id: str) -> dict[str, str]:
+    return client.list_properties(node_id, client.get_owner_id())
+
+
+# ---- modes, owners, times ---------------------------------------------------------------------
+
+def test_chmod_is_shown_at_once_kept_on_the_server_and_seen_by_another_client(
+        stacks: Callable[..., Stack], tree: dict[str, Any], client: Any) -> None:
+    a = stacks("a")
+    before = a.st("/docs/f.txt")
+    assert before["st_mode"] == stat.S_IFREG | 0o644
+    time.sleep(0.01)   # so that the server's modifiedDate visibly moves with the property request
+    assert a.ops.chmod("/docs/f.txt", 0o100750) == 0
+    after = a.st("/docs/f.txt")
+    assert after["st_mode"] == stat.S_IFREG | 0o750
+    assert after["st_mtime"] == before["st_mtime"]       # chmod does not move the mtime
+    record = pa.PosixRecord.decode(server_props(client, tree["f"]["id"])["posix"])
+    assert record is not None and record.mode == stat.S_IFREG | 0o750
+    # another client, after its sync; and this one after its own sync (the server moved modifiedDate)
+    b = stacks("b")
+    a.sync()
+    assert a.st("/docs/f.txt")["st_ctime"] > before["st_ctime"]   # the server's modifiedDate moved
+    for s in (a, b):
+        st = s.st("/docs/f.txt")
+        assert st["st_mode"] == stat.S_IFREG | 0o750 and st["st_mtime"] == before["st_mtime"]
+    # folders too; the type bits stay the node's
+    a.ops.chmod("/docs", 0o700)
+    assert a.st("/docs")["st_mode"] == stat.S_IFDIR | 0o700
+    # the same mode again sends nothing
+    version = a.store.resolve("/docs").version   # type: ignore[union-attr]
+    a.ops.chmod("/docs", 0o40700)
+    assert a.store.resolve("/docs").version == version   # type: ignore[union-attr]
+
+
+def test_chmod_makes_a_file_executable(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
+    a = stacks()
+    assert errno_of(lambda: a.ops.access("/docs/f.txt", os.X_OK)) == errno.EACCES
+    a.ops.chmod("/docs/f.txt", 0o755)
+    assert a.ops.access("/docs/f.txt", os.X_OK) == 0
+
+
+def test_utimens_keeps_nanoseconds_and_ignores_atime(stacks: Callable[..., Stack],
+                                                     tree: dict[str, Any]) -> None:
+    a = stacks()
+    mtime = 1_234_567_890_123_456_789
+    assert a.ops.utimens("/docs/f.txt", (5, mtime)) == 0
+    st = a.st("/docs/f.txt")
+    assert st["st_mtime"] == mtime and st["st_atime"] == mtime
+    a.sync()
+    assert a.st("/docs/f.txt")["st_mtime"] == mtime
+    b = stacks("b")
+    assert b.st("/docs/f.txt")["st_mtime"] == mtime
+    # atime only: nothing to store, no request
+    version = a.store.resolve("/docs/f.txt").version   # type: ignore[union-attr]
+    a.ops.utimens("/docs/f.txt", (7, UTIME_OMIT))
+    assert a.store.resolve("/docs/f.txt").version == version   # type: ignore[union-attr]
+    # now (touch): the mtime moves to the present
+    t0 = time.time_ns()
+    a.ops.utimens("/docs/f.txt", (UTIME_NOW, UTIME_NOW))
+    assert t0 <= a.st("/docs/f.txt")["st_mtime"] <= time.time_ns()
+    a.ops.utimens("/docs/f.txt", None)
+    assert t0 <= a.st("/docs/f.txt")["st_mtime"] <= time.time_ns()
+    # times before 1970 are times too
+    a.ops.utimens("/docs", (0, -86_400_000_000_001))
+    assert a.st("/docs")["st_mtime"] == -86_400_000_000_001
+
+
+def test_mtime_of_replaced_content_gives_way(stacks: Callable[..., Stack], tree: dict[str, Any],
+                                             client: Any) -> None:
+    """Another client overwrites the content without knowing the record: the file shows the server's
+    time again (make and rsync see the change), while its mode stays."""
+    a = stacks()
+    a.ops.chmod("/docs/f.txt", 0o600)
+    a.ops.utimens("/docs/f.txt", (0, 1_000_000_000_000_000_000))
+    client.overwrite_stream(io.BytesIO(b"new content"), tree["f"]["id"])
+    a.sync()
+    st = a.st("/docs/f.txt")
+    node = a.store.resolve("/docs/f.txt")
+    assert node is not None and st["st_mtime"] == round(node.modified * 1000) * 1_000_000
+    assert st["st_mode"] == stat.S_IFREG | 0o600 and st["st_size"] == 11
+
+
+def test_chown_follows_posix_rules(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
+    user = stacks("user")
+    # giving a file away, or changing to a group the caller is not in: root only
+    assert errno_of(lambda: user.ops.chown("/docs/f.txt", 4242, -1)) == errno.EPERM
+    assert errno_of(lambda: user.ops.chown("/docs/f.txt", -1, 4242)) == errno.EPERM
+    # what a stat already shows: nothing to do (cp -p does this for every file)
+    assert user.ops.chown("/docs/f.txt", UID, GID) == 0
+    assert user.store.resolve("/docs/f.txt").posix is None   # type: ignore[union-attr]
+    root = stacks("root", caller=(0, 0, 1))
+    assert root.ops.chown("/docs/f.txt", 4242, 4343) == 0
+    st = root.st("/docs/f.txt")
+    assert (st["st_uid"], st["st_gid"]) == (4242, 4343)
+    root.ops.chown("/docs/f.txt", -1, 7)
+    assert (root.st("/docs/f.txt")["st_uid"], root.st("/docs/f.txt")["st_gid"]) == (4242, 7)
+    user.sync()
+    assert user.st("/docs/f.txt")["st_uid"] == 4242
+    # not the owner any more: no chmod, no explicit times (touch to "now" still works)
+    assert errno_of(lambda: user.ops.chmod("/docs/f.txt", 0o777)) == errno.EPERM
+    assert errno_of(lambda: user.ops.utimens("/docs/f.txt", (0, 5))) == errno.EPERM
+    assert user.ops.utimens("/docs/f.txt", None) == 0
+
+
+# ---- symlinks ---------------------------------------------------------------------------------
+
+def test_symlink_and_readlink(stacks: Callable[..., Stack], tree: dict[str, Any], client: Any,
+                              drive_server: DriveServer) -> None:
+    a = stacks()
+    assert a.ops.symlink("/docs/link", "../elsewhere/f.txt") == 0
+    st = a.st("/docs/link")
+    assert stat.S_ISLNK(st["st_mode"]) and st["st_size"] == len("../elsewhere/f.txt")
+    assert a.ops.readlink("/docs/link") == "../elsewhere/f.txt"
+    assert [n for n, attrs, _ in a.ops.readdir("/docs", 0)[2:] if stat.S_ISLNK(attrs["st_mode"])] == ["link"]
+    # the node is a small file holding the target, for clients that know nothing of records
+    node = a.store.resolve("/docs/link")
+    assert node is not None and node.is_file
+    assert bytes(client.download_chunk(node.id, 0, node.size)) == b"../elsewhere/f.txt"
+    b = stacks("b")
+    assert stat.S_ISLNK(b.st("/docs/link")["st_mode"])
+    assert b.ops.readlink("/docs/link") == "../elsewhere/f.txt"
+    # a target too long for the record is read from the content
+    long_target = "/".join(["ä" * 100] * 20)            # 4019 bytes of UTF-8
+    a.ops.symlink("/docs/long", long_target)
+    assert a.st("/docs/long")["st_size"] == len(long_target.encode())
+    downloads = drive_server.stats.snapshot()["download"]
+    assert a.ops.readlink("/docs/long") == long_target
+    assert drive_server.stats.snapshot()["download"] == downloads + 1
+    b.sync()
+    assert b.ops.readlink("/docs/long") == long_target
+    # errors: an existing name, a name or target too long, a parent that is a file, not a link
+    assert errno_of(lambda: a.ops.symlink("/docs/f.txt", "x")) == errno.EEXIST
+    # the drive's names are caseless: the server refuses the clash
+    assert errno_of(lambda: a.ops.symlink("/docs/F.TXT", "x")) == errno.EEXIST
+    assert errno_of(lambda: a.ops.symlink("/docs/" + "n" * 256, "x")) == errno.ENAMETOOLONG
+    assert errno_of(lambda: a.ops.symlink("/docs/t", "t" * 4096)) == errno.ENAMETOOLONG
+    assert errno_of(lambda: a.ops.symlink("/docs/f.txt/x", "t")) == errno.ENOTDIR
+    assert errno_of(lambda: a.ops.symlink("/nowhere/x", "t")) == errno.ENOENT
+    assert errno_of(lambda: a.ops.readlink("/docs/f.txt")) == errno.EINVAL
+    assert errno_of(lambda: a.ops.readlink("/docs")) == errno.EINVAL
+
+
+def test_lutimes_and_xattrs_of_a_symlink_keep_it_a_symlink(stacks: Callable[..., Stack],
+                                                            tree: dict[str, Any]) -> None:
+    a = stacks()
+    a.ops.symlink("/docs/link", "f.txt")
+    a.ops.utimens("/docs/link", (0, 42))
+    a.ops.setxattr("/docs/link", "user.k", b"v", 0)
+    b = stacks("b")
+    for s in (a, b):
+        st = s.st("/docs/link")
+        assert stat.S_ISLNK(st["st_mode"]) and st["st_mtime"] == 42
+        assert s.ops.readlink("/docs/link") == "f.txt"
+
+
+# ---- xattrs -----------------------------------------------------------------------------------
+
+def test_xattrs_round_trip_and_persist(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
+    a = stacks()
+    mtime = a.st("/docs/f.txt")["st_mtime"]
+    assert a.ops.listxattr("/docs/f.txt") == []
+    time.sleep(0.01)
+    a.ops.setxattr("/docs/f.txt", "user.mime_type", b"text/plain", 0)
+    a.ops.setxattr("/docs/f.txt", "user.bin", bytes(range(256)), 0)
+    assert a.ops.getxattr("/docs/f.txt", "user.mime_type") == b"text/plain"
+    assert a.ops.listxattr("/docs/f.txt") == ["user.bin", "user.mime_type"]
+    a.sync()
+    assert a.st("/docs/f.txt")["st_ctime"] > mtime
+    assert a.st("/docs/f.txt")["st_mtime"] == mtime       # setxattr does not move the mtime
+    b = stacks("b")
+    assert b.ops.getxattr("/docs/f.txt", "user.bin") == bytes(range(256))
+    assert b.st("/docs/f.txt")["st_mtime"] == mtime
+    # flags, replace, remove
+    assert errno_of(lambda: a.ops.setxattr("/docs/f.txt", "user.bin", b"x", os.XATTR_CREATE)) == errno.EEXIST
+    assert errno_of(lambda: a.ops.setxattr("/docs/f.txt", "user.no", b"x", os.XATTR_REPLACE)) == errno.ENODATA
+    a.ops.setxattr("/docs/f.txt", "user.bin", b"", os.XATTR_REPLACE)
+    assert a.ops.getxattr("/docs/f.txt", "user.bin") == b""
+    a.ops.removexattr("/docs/f.txt", "user.bin")
+    assert a.ops.listxattr("/docs/f.txt") == ["user.mime_type"]
+    assert errno_of(lambda: a.ops.getxattr("/docs/f.txt", "user.bin")) == errno.ENODATA
+    assert errno_of(lambda: a.ops.removexattr("/docs/f.txt", "user.bin")) == errno.ENODATA
+    b.sync()
+    assert b.ops.listxattr("/docs/f.txt") == ["user.mime_type"]
+    # folders have xattrs too
+    a.ops.setxattr("/docs", "user.d", b"1", 0)
+    assert a.ops.listxattr("/docs") == ["user.d"]
+
+
+def test_xattr_limits_give_enospc(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
+    a = stacks()
+    for i in range(9):
+        a.ops.setxattr("/docs/f.txt", f"user.k{i}", b"v" * 100, 0)
+    assert errno_of(lambda: a.ops.setxattr("/docs/f.txt", "user.tenth", b"v", 0)) == errno.ENOSPC
+    assert errno_of(lambda: a.ops.setxattr("/docs/f.txt", "user.k0", b"v" * 500, 0)) == errno.ENOSPC
+    assert a.ops.getxattr("/docs/f.txt", "user.k0") == b"v" * 100    # unchanged
+    # chmod still fits: the record's key is reserved
+    a.ops.chmod("/docs/f.txt", 0o600)
+    assert a.st("/docs/f.txt")["st_mode"] & 0o777 == 0o600
+    a.ops.removexattr("/docs/f.txt", "user.k3")
+    a.ops.setxattr("/docs/f.txt", "user.tenth", b"v", 0)
+    assert len(a.ops.listxattr("/docs/f.txt")) == 9
+
+
+def test_other_namespaces_and_the_node_identity(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
+    a = stacks()
+    for name in ("security.capability", "security.selinux", "system.posix_acl_access", "trusted.x"):
+        assert errno_of(lambda name=name: a.ops.getxattr("/docs/f.txt", name)) == errno.ENODATA
+        assert errno_of(lambda name=name: a.ops.setxattr("/docs/f.txt", name, b"x", 0)) == errno.ENOTSUP
+    # no lookup for the kernel's questions: even a missing path answers ENODATA at once
+    assert errno_of(lambda: a.ops.getxattr("/missing", "security.capability")) == errno.ENODATA
+    f = tree["f"]
+    assert a.ops.getxattr("/docs/f.txt", "system.acdfuse.id") == f["id"].encode()
+    assert a.ops.getxattr("/docs/f.txt", "system.acdfuse.md5") == f["contentProperties"]["md5"].encode()
+    assert a.ops.getxattr("/docs/f.txt", "system.acdfuse.content_version") == b"1"
+    assert int(a.ops.getxattr("/docs/f.txt", "system.acdfuse.version")) >= 1
+    assert a.ops.getxattr("/docs", "system.acdfuse.id") == tree["docs"]["id"].encode()
+    assert errno_of(lambda: a.ops.getxattr("/docs", "system.acdfuse.md5")) == errno.ENODATA
+    assert errno_of(lambda: a.ops.getxattr("/docs/f.txt", "system.acdfuse.other")) == errno.ENODATA
+    assert errno_of(lambda: a.ops.setxattr("/docs/f.txt", "system.acdfuse.id", b"x", 0)) == errno.EPERM
+    assert errno_of(lambda: a.ops.removexattr("/docs/f.txt", "system.acdfuse.md5")) == errno.EPERM
+    assert "system.acdfuse.id" not in a.ops.listxattr("/docs/f.txt")   # never copied by cp/tar/rsync
+    assert errno_of(lambda: a.ops.getxattr("/missing", "user.a")) == errno.ENOENT
+
+
+def test_concurrent_changes_of_one_node_all_land(stacks: Callable[..., Stack], tree: dict[str, Any],
+                                                 client: Any) -> None:
+    a = stacks()
+    errors: list[BaseException] = []
+
+    def setter(i: int) -> None:
+        try:
+            a.ops.setxattr("/docs/f.txt", f"user.t{i}", str(i).encode(), 0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=setter, args=(i,)) for i in range(8)]
+    threads.append(threading.Thread(target=lambda: a.ops.chmod("/docs/f.txt", 0o640)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert a.ops.listxattr("/docs/f.txt") == [f"user.t{i}" for i in range(8)]
+    assert len(server_props(client, tree["f"]["id"])) == 9
+    b = stacks("b")
+    assert b.ops.listxattr("/docs/f.txt") == [f"user.t{i}" for i in range(8)]
+    assert b.st("/docs/f.txt")["st_mode"] & 0o777 == 0o640
+
+
+def test_read_only_refuses_changes_but_reads(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
+    a = stacks("a")
+    a.ops.setxattr("/docs/f.txt", "user.a", b"1", 0)
+    a.ops.symlink("/docs/l", "f.txt")
+    ro = stacks("ro", writable=False)
+    for call in (lambda: ro.ops.chmod("/docs/f.txt", 0o600), lambda: ro.ops.chown("/docs/f.txt", 1, 1),
+                 lambda: ro.ops.utimens("/docs/f.txt", None), lambda: ro.ops.symlink("/docs/m", "x"),
+                 lambda: ro.ops.setxattr("/docs/f.txt", "user.b", b"1", 0),
+                 lambda: ro.ops.removexattr("/docs/f.txt", "user.a")):
+        assert errno_of(call) == errno.EROFS
+    assert ro.ops.getxattr("/docs/f.txt", "user.a") == b"1"
+    assert ro.ops.listxattr("/docs/f.txt") == ["user.a"]
+    assert ro.ops.readlink("/docs/l") == "f.txt"
+
+
+def test_owner_id_comes_from_the_mirror_when_it_can(stacks: Callable[..., Stack], tree: dict[str, Any],
+                                                     client: Any) -> None:
+    """The probe (a file created and trashed) runs once for a mirror without properties; a mirror that
+    has some knows the owner already."""
+    a = stacks("a")
+    a.ops.chmod("/docs/f.txt", 0o600)           # probes: no properties anywhere yet
+    trashed = len(client.list_trash())
+    assert trashed == 1                          # the probe file
+    b = stacks("b")
+    b.ops.chmod("/docs", 0o700)
+    assert len(client.list_trash()) == trashed   # b learned the owner from its mirror
+    assert b.attrs.owner() == client.get_owner_id()
+
+
+def test_pending_files_keep_attributes_with_the_write_side(stacks: Callable[..., Stack],
+                                                           tree: dict[str, Any]) -> None:
+    """The path for files not on the server yet, with a stand-in write side: changes go into the
+    attribute text it keeps (and sends with the upload), nothing to the server."""
+    a = stacks()
+
+    class WriteSide:
+        def __init__(self) -> None:
+            self.kept: dict[str, str] = {}
+
+        def get_attrs(self, key: str) -> str | None:
+            return self.kept.get(key)
+
+        def set_attrs(self, key: str, attrs_json: str) -> None:
+            self.kept[key] = attrs_json
+
+    ws = WriteSide()
+    a.ops._pending = ws
+    a.ops._pending_key = lambda node: node.id if node.name == "f.txt" else None  # type: ignore[method-assign]
+    node_id = tree["f"]["id"]
+    version = a.store.resolve("/docs/f.txt").version   # type: ignore[union-attr]
+    a.ops.chmod("/docs/f.txt", 0o700)
+    a.ops.utimens("/docs/f.txt", (0, 77))
+    a.ops.setxattr("/docs/f.txt", "user.p", b"q", 0)
+    assert a.ops.getxattr("/docs/f.txt", "user.p") == b"q" and a.ops.listxattr("/docs/f.txt") == ["user.p"]
+    assert a.store.resolve("/docs/f.txt").version == version      # nothing went to the server
+    sent = pa.properties_for_upload(ws.kept[node_id], content_version=1)
+    assert pa.PosixRecord.decode(sent["posix"]) == pa.PosixRecord(mode=stat.S_IFREG | 0o700, mtime_ns=77,
+                                                                  mtime_cv=1)
+    assert pa.decode_xattr(sent["x0"]) == ("user.p", b"q")
+    assert errno_of(lambda: a.ops.getxattr("/docs/f.txt", "system.acdfuse.id")) == errno.ENODATA
+
+
+def test_stat_defaults_unchanged_without_records(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
+    a = stacks()
+    node = a.store.resolve("/docs/f.txt")
+    assert node is not None and a.st("/docs/f.txt") == node_attrs(node, a.owner, 1)
