@@ -36,7 +36,7 @@ from acdfuse.fs.attrs import NAME_MAX, Ownership, node_attrs
 from acdfuse.fs.binding import FuseOSError, caller
 from acdfuse.fs.opbase import content_key, guard
 from acdfuse.vfs import posixattrs as pa
-from acdfuse.vfs.nodeattrs import NodeAttrs, record_change
+from acdfuse.vfs.nodeattrs import NodeAttrs, app_props, record_change
 
 if TYPE_CHECKING:
     from acdfuse.store import Node
@@ -77,6 +77,7 @@ class AttrOperations:
     """chmod, chown, utimens, symlink, readlink, getxattr, setxattr, listxattr, removexattr."""
 
     _owner: Ownership
+    _store: Any
     _reader: Any
     _attrs: NodeAttrs | None = None
     # the write side, for files not on the server yet (see _pending_key)
@@ -107,8 +108,8 @@ class AttrOperations:
         key = self._pending_key(node)
         if key is not None and self._pending is not None:
             return pa.pending_props(self._pending.get_attrs(key))
-        if self._attrs is None:
-            return {}
+        if self._attrs is None:   # a read-only mount still shows what other mounts stored
+            return app_props(self._store.properties(node.id), None)
         return self._attrs.props(node)
 
     def _apply(self, what: str, path: str, node: Node, plan: Plan) -> None:

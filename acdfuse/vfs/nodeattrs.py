@@ -81,6 +81,17 @@ def record_change(node: Node | None, props: Mapping[str, str], *, mode: Any = _K
     return pa.set_record(props, replace(record, **fields))
 
 
+def app_props(every: Mapping[str, Mapping[str, str]], owner: str | None) -> dict[str, str]:
+    """The app's own map among a node's properties (owner -> key -> value). With the owner not known
+    yet, whatever there is: the server shows an app only its own properties anyway."""
+    if owner is not None:
+        return dict(every.get(owner, {}))
+    merged: dict[str, str] = {}
+    for kv in every.values():
+        merged.update(kv)
+    return merged
+
+
 class NodeAttrs:
     """Attribute reads and changes of server nodes; see the module docstring."""
 
@@ -114,15 +125,7 @@ class NodeAttrs:
     # ---- reads -------------------------------------------------------------------------------
     def props(self, node: Node) -> dict[str, str]:
         """This app's properties of a node as the mirror shows them (no request)."""
-        every = self._store.properties(node.id)
-        if self._owner is not None:
-            return dict(every.get(self._owner, {}))
-        if len(every) == 1:
-            return dict(next(iter(every.values())))
-        merged: dict[str, str] = {}   # owner not known yet: the server only shows ours anyway
-        for kv in every.values():
-            merged.update(kv)
-        return merged
+        return app_props(self._store.properties(node.id), self._owner)
 
     def xattrs(self, node: Node) -> dict[str, bytes]:
         return {name: value for name, (_key, value) in pa.xattr_slots(self.props(node)).items()}
