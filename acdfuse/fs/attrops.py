@@ -53,10 +53,11 @@ Plan = Callable[["Node | None", dict[str, str]], pa.Change]
 
 
 class PendingAttrs(Protocol):
-    """The write side's keeping of attributes for files that are not on the server yet."""
+    """The write side's keeping of attributes for files whose content is not on the server yet."""
 
+    def has_local(self, node_id: str) -> bool: ...
     def get_attrs(self, key: str) -> str | None: ...
-    def set_attrs(self, key: str, attrs_json: str) -> None: ...
+    def set_attrs(self, key: str, attrs_json: str | None) -> bool: ...
 
 
 @contextmanager
@@ -90,13 +91,10 @@ class AttrOperations:
 
     # ---- helpers -----------------------------------------------------------------------------
     def _pending_key(self, node: Node) -> str | None:
-        """The write side's key of a file that is not on the server yet, None for a server node.
-
-        Until the write side exists every node is on the server. With it: the node of a pending file
-        carries a placeholder id, and this becomes ``return node.id if self._pending is not None and
-        node.id.startswith("local:") else None`` (writes.py names the placeholder scheme).
-        """
-        return None
+        """The write side's key of a file whose content is not on the server yet (a new file, or one
+        written to and not uploaded since), None for a node whose content is the server's."""
+        w = self._pending
+        return node.id if w is not None and w.has_local(node.id) else None
 
     def _changer(self, what: str, path: str) -> NodeAttrs:
         if not self._owner.writable or self._attrs is None:
@@ -104,25 +102,54 @@ class AttrOperations:
             raise FuseOSError(errno.EROFS)
         return self._attrs
 
-    def _props(self, node: Node) -> dict[str, str]:
-        key = self._pending_key(node)
-        if key is not None and self._pending is not None:
-            return pa.pending_props(self._pending.get_attrs(key))
+    def _server_props(self, node: Node) -> dict[str, str]:
+        if pa.is_local_id(node.id):
+            return {}
         if self._attrs is None:   # a read-only mount still shows what other mounts stored
             return app_props(self._store.properties(node.id), None)
         return self._attrs.props(node)
+
+    def _props(self, node: Node) -> dict[str, str]:
+        key = self._pending_key(node)
+        if key is not None and self._pending is not None:
+            kept = self._pending.get_attrs(key)
+            if kept is not None:
+                return pa.pending_props(kept)
+        return self._server_props(node)
 
     def _apply(self, what: str, path: str, node: Node, plan: Plan) -> None:
         attrs = self._changer(what, path)
         with _expected_errors(what, path):
             key = self._pending_key(node)
             if key is not None and self._pending is not None:
-                props = pa.pending_props(self._pending.get_attrs(key))
+                kept = self._pending.get_attrs(key)
+                # a file being rewritten starts from what the server holds, without the mtime: that
+                # one described the old content (the upload binds a new one, see properties_for_upload)
+                if kept is not None:
+                    props = pa.pending_props(kept)
+                else:
+                    props = pa.without_mtime(self._server_props(node))
                 change = plan(None, props)
-                if not change.is_empty:
-                    self._pending.set_attrs(key, pa.pending_json(pa.apply_change(props, change)))
-                return
+                if change.is_empty:
+                    return
+                if self._pending.set_attrs(key, pa.pending_json(pa.apply_change(props, change))):
+                    return
+                # uploaded meanwhile: the file is the server's now (and a new one has its real id)
+                node = self._node(path)
             attrs.change(node.id, plan)
+
+    def _initial_mode(self, path: str, node: Node, mode: int) -> None:
+        """A file or folder just created keeps the permissions it was created with (the kernel has
+        applied the umask) when they are not what the mount shows by default: ``cp`` of a script,
+        ``mkdir -m 700``, git's read-only objects. A new file keeps them with the write side until its
+        upload; a new folder costs one more request."""
+        if self._attrs is None:
+            return
+        default = self._owner.dir_mode() if node.is_folder else self._owner.file_mode()
+        if stat.S_IMODE(mode) == stat.S_IMODE(default):
+            return
+        new_mode = stat.S_IFMT(default) | stat.S_IMODE(mode)
+        self._apply("create", path, node, lambda n, props: record_change(n, props, mode=new_mode))
 
     def _owner_only(self, st: dict[str, int], what: str, path: str) -> int:
         """The caller's uid; EPERM unless it is root or the owner the stat shows."""
@@ -233,7 +260,7 @@ class AttrOperations:
         raise FuseOSError(errno.ENODATA)
 
     def _virtual(self, node: Node, what: str) -> bytes:
-        pending = self._pending_key(node) is not None
+        pending = pa.is_local_id(node.id)
         value: str | None = None
         if what == "id" and not pending:
             value = node.id

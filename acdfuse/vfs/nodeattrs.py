@@ -201,6 +201,20 @@ class NodeAttrs:
     def remove_xattr(self, node_id: str, name: str) -> Node:
         return self.change(node_id, lambda node, props: pa.remove_xattr(props, name))
 
+    def after_upload(self, node: Node, attrs_json: str, mtime_ns: int | None = None) -> None:
+        """Give a just uploaded file the attributes kept for it while its content was local (the write
+        side's hook). Its record's mtime is bound to the content version the upload made; without one
+        set by a tool, the file keeps ``mtime_ns``, the time of its last local write, which it showed
+        until now (and not the later time of the upload)."""
+        wanted = pa.properties_for_upload(attrs_json, node.content_version, mtime_ns)
+
+        def plan(current: Node, props: dict[str, str]) -> Change:
+            ours = (pa.RECORD_KEY, *pa.XATTR_KEYS)
+            put = {k: v for k, v in wanted.items() if props.get(k) != v}
+            return Change(put, tuple(k for k in ours if k in props and k not in wanted))
+
+        self.change(node.id, plan)
+
     # ---- symlinks ----------------------------------------------------------------------------
     def create_symlink(self, parent_id: str, name: str, target: str) -> Node:
         """A new symlink node: a file holding the target, created with its record in one request."""

@@ -288,6 +288,41 @@ def current_record(props: Mapping[str, str]) -> PosixRecord:
 
 # ---- files that are not on the server yet ---------------------------------------------------------
 
+# the id the write side gives a new file until its upload (vfs/writes.py PENDING_PREFIX)
+LOCAL_PREFIX = "local:"
+
+
+def is_local_id(node_id: str) -> bool:
+    return node_id.startswith(LOCAL_PREFIX)
+
+
+def without_mtime(props: Mapping[str, str]) -> dict[str, str]:
+    """``props`` with the record's mtime dropped (kept for a file being rewritten: see attrops)."""
+    out = dict(props)
+    record = PosixRecord.decode(out.get(RECORD_KEY))
+    if record is not None and record.mtime_ns is not None:
+        rest = replace(record, mtime_ns=None, mtime_cv=None)
+        if rest.is_empty:
+            del out[RECORD_KEY]
+        else:
+            out[RECORD_KEY] = rest.encode()
+    return out
+
+
+def pending_record(attrs_json: str | None, server_record: str | None, local_mtime_ns: int) -> str:
+    """The record a file with local content shows: the one kept for its upload, else the server's
+    without its mtime (which described the old content); either with the time of the last local write
+    as mtime, in nanoseconds, unless a tool set one."""
+    if attrs_json:
+        record = PosixRecord.decode(pending_props(attrs_json).get(RECORD_KEY)) or _EMPTY
+    else:
+        record = PosixRecord.decode(server_record) or _EMPTY
+        record = replace(record, mtime_ns=None, mtime_cv=None)
+    if record.mtime_ns is None:
+        record = replace(record, mtime_ns=local_mtime_ns)
+    return replace(record, mtime_cv=None).encode()
+
+
 def pending_props(attrs_json: str | None) -> dict[str, str]:
     """The property map kept for a pending file (``WriteSide.get_attrs``), {} when none."""
     if not attrs_json:
@@ -303,15 +338,21 @@ def pending_json(props: Mapping[str, str]) -> str:
     return json.dumps(dict(sorted(props.items())), separators=(",", ":"))
 
 
-def properties_for_upload(attrs_json: str | None, content_version: int) -> dict[str, str]:
+def properties_for_upload(attrs_json: str | None, content_version: int,
+                          local_mtime_ns: int | None = None) -> dict[str, str]:
     """The properties (key -> value, under the app's owner) to send with, or right after, an upload.
 
     ``content_version`` is the content version the upload creates (1 for a new node): the record's
     mtime is bound to it, so the mtime a tool set on the pending file (``cp -p``, ``rsync -a``) is the
-    one shown after the upload.
+    one shown after the upload. A record without an mtime gets ``local_mtime_ns`` when given.
     """
     props = pending_props(attrs_json)
     record = PosixRecord.decode(props.get(RECORD_KEY))
-    if record is not None and record.mtime_ns is not None:
-        props[RECORD_KEY] = replace(record, mtime_cv=content_version).encode()
+    if record is None and local_mtime_ns is not None and props:
+        record = PosixRecord()
+    if record is not None:
+        if record.mtime_ns is None and local_mtime_ns is not None:
+            record = replace(record, mtime_ns=local_mtime_ns)
+        if record.mtime_ns is not None:
+            props[RECORD_KEY] = replace(record, mtime_cv=content_version).encode()
     return props

@@ -11,6 +11,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -386,37 +387,94 @@ def test_owner_id_comes_from_the_mirror_when_it_can(stacks: Callable[..., Stack]
     assert b.attrs.owner() == client.get_owner_id()
 
 
-def test_pending_files_keep_attributes_with_the_write_side(stacks: Callable[..., Stack],
-                                                           tree: dict[str, Any]) -> None:
-    """The path for files not on the server yet, with a stand-in write side: changes go into the
-    attribute text it keeps (and sends with the upload), nothing to the server."""
+class FakeWriteSide:
+    """Stands in for vfs/writes.py's WriteSide: the attribute text it keeps for files whose content is
+    local (``dirty``), refused (False) for the others, as the real one does."""
+
+    def __init__(self, dirty: set[str]) -> None:
+        self.dirty = dirty
+        self.kept: dict[str, str | None] = {}
+
+    def has_local(self, node_id: str) -> bool:
+        return node_id in self.dirty
+
+    def get_attrs(self, key: str) -> str | None:
+        return self.kept.get(key)
+
+    def set_attrs(self, key: str, attrs_json: str | None) -> bool:
+        if key not in self.dirty:
+            return False
+        self.kept[key] = attrs_json
+        return True
+
+
+def test_files_with_local_content_keep_attributes_with_the_write_side(
+        stacks: Callable[..., Stack], tree: dict[str, Any], client: Any) -> None:
+    """A file being rewritten: attribute changes go into the text the write side keeps for its upload
+    (nothing to the server), starting from the server's attributes without their mtime; once it is
+    uploaded, the write side's hook stores them, with the mtime bound to the new content."""
     a = stacks()
-
-    class WriteSide:
-        def __init__(self) -> None:
-            self.kept: dict[str, str] = {}
-
-        def get_attrs(self, key: str) -> str | None:
-            return self.kept.get(key)
-
-        def set_attrs(self, key: str, attrs_json: str) -> None:
-            self.kept[key] = attrs_json
-
-    ws = WriteSide()
-    a.ops._pending = ws
-    a.ops._pending_key = lambda node: node.id if node.name == "f.txt" else None  # type: ignore[method-assign]
     node_id = tree["f"]["id"]
+    a.ops.setxattr("/docs/f.txt", "user.old", b"1", 0)
+    a.ops.utimens("/docs/f.txt", (0, 55))
+    ws = FakeWriteSide({node_id})
+    a.ops._pending = ws
     version = a.store.resolve("/docs/f.txt").version   # type: ignore[union-attr]
+    assert a.ops.listxattr("/docs/f.txt") == ["user.old"]      # the server's, until something is kept
     a.ops.chmod("/docs/f.txt", 0o700)
-    a.ops.utimens("/docs/f.txt", (0, 77))
     a.ops.setxattr("/docs/f.txt", "user.p", b"q", 0)
+    a.ops.removexattr("/docs/f.txt", "user.old")
     assert a.ops.getxattr("/docs/f.txt", "user.p") == b"q" and a.ops.listxattr("/docs/f.txt") == ["user.p"]
     assert a.store.resolve("/docs/f.txt").version == version      # nothing went to the server
-    sent = pa.properties_for_upload(ws.kept[node_id], content_version=1)
-    assert pa.PosixRecord.decode(sent["posix"]) == pa.PosixRecord(mode=stat.S_IFREG | 0o700, mtime_ns=77,
+    kept = pa.pending_props(ws.kept[node_id])
+    assert pa.PosixRecord.decode(kept["posix"]) == pa.PosixRecord(mode=stat.S_IFREG | 0o700)   # no old mtime
+    # the upload made content version 2; the hook stores what was kept, with the local write time
+    client.overwrite_stream(io.BytesIO(b"rewritten"), node_id)
+    a.sync()
+    uploaded = a.store.get(node_id)
+    assert uploaded is not None and uploaded.content_version == 2
+    a.attrs.after_upload(uploaded, ws.kept[node_id] or "", 1_700_000_000_000_000_001)
+    ws.dirty.clear()
+    st = a.st("/docs/f.txt")
+    assert st["st_mode"] == stat.S_IFREG | 0o700 and st["st_mtime"] == 1_700_000_000_000_000_001
+    assert a.ops.listxattr("/docs/f.txt") == ["user.p"]
+    b = stacks("b")
+    assert b.st("/docs/f.txt")["st_mtime"] == 1_700_000_000_000_000_001
+    assert b.ops.listxattr("/docs/f.txt") == ["user.p"]
+    # set_attrs refused (the upload finished meanwhile): the change goes to the server instead
+    ws.dirty.add(node_id)
+    ws.set_attrs = lambda key, text: False   # type: ignore[method-assign]
+    a.ops.chmod("/docs/f.txt", 0o640)
+    assert a.st("/docs/f.txt")["st_mode"] == stat.S_IFREG | 0o640
+    assert pa.PosixRecord.decode(server_props(client, node_id)["posix"]).mode == stat.S_IFREG | 0o640  # type: ignore[union-attr]
+
+
+def test_new_files_keep_attributes_until_their_upload(stacks: Callable[..., Stack],
+                                                      tree: dict[str, Any]) -> None:
+    """A new file (id ``local:<n>``) has no server attributes and no node identity yet."""
+    a = stacks()
+    local = replace(a.store.resolve("/docs/f.txt"), id="local:7")   # type: ignore[type-var]
+    a.ops._node = lambda path: local   # type: ignore[method-assign]
+    ws = FakeWriteSide({"local:7"})
+    a.ops._pending = ws
+    a.ops.utimens("/docs/f.txt", (0, 77))
+    a.ops._initial_mode("/docs/f.txt", local, 0o100444)
+    a.ops._initial_mode("/docs/f.txt", local, 0o100644)      # the default: nothing to keep
+    sent = pa.properties_for_upload(ws.kept["local:7"], content_version=1)
+    assert pa.PosixRecord.decode(sent["posix"]) == pa.PosixRecord(mode=stat.S_IFREG | 0o444, mtime_ns=77,
                                                                   mtime_cv=1)
-    assert pa.decode_xattr(sent["x0"]) == ("user.p", b"q")
     assert errno_of(lambda: a.ops.getxattr("/docs/f.txt", "system.acdfuse.id")) == errno.ENODATA
+    assert a.ops.listxattr("/docs/f.txt") == []
+
+
+def test_a_new_folder_keeps_its_creation_mode(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
+    a = stacks()
+    docs = a.store.resolve("/docs")
+    assert docs is not None
+    a.ops._initial_mode("/docs", docs, 0o40700)
+    assert a.st("/docs")["st_mode"] == stat.S_IFDIR | 0o700
+    b = stacks("b")
+    assert b.st("/docs")["st_mode"] == stat.S_IFDIR | 0o700
 
 
 def test_stat_defaults_unchanged_without_records(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:

@@ -203,3 +203,30 @@ def test_values_at_the_limits_fit_the_servers_properties(client) -> None:  # typ
     assert info.value.status_code == 400
     with pytest.raises(RequestError):
         client.add_property(node["id"], owner, "eleventh", "v")
+
+
+def test_local_content_records() -> None:
+    server = PosixRecord(mode=0o100750, uid=3, mtime_ns=5, mtime_cv=2).encode()
+    # a file being rewritten: the server's record without its mtime, the local write time instead
+    shown = PosixRecord.decode(pa.pending_record(None, server, 99))
+    assert shown == PosixRecord(mode=0o100750, uid=3, mtime_ns=99)
+    assert PosixRecord.decode(pa.pending_record(None, None, 99)) == PosixRecord(mtime_ns=99)
+    # what a tool set while the content was local wins, unbound until the upload
+    kept = pa.pending_json({pa.RECORD_KEY: PosixRecord(mode=0o100600, mtime_ns=7).encode()})
+    assert PosixRecord.decode(pa.pending_record(kept, server, 99)) == PosixRecord(mode=0o100600, mtime_ns=7)
+    kept = pa.pending_json({pa.RECORD_KEY: PosixRecord(mode=0o100600).encode()})
+    assert PosixRecord.decode(pa.pending_record(kept, server, 99)) == PosixRecord(mode=0o100600, mtime_ns=99)
+    assert pa.without_mtime({pa.RECORD_KEY: server, "x0": "a=t1"}) == {
+        pa.RECORD_KEY: PosixRecord(mode=0o100750, uid=3).encode(), "x0": "a=t1"}
+    assert pa.without_mtime({pa.RECORD_KEY: "a1;t5;c1"}) == {}
+    assert pa.is_local_id("local:3") and not pa.is_local_id("AbC")
+
+
+def test_upload_gets_the_local_mtime_unless_a_tool_set_one() -> None:
+    only_xattr = pa.pending_json({"x0": "a=t1"})
+    sent = pa.properties_for_upload(only_xattr, 4, local_mtime_ns=1234)
+    assert PosixRecord.decode(sent[pa.RECORD_KEY]) == PosixRecord(mtime_ns=1234, mtime_cv=4)
+    set_by_tool = pa.pending_json({pa.RECORD_KEY: PosixRecord(mtime_ns=9).encode()})
+    sent = pa.properties_for_upload(set_by_tool, 4, local_mtime_ns=1234)
+    assert PosixRecord.decode(sent[pa.RECORD_KEY]) == PosixRecord(mtime_ns=9, mtime_cv=4)
+    assert pa.properties_for_upload(None, 4, local_mtime_ns=1234) == {}
