@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import io
 import logging
 import os
 import threading
@@ -46,6 +47,7 @@ from acdfuse.store import NodeStore, StoreError, SyncResult
 from acdfuse.store.journal import JournalError
 from acdfuse.vfs import ContentReader
 from acdfuse.vfs.fetch import PinnedFetch
+from acdfuse.vfs.nodeattrs import NodeAttrs
 from acdfuse.vfs.readstats import log_read_stats
 from acdfuse.vfs.writes import WriteSide
 
@@ -253,11 +255,20 @@ def build(opts: Options, say: Callable[[str], None] | None = None) -> Stack:
                            hooks=read_hooks(reader), opts=opts.write_options(),
                            max_file_size=lambda: client.max_file_size)
     owner = Ownership(opts.uid, opts.gid, opts.umask, writable=writable(opts))
-    ops = DriveOperations(store, reader, quota, owner, writes=writes, api=client if writes else None)
+    attrs = NodeAttrs(store, put_property=client.add_property, delete_property=client.delete_property,
+                      upload=functools.partial(_upload_small, client), owner_probe=client.get_owner_id)
+    ops = DriveOperations(store, reader, quota, owner, writes=writes, api=client if writes else None,
+                          attrs=attrs)
     loop.add_listener(functools.partial(_after_sync, ops))
     return Stack(opts=opts, client=client, store=store, fetch=fetch, reader=reader, quota=quota, ops=ops,
                  sync_loop=loop, first_sync=first_sync, progress=progress, writes=writes,
                  pending_stats=writes.uploads_status if writes is not None else no_pending)
+
+
+def _upload_small(client: ACDClient, data: bytes, name: str, parent_id: str,
+                  properties: dict[str, dict[str, str]]) -> dict:
+    """A small new file and its properties in one request (a symlink: vfs/nodeattrs.py)."""
+    return dict(client.upload_stream(io.BytesIO(data), name, parent_id, properties=properties))
 
 
 def _sync(store: NodeStore, client: ACDClient, progress: SyncProgress) -> SyncResult:

@@ -1,6 +1,6 @@
-"""chmod, chown, utimens, symlink, readlink and xattrs through the Operations class, without a kernel,
-against the real server: the store shows a change at once, the server holds it, and a second mirror
-(another client) sees it after its sync (tier 3)."""
+"""chmod, chown, utimens, symlink, readlink and xattrs through the Operations class of the real stack
+(built by the composition root), without a kernel, against the real server: the store shows a change at
+once, the server holds it, and a second stack (another client) sees it after its sync (tier 3)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,19 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fuse import FuseOSError
+from ops_helpers import StackFactory
 
 from acdfuse.fs.attrops import UTIME_NOW, UTIME_OMIT
 from acdfuse.fs.attrs import Ownership, node_attrs
-from acdfuse.fs.operations import DriveOperations
+from acdfuse.fs.binding import FuseOSError
+from acdfuse.mount import Stack
 from acdfuse.server import DriveServer
 from acdfuse.store import NodeStore
-from acdfuse.vfs import ContentReader, ReaderOptions
 from acdfuse.vfs import posixattrs as pa
 from acdfuse.vfs.nodeattrs import NodeAttrs
 
@@ -32,68 +31,38 @@ pytestmark = pytest.mark.timeout(120)
 UID, GID = 1000, 1000
 
 
-class _Quota:
-    def sizes(self) -> tuple[int, int]:
-        return 0, 0
+class Client:
+    """One mount's stack as these tests use it (no kernel): ops, store, attrs, a sync."""
 
-
-def node_attrs_over(client: Any, store: NodeStore) -> NodeAttrs:
-    """NodeAttrs wired to the real client, as the composition root wires it."""
-    return NodeAttrs(
-        store,
-        put_property=client.add_property,
-        delete_property=client.delete_property,
-        upload=lambda data, name, parent, props: client.upload_stream(
-            io.BytesIO(data), name, parent, properties=props),
-        owner_probe=client.get_owner_id,
-    )
-
-
-class Stack:
-    """Store + reader + Operations over one client, like one mount (no kernel)."""
-
-    def __init__(self, client: Any, tmp: Path, name: str, *, writable: bool = True,
-                 caller: tuple[int, int, int] = (UID, GID, 1)) -> None:
-        self.client = client
-        self.store = NodeStore(tmp / name / "nodes.db")
-        self.store.open()
-        self.store.sync(client.get_changes)
-
-        def fetch(node_id: str, offset: int, length: int, key: str) -> bytearray:
-            return client.download_chunk(node_id, offset, length, content_md5=key)
-
-        self.reader = ContentReader(fetch, ReaderOptions(
-            cache_dir=tmp / name / "chunks", memory_cache=4 << 20, cache_size=16 << 20, read_ahead=1 << 20,
-            streams=2, timeout=20.0))
-        self.reader.start()
-        self.owner = Ownership(UID, GID, 0o022, writable=writable)
-        self.attrs = node_attrs_over(client, self.store)
-        self.ops = DriveOperations(self.store, self.reader, _Quota(), self.owner, attrs=self.attrs)
-        self.ops._caller = lambda: caller  # type: ignore[method-assign]
+    def __init__(self, stack: Stack, *, writable: bool, caller: tuple[int, int, int]) -> None:
+        self.stack = stack
+        self.client = stack.client
+        self.store: NodeStore = stack.store
+        self.ops = stack.ops
+        # the write side makes a mount writable (mount.WRITES_IMPLEMENTED); until it is there the
+        # attribute operations are driven on a stack whose owner says writable
+        self.owner: Ownership = replace(self.ops._owner, writable=writable)
+        self.ops._owner = self.owner
+        assert self.ops._attrs is not None
+        self.attrs: NodeAttrs = self.ops._attrs
+        self.ops._caller = lambda: caller   # type: ignore[method-assign]
 
     def sync(self) -> None:
-        self.store.sync(self.client.get_changes)
+        self.stack.sync()
 
     def st(self, path: str) -> dict[str, int]:
         return self.ops.getattr(path)
 
-    def close(self) -> None:
-        self.reader.close()
-        self.store.close()
-
 
 @pytest.fixture
-def stacks(client: Any, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
-    made: list[Stack] = []
+def clients(stacks: StackFactory) -> Callable[..., Client]:
+    """``clients(name, writable=True, caller=(uid, gid, pid))``: a started stack on its own cache."""
 
-    def make(name: str = "a", **kw: Any) -> Stack:
-        s = Stack(client, tmp_path, name, **kw)
-        made.append(s)
-        return s
+    def make(name: str = "a", *, writable: bool = True,
+             caller: tuple[int, int, int] = (UID, GID, 1)) -> Client:
+        return Client(stacks(cache=f"cache-{name}", uid=UID, gid=GID), writable=writable, caller=caller)
 
-    yield make
-    for s in made:
-        s.close()
+    return make
 
 
 @pytest.fixture
@@ -116,8 +85,8 @@ def server_props(client: Any, node_id: str) -> dict[str, str]:
 # ---- modes, owners, times ---------------------------------------------------------------------
 
 def test_chmod_is_shown_at_once_kept_on_the_server_and_seen_by_another_client(
-        stacks: Callable[..., Stack], tree: dict[str, Any], client: Any) -> None:
-    a = stacks("a")
+        clients: Callable[..., Client], tree: dict[str, Any], client: Any) -> None:
+    a = clients("a")
     before = a.st("/docs/f.txt")
     assert before["st_mode"] == stat.S_IFREG | 0o644
     time.sleep(0.01)   # so that the server's modifiedDate visibly moves with the property request
@@ -128,7 +97,7 @@ def test_chmod_is_shown_at_once_kept_on_the_server_and_seen_by_another_client(
     record = pa.PosixRecord.decode(server_props(client, tree["f"]["id"])["posix"])
     assert record is not None and record.mode == stat.S_IFREG | 0o750
     # another client, after its sync; and this one after its own sync (the server moved modifiedDate)
-    b = stacks("b")
+    b = clients("b")
     a.sync()
     assert a.st("/docs/f.txt")["st_ctime"] > before["st_ctime"]   # the server's modifiedDate moved
     for s in (a, b):
@@ -143,23 +112,23 @@ def test_chmod_is_shown_at_once_kept_on_the_server_and_seen_by_another_client(
     assert a.store.resolve("/docs").version == version   # type: ignore[union-attr]
 
 
-def test_chmod_makes_a_file_executable(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
-    a = stacks()
+def test_chmod_makes_a_file_executable(clients: Callable[..., Client], tree: dict[str, Any]) -> None:
+    a = clients()
     assert errno_of(lambda: a.ops.access("/docs/f.txt", os.X_OK)) == errno.EACCES
     a.ops.chmod("/docs/f.txt", 0o755)
     assert a.ops.access("/docs/f.txt", os.X_OK) == 0
 
 
-def test_utimens_keeps_nanoseconds_and_ignores_atime(stacks: Callable[..., Stack],
+def test_utimens_keeps_nanoseconds_and_ignores_atime(clients: Callable[..., Client],
                                                      tree: dict[str, Any]) -> None:
-    a = stacks()
+    a = clients()
     mtime = 1_234_567_890_123_456_789
     assert a.ops.utimens("/docs/f.txt", (5, mtime)) == 0
     st = a.st("/docs/f.txt")
     assert st["st_mtime"] == mtime and st["st_atime"] == mtime
     a.sync()
     assert a.st("/docs/f.txt")["st_mtime"] == mtime
-    b = stacks("b")
+    b = clients("b")
     assert b.st("/docs/f.txt")["st_mtime"] == mtime
     # atime only: nothing to store, no request
     version = a.store.resolve("/docs/f.txt").version   # type: ignore[union-attr]
@@ -176,11 +145,11 @@ def test_utimens_keeps_nanoseconds_and_ignores_atime(stacks: Callable[..., Stack
     assert a.st("/docs")["st_mtime"] == -86_400_000_000_001
 
 
-def test_mtime_of_replaced_content_gives_way(stacks: Callable[..., Stack], tree: dict[str, Any],
+def test_mtime_of_replaced_content_gives_way(clients: Callable[..., Client], tree: dict[str, Any],
                                              client: Any) -> None:
     """Another client overwrites the content without knowing the record: the file shows the server's
     time again (make and rsync see the change), while its mode stays."""
-    a = stacks()
+    a = clients()
     a.ops.chmod("/docs/f.txt", 0o600)
     a.ops.utimens("/docs/f.txt", (0, 1_000_000_000_000_000_000))
     client.overwrite_stream(io.BytesIO(b"new content"), tree["f"]["id"])
@@ -191,15 +160,15 @@ def test_mtime_of_replaced_content_gives_way(stacks: Callable[..., Stack], tree:
     assert st["st_mode"] == stat.S_IFREG | 0o600 and st["st_size"] == 11
 
 
-def test_chown_follows_posix_rules(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
-    user = stacks("user")
+def test_chown_follows_posix_rules(clients: Callable[..., Client], tree: dict[str, Any]) -> None:
+    user = clients("user")
     # giving a file away, or changing to a group the caller is not in: root only
     assert errno_of(lambda: user.ops.chown("/docs/f.txt", 4242, -1)) == errno.EPERM
     assert errno_of(lambda: user.ops.chown("/docs/f.txt", -1, 4242)) == errno.EPERM
     # what a stat already shows: nothing to do (cp -p does this for every file)
     assert user.ops.chown("/docs/f.txt", UID, GID) == 0
     assert user.store.resolve("/docs/f.txt").posix is None   # type: ignore[union-attr]
-    root = stacks("root", caller=(0, 0, 1))
+    root = clients("root", caller=(0, 0, 1))
     assert root.ops.chown("/docs/f.txt", 4242, 4343) == 0
     st = root.st("/docs/f.txt")
     assert (st["st_uid"], st["st_gid"]) == (4242, 4343)
@@ -215,9 +184,9 @@ def test_chown_follows_posix_rules(stacks: Callable[..., Stack], tree: dict[str,
 
 # ---- symlinks ---------------------------------------------------------------------------------
 
-def test_symlink_and_readlink(stacks: Callable[..., Stack], tree: dict[str, Any], client: Any,
+def test_symlink_and_readlink(clients: Callable[..., Client], tree: dict[str, Any], client: Any,
                               drive_server: DriveServer) -> None:
-    a = stacks()
+    a = clients()
     assert a.ops.symlink("/docs/link", "../elsewhere/f.txt") == 0
     st = a.st("/docs/link")
     assert stat.S_ISLNK(st["st_mode"]) and st["st_size"] == len("../elsewhere/f.txt")
@@ -227,7 +196,7 @@ def test_symlink_and_readlink(stacks: Callable[..., Stack], tree: dict[str, Any]
     node = a.store.resolve("/docs/link")
     assert node is not None and node.is_file
     assert bytes(client.download_chunk(node.id, 0, node.size)) == b"../elsewhere/f.txt"
-    b = stacks("b")
+    b = clients("b")
     assert stat.S_ISLNK(b.st("/docs/link")["st_mode"])
     assert b.ops.readlink("/docs/link") == "../elsewhere/f.txt"
     # a target too long for the record is read from the content
@@ -251,13 +220,13 @@ def test_symlink_and_readlink(stacks: Callable[..., Stack], tree: dict[str, Any]
     assert errno_of(lambda: a.ops.readlink("/docs")) == errno.EINVAL
 
 
-def test_lutimes_and_xattrs_of_a_symlink_keep_it_a_symlink(stacks: Callable[..., Stack],
+def test_lutimes_and_xattrs_of_a_symlink_keep_it_a_symlink(clients: Callable[..., Client],
                                                             tree: dict[str, Any]) -> None:
-    a = stacks()
+    a = clients()
     a.ops.symlink("/docs/link", "f.txt")
     a.ops.utimens("/docs/link", (0, 42))
     a.ops.setxattr("/docs/link", "user.k", b"v", 0)
-    b = stacks("b")
+    b = clients("b")
     for s in (a, b):
         st = s.st("/docs/link")
         assert stat.S_ISLNK(st["st_mode"]) and st["st_mtime"] == 42
@@ -266,8 +235,8 @@ def test_lutimes_and_xattrs_of_a_symlink_keep_it_a_symlink(stacks: Callable[...,
 
 # ---- xattrs -----------------------------------------------------------------------------------
 
-def test_xattrs_round_trip_and_persist(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
-    a = stacks()
+def test_xattrs_round_trip_and_persist(clients: Callable[..., Client], tree: dict[str, Any]) -> None:
+    a = clients()
     mtime = a.st("/docs/f.txt")["st_mtime"]
     assert a.ops.listxattr("/docs/f.txt") == []
     time.sleep(0.01)
@@ -278,7 +247,7 @@ def test_xattrs_round_trip_and_persist(stacks: Callable[..., Stack], tree: dict[
     a.sync()
     assert a.st("/docs/f.txt")["st_ctime"] > mtime
     assert a.st("/docs/f.txt")["st_mtime"] == mtime       # setxattr does not move the mtime
-    b = stacks("b")
+    b = clients("b")
     assert b.ops.getxattr("/docs/f.txt", "user.bin") == bytes(range(256))
     assert b.st("/docs/f.txt")["st_mtime"] == mtime
     # flags, replace, remove
@@ -297,8 +266,8 @@ def test_xattrs_round_trip_and_persist(stacks: Callable[..., Stack], tree: dict[
     assert a.ops.listxattr("/docs") == ["user.d"]
 
 
-def test_xattr_limits_give_enospc(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
-    a = stacks()
+def test_xattr_limits_give_enospc(clients: Callable[..., Client], tree: dict[str, Any]) -> None:
+    a = clients()
     for i in range(9):
         a.ops.setxattr("/docs/f.txt", f"user.k{i}", b"v" * 100, 0)
     assert errno_of(lambda: a.ops.setxattr("/docs/f.txt", "user.tenth", b"v", 0)) == errno.ENOSPC
@@ -312,8 +281,8 @@ def test_xattr_limits_give_enospc(stacks: Callable[..., Stack], tree: dict[str, 
     assert len(a.ops.listxattr("/docs/f.txt")) == 9
 
 
-def test_other_namespaces_and_the_node_identity(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
-    a = stacks()
+def test_other_namespaces_and_the_node_identity(clients: Callable[..., Client], tree: dict[str, Any]) -> None:
+    a = clients()
     for name in ("security.capability", "security.selinux", "system.posix_acl_access", "trusted.x"):
         assert errno_of(lambda name=name: a.ops.getxattr("/docs/f.txt", name)) == errno.ENODATA
         assert errno_of(lambda name=name: a.ops.setxattr("/docs/f.txt", name, b"x", 0)) == errno.ENOTSUP
@@ -333,9 +302,9 @@ def test_other_namespaces_and_the_node_identity(stacks: Callable[..., Stack], tr
     assert errno_of(lambda: a.ops.getxattr("/missing", "user.a")) == errno.ENOENT
 
 
-def test_concurrent_changes_of_one_node_all_land(stacks: Callable[..., Stack], tree: dict[str, Any],
+def test_concurrent_changes_of_one_node_all_land(clients: Callable[..., Client], tree: dict[str, Any],
                                                  client: Any) -> None:
-    a = stacks()
+    a = clients()
     errors: list[BaseException] = []
 
     def setter(i: int) -> None:
@@ -353,16 +322,16 @@ def test_concurrent_changes_of_one_node_all_land(stacks: Callable[..., Stack], t
     assert not errors
     assert a.ops.listxattr("/docs/f.txt") == [f"user.t{i}" for i in range(8)]
     assert len(server_props(client, tree["f"]["id"])) == 9
-    b = stacks("b")
+    b = clients("b")
     assert b.ops.listxattr("/docs/f.txt") == [f"user.t{i}" for i in range(8)]
     assert b.st("/docs/f.txt")["st_mode"] & 0o777 == 0o640
 
 
-def test_read_only_refuses_changes_but_reads(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
-    a = stacks("a")
+def test_read_only_refuses_changes_but_reads(clients: Callable[..., Client], tree: dict[str, Any]) -> None:
+    a = clients("a")
     a.ops.setxattr("/docs/f.txt", "user.a", b"1", 0)
     a.ops.symlink("/docs/l", "f.txt")
-    ro = stacks("ro", writable=False)
+    ro = clients("ro", writable=False)
     for call in (lambda: ro.ops.chmod("/docs/f.txt", 0o600), lambda: ro.ops.chown("/docs/f.txt", 1, 1),
                  lambda: ro.ops.utimens("/docs/f.txt", None), lambda: ro.ops.symlink("/docs/m", "x"),
                  lambda: ro.ops.setxattr("/docs/f.txt", "user.b", b"1", 0),
@@ -373,15 +342,15 @@ def test_read_only_refuses_changes_but_reads(stacks: Callable[..., Stack], tree:
     assert ro.ops.readlink("/docs/l") == "f.txt"
 
 
-def test_owner_id_comes_from_the_mirror_when_it_can(stacks: Callable[..., Stack], tree: dict[str, Any],
+def test_owner_id_comes_from_the_mirror_when_it_can(clients: Callable[..., Client], tree: dict[str, Any],
                                                      client: Any) -> None:
     """The probe (a file created and trashed) runs once for a mirror without properties; a mirror that
     has some knows the owner already."""
-    a = stacks("a")
+    a = clients("a")
     a.ops.chmod("/docs/f.txt", 0o600)           # probes: no properties anywhere yet
     trashed = len(client.list_trash())
     assert trashed == 1                          # the probe file
-    b = stacks("b")
+    b = clients("b")
     b.ops.chmod("/docs", 0o700)
     assert len(client.list_trash()) == trashed   # b learned the owner from its mirror
     assert b.attrs.owner() == client.get_owner_id()
@@ -409,11 +378,11 @@ class FakeWriteSide:
 
 
 def test_files_with_local_content_keep_attributes_with_the_write_side(
-        stacks: Callable[..., Stack], tree: dict[str, Any], client: Any) -> None:
+        clients: Callable[..., Client], tree: dict[str, Any], client: Any) -> None:
     """A file being rewritten: attribute changes go into the text the write side keeps for its upload
     (nothing to the server), starting from the server's attributes without their mtime; once it is
     uploaded, the write side's hook stores them, with the mtime bound to the new content."""
-    a = stacks()
+    a = clients()
     node_id = tree["f"]["id"]
     a.ops.setxattr("/docs/f.txt", "user.old", b"1", 0)
     a.ops.utimens("/docs/f.txt", (0, 55))
@@ -438,7 +407,7 @@ def test_files_with_local_content_keep_attributes_with_the_write_side(
     st = a.st("/docs/f.txt")
     assert st["st_mode"] == stat.S_IFREG | 0o700 and st["st_mtime"] == 1_700_000_000_000_000_001
     assert a.ops.listxattr("/docs/f.txt") == ["user.p"]
-    b = stacks("b")
+    b = clients("b")
     assert b.st("/docs/f.txt")["st_mtime"] == 1_700_000_000_000_000_001
     assert b.ops.listxattr("/docs/f.txt") == ["user.p"]
     # set_attrs refused (the upload finished meanwhile): the change goes to the server instead
@@ -449,10 +418,10 @@ def test_files_with_local_content_keep_attributes_with_the_write_side(
     assert pa.PosixRecord.decode(server_props(client, node_id)["posix"]).mode == stat.S_IFREG | 0o640  # type: ignore[union-attr]
 
 
-def test_new_files_keep_attributes_until_their_upload(stacks: Callable[..., Stack],
+def test_new_files_keep_attributes_until_their_upload(clients: Callable[..., Client],
                                                       tree: dict[str, Any]) -> None:
     """A new file (id ``local:<n>``) has no server attributes and no node identity yet."""
-    a = stacks()
+    a = clients()
     local = replace(a.store.resolve("/docs/f.txt"), id="local:7")   # type: ignore[type-var]
     a.ops._node = lambda path: local   # type: ignore[method-assign]
     ws = FakeWriteSide({"local:7"})
@@ -467,17 +436,18 @@ def test_new_files_keep_attributes_until_their_upload(stacks: Callable[..., Stac
     assert a.ops.listxattr("/docs/f.txt") == []
 
 
-def test_a_new_folder_keeps_its_creation_mode(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
-    a = stacks()
+def test_a_new_folder_keeps_its_creation_mode(clients: Callable[..., Client], tree: dict[str, Any]) -> None:
+    a = clients()
     docs = a.store.resolve("/docs")
     assert docs is not None
     a.ops._initial_mode("/docs", docs, 0o40700)
     assert a.st("/docs")["st_mode"] == stat.S_IFDIR | 0o700
-    b = stacks("b")
+    b = clients("b")
     assert b.st("/docs")["st_mode"] == stat.S_IFDIR | 0o700
 
 
-def test_stat_defaults_unchanged_without_records(stacks: Callable[..., Stack], tree: dict[str, Any]) -> None:
-    a = stacks()
+def test_stat_defaults_unchanged_without_records(clients: Callable[..., Client],
+                                                 tree: dict[str, Any]) -> None:
+    a = clients()
     node = a.store.resolve("/docs/f.txt")
     assert node is not None and a.st("/docs/f.txt") == node_attrs(node, a.owner, 1)
