@@ -49,12 +49,11 @@ def node_attrs(node: Node, owner: Ownership, nlink: int = 1) -> dict[str, int]:
     keeps in its properties (vfs/posixattrs.py) over the mount's defaults.
 
     Times are integer nanoseconds (the Operations class sets fusepy's ``use_ns``), so an mtime set with
-    nanoseconds comes back exactly. The drive keeps neither atime nor ctime: atime is the mtime, and
-    ctime is the server's modifiedDate, which every change of the node moves (content, name, parents,
-    properties) -- what ctime means.
+    nanoseconds comes back exactly. The drive keeps no atime: it is the mtime. The ctime is the mtime
+    too, or the time a tool last changed the record when that is later (posixattrs, field ``k``).
     """
-    changed = round(node.modified * 1000) * 1_000_000   # the server's dates are milliseconds
-    mtime = changed
+    mtime = round(node.modified * 1000) * 1_000_000   # the server's dates are milliseconds
+    changed = 0
     uid, gid = owner.uid, owner.gid
     if node.kind == FOLDER:
         mode = owner._dir_mode
@@ -65,7 +64,7 @@ def node_attrs(node: Node, owner: Ownership, nlink: int = 1) -> dict[str, int]:
     if node.posix is not None:
         fields = stat_fields(node.posix)
         if fields is not None:
-            perms, r_uid, r_gid, r_mtime, r_cv, is_link = fields
+            perms, r_uid, r_gid, r_mtime, r_cv, is_link, r_ctime = fields
             if is_link and node.kind != FOLDER:
                 mode = stat.S_IFLNK | (0o777 if perms is None else perms)
             elif perms is not None:
@@ -77,6 +76,8 @@ def node_attrs(node: Node, owner: Ownership, nlink: int = 1) -> dict[str, int]:
             # an mtime set for older content does not describe this content (see posixattrs)
             if r_mtime is not None and (r_cv is None or r_cv == node.content_version):
                 mtime = r_mtime
+            if r_ctime is not None:
+                changed = r_ctime
     return {
         "st_mode": mode,
         "st_ino": node.ino,
@@ -88,7 +89,7 @@ def node_attrs(node: Node, owner: Ownership, nlink: int = 1) -> dict[str, int]:
         "st_blksize": IO_SIZE,
         "st_atime": mtime,
         "st_mtime": mtime,
-        "st_ctime": changed,
+        "st_ctime": changed if changed > mtime else mtime,
     }
 
 

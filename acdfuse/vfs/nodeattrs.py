@@ -23,6 +23,7 @@ import errno
 import logging
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -78,7 +79,10 @@ def record_change(node: Node | None, props: Mapping[str, str], *, mode: Any = _K
     if mtime_ns is not _KEEP:
         fields["mtime_ns"] = mtime_ns
         fields["mtime_cv"] = node.content_version if node is not None and node.is_file else None
-    return pa.set_record(props, replace(record, **fields))
+    changed = replace(record, **fields)
+    if changed == record:
+        return pa.Change({})
+    return pa.set_record(props, replace(changed, ctime_ns=time.time_ns()))
 
 
 def app_props(every: Mapping[str, Mapping[str, str]], owner: str | None) -> dict[str, str]:

@@ -17,6 +17,10 @@ same app see them after their next sync:
       without knowing this record (another app, or an old acdfuse) bumps the content version, and the
       file then shows the server's modifiedDate again instead of a stale mtime, so make and rsync see
       the change. Folders carry no ``c``.
+    - ``k`` when a tool last changed these fields (chmod, chown, utimens), in nanoseconds: the
+      node's ctime is the later of it and the mtime. Not the server's modifiedDate, which every
+      property request moves: a mirror that learns that time at its next sync would show a ctime
+      that jumps after the change, and tar reading at that moment says "file changed as we read it".
     - ``l`` a symlink's target, always the last field (it may contain ``;``); see below.
 
     Absent fields mean "the mount's default" (``--uid``/``--gid``/``--umask``, the server's
@@ -84,6 +88,7 @@ class PosixRecord:
     mtime_ns: int | None = None
     mtime_cv: int | None = None   # content version the mtime belongs to (files only)
     link: str | None = None       # inline symlink target; None with S_IFLNK: the target is the content
+    ctime_ns: int | None = None   # when a tool last changed these fields (chmod, chown, utimens)
 
     @property
     def is_symlink(self) -> bool:
@@ -106,6 +111,8 @@ class PosixRecord:
             parts.append(f"t{self.mtime_ns}")
         if self.mtime_cv is not None:
             parts.append(f"c{self.mtime_cv}")
+        if self.ctime_ns is not None:
+            parts.append(f"k{self.ctime_ns}")
         head = ";".join(parts)
         if self.link is not None and len(head) + 2 + len(self.link) <= MAX_VALUE:
             return f"{head};l{self.link}"
@@ -130,14 +137,15 @@ class PosixRecord:
                 end = value.find(";", pos)
                 end = len(value) if end < 0 else end
                 text = value[pos + 1:end]
-                if tag in "ugtc":
+                if tag in "ugtck":
                     fields[tag] = int(text, 10)
                 elif tag == "m":
                     fields[tag] = int(text, 8)
                 pos = end + 1
         except ValueError:
             return None
-        return cls(fields.get("m"), fields.get("u"), fields.get("g"), fields.get("t"), fields.get("c"), link)
+        return cls(fields.get("m"), fields.get("u"), fields.get("g"), fields.get("t"), fields.get("c"), link,
+                   fields.get("k"))
 
 
 _EMPTY = PosixRecord()
@@ -145,12 +153,12 @@ _EMPTY = PosixRecord()
 
 # ---- the stat path ---------------------------------------------------------------------------------
 
-StatFields = tuple["int | None", "int | None", "int | None", "int | None", "int | None", bool]
+StatFields = tuple["int | None", "int | None", "int | None", "int | None", "int | None", bool, "int | None"]
 
 
 @functools.lru_cache(maxsize=4096)
 def stat_fields(value: str) -> StatFields | None:
-    """(permission bits, uid, gid, mtime_ns, mtime content version, is symlink) of a record value.
+    """(permission bits, uid, gid, mtime_ns, mtime content version, is symlink, ctime_ns) of a record.
 
     Cached by the value: getattr is the hottest call and most nodes of a tree share few records
     (``cp -a`` of a tree gives most files the same mode and owner, only mtimes differ)."""
@@ -158,7 +166,7 @@ def stat_fields(value: str) -> StatFields | None:
     if rec is None:
         return None
     perms = None if rec.mode is None else stat.S_IMODE(rec.mode)
-    return perms, rec.uid, rec.gid, rec.mtime_ns, rec.mtime_cv, rec.is_symlink
+    return perms, rec.uid, rec.gid, rec.mtime_ns, rec.mtime_cv, rec.is_symlink, rec.ctime_ns
 
 
 # ---- xattrs ----------------------------------------------------------------------------------------

@@ -28,7 +28,12 @@ def test_record_overrides_the_defaults() -> None:
     st = node_attrs(node(posix="a1;m100750;u0;g5;t1600000000987654321;c3"), OWNER)
     assert st["st_mode"] == stat.S_IFREG | 0o750 and (st["st_uid"], st["st_gid"]) == (0, 5)
     assert st["st_mtime"] == st["st_atime"] == 1_600_000_000_987_654_321
-    assert st["st_ctime"] == 1_700_000_000_123_000_000   # the server's time of the last change
+    assert st["st_ctime"] == st["st_mtime"]              # no change time in the record: the mtime
+    # a record changed after the mtime: that time is the ctime
+    st = node_attrs(node(posix="a1;m100750;t1600000000987654321;c3;k1650000000000000001"), OWNER)
+    assert st["st_ctime"] == 1_650_000_000_000_000_001 and st["st_mtime"] == 1_600_000_000_987_654_321
+    st = node_attrs(node(posix="a1;t1600000000987654321;c3;k1"), OWNER)
+    assert st["st_ctime"] == 1_600_000_000_987_654_321
     # partial records keep the other defaults
     st = node_attrs(node(posix="a1;u7"), OWNER)
     assert st["st_mode"] == stat.S_IFREG | 0o444 and st["st_uid"] == 7 and st["st_gid"] == 100

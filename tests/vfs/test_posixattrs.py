@@ -27,6 +27,7 @@ from acdfuse.vfs.posixattrs import PosixRecord
     PosixRecord(mode=stat.S_IFLNK | 0o777, link="../a;l;b/c=d%e"),
     PosixRecord(mode=stat.S_IFLNK | 0o777, link=""),
     PosixRecord(mode=stat.S_IFLNK | 0o777, link="ünïcødé/→/日本"),
+    PosixRecord(mode=stat.S_IFLNK | 0o777, mtime_ns=5, ctime_ns=1_700_000_000_000_000_000, link="x;k9"),
 ])
 def test_record_round_trip(record: PosixRecord) -> None:
     value = record.encode()
@@ -63,8 +64,8 @@ def test_unknown_fields_are_skipped() -> None:
 
 
 def test_stat_fields() -> None:
-    assert pa.stat_fields("a1;m120777;t5;c2") == (0o777, None, None, 5, 2, True)
-    assert pa.stat_fields("a1;u7") == (None, 7, None, None, None, False)
+    assert pa.stat_fields("a1;m120777;t5;c2") == (0o777, None, None, 5, 2, True, None)
+    assert pa.stat_fields("a1;u7;k9") == (None, 7, None, None, None, False, 9)
 
 
 @pytest.mark.parametrize("name,value", [
@@ -89,7 +90,7 @@ def test_xattr_text_stays_readable() -> None:
 
 
 def test_random_xattrs_round_trip() -> None:
-    rnd = random.Random(7)
+    rnd = random.Random(7)   # noqa: S311 - test data, not secrets
     for _ in range(500):
         name = "user." + "".join(rnd.choice("ab=%.-_ü") for _ in range(rnd.randint(1, 20)))
         value = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 300)))
