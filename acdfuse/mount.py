@@ -249,14 +249,14 @@ def build(opts: Options, say: Callable[[str], None] | None = None) -> Stack:
                         probe=functools.partial(server_accepts, client, _probe_timeout(opts)),
                         errno_of=to_errno)
     reader = ContentReader(fetch, opts.reader_options())
+    attrs = NodeAttrs(store, put_property=client.add_property, delete_property=client.delete_property,
+                      upload=functools.partial(_upload_small, client), owner_probe=client.get_owner_id)
     writes = None
     if writable(opts):
         writes = WriteSide(opts.journal_path, opts.spool_dir, store=store, remote=remote_for(client),
                            hooks=read_hooks(reader), opts=opts.write_options(),
-                           max_file_size=lambda: client.max_file_size)
+                           after_upload=attrs.after_upload, max_file_size=lambda: client.max_file_size)
     owner = Ownership(opts.uid, opts.gid, opts.umask, writable=writable(opts))
-    attrs = NodeAttrs(store, put_property=client.add_property, delete_property=client.delete_property,
-                      upload=functools.partial(_upload_small, client), owner_probe=client.get_owner_id)
     ops = DriveOperations(store, reader, quota, owner, writes=writes, api=client if writes else None,
                           attrs=attrs)
     loop.add_listener(functools.partial(_after_sync, ops))

@@ -87,6 +87,7 @@ class DriveOperations(WriteOperations, AttrOperations):
         self._quota = quota
         self._owner = owner
         self._writes = writes if api is not None else None
+        self._pending = self._writes      # attrops: attributes of files whose content is local
         self._api = api
         self._handles = HandleTable()
         self._lock = threading.Lock()

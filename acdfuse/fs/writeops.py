@@ -116,6 +116,9 @@ class WriteOperations:
     def _forget_subfolders(self, *folder_ids: str) -> None:  # provided by DriveOperations
         raise NotImplementedError
 
+    if TYPE_CHECKING:   # AttrOperations (attrops.py); a stub here would shadow it
+        def _initial_mode(self, path: str, node: Node, mode: int) -> None: ...
+
     # ----- helpers ------------------------------------------------------------------------------
     def _writer(self) -> tuple[WriteSide, DriveApi]:
         if self._writes is None or self._api is None:
@@ -192,6 +195,7 @@ class WriteOperations:
         wh = writes.create(parent.id, name)
         self._names.add(parent.id, name)
         node = writes.node_of(wh)
+        self._initial_mode(path, node, mode)
         if fi is None:      # fusepy without raw_fi: the file handle is the return value
             fh, _ = self._handles.add_file(OpenFile(node.id, f"local:{wh.file.local_id}", None, node.ino,
                                                     node=node, write=wh, path=path))
@@ -208,7 +212,9 @@ class WriteOperations:
         if self._exists(parent.id, name):
             raise FuseOSError(errno.EEXIST)
         self._check_free(parent, name)
-        writes.release(writes.create(parent.id, name))
+        wh = writes.create(parent.id, name)
+        self._initial_mode(path, writes.node_of(wh), mode)
+        writes.release(wh)
         self._names.add(parent.id, name)
         return 0
 
@@ -266,9 +272,10 @@ class WriteOperations:
         if self._exists(parent.id, name):
             raise FuseOSError(errno.EEXIST)
         self._check_free(parent, name)
-        self._store.apply_local(api.create_folder(name, parent.id))
+        node = self._store.apply_local(api.create_folder(name, parent.id))
         self._names.add(parent.id, name)
         self._forget_subfolders(parent.id)
+        self._initial_mode(path, node, mode)
         return 0
 
     @guard

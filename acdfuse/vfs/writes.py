@@ -38,6 +38,7 @@ from acdfuse.store.journal import DIRTY, DONE, FAILED, QUEUED, UPLOADING, DirtyR
 from acdfuse.store.node import AVAILABLE, FILE, Node
 
 from .options import WriteOptions
+from .posixattrs import pending_record
 from .spool import FillBase, Spool
 from .stream import GrowingStream
 from .upload import Job, Remote, Result, Uploader, UploadMismatch, UploadRefused, is_permanent
@@ -136,7 +137,7 @@ class WriteSide:
 
     def __init__(self, journal_path: Path, spool_dir: Path, *, store: StoreView, remote: Remote,
                  hooks: ReadHooks, opts: WriteOptions | None = None,
-                 after_upload: Callable[[Node, str], None] | None = None,
+                 after_upload: Callable[[Node, str, int], None] | None = None,
                  max_file_size: Callable[[], int] | None = None) -> None:
         """``max_file_size``: asks the server's per-file limit (at ``start``; network I/O); the lower of it
         and ``opts.max_file_size`` holds (the option alone when the server cannot say)."""
@@ -239,7 +240,8 @@ class WriteSide:
         """The Node a pending new file shows (callers hold _lock or accept a racy snapshot)."""
         return Node(id=f"{PENDING_PREFIX}{df.local_id}", name=df.name, kind=FILE, status=AVAILABLE,
                     parents=(df.parent_id or "",), size=df.spool.size, md5=None, content_version=0,
-                    version=0, created=df.created, modified=df.mtime_ns / 1e9, ino=df.ino, is_root=False)
+                    version=0, created=df.created, modified=df.mtime_ns / 1e9, ino=df.ino, is_root=False,
+                    posix=pending_record(df.attrs, None, df.mtime_ns))
 
     def has_pending(self, name: str) -> bool:
         return name in self._names
@@ -260,7 +262,9 @@ class WriteSide:
         df = self._by_node.get(node.id)
         if df is None:
             return node
-        return replace(node, size=df.spool.size, modified=df.mtime_ns / 1e9)
+        # the attributes kept for its upload, the mtime of its local copy (posixattrs.pending_record)
+        posix = pending_record(df.attrs, node.posix, df.mtime_ns) if df.dirty else node.posix
+        return replace(node, size=df.spool.size, modified=df.mtime_ns / 1e9, posix=posix)
 
     def has_local(self, node_id: str) -> bool:
         return node_id in self._by_node or local_id_of(node_id) is not None
@@ -737,6 +741,13 @@ class WriteSide:
         node = None
         if answer:
             node = self._store.apply_local(answer, ino=df.ino if job.node_id is None else None)
+        if node is not None and self._after_upload is not None and df.attrs:
+            # before the file counts as uploaded: fsync, and a stat right after, see its attributes
+            try:
+                self._after_upload(node, df.attrs, df.mtime_ns)
+            except Exception as exc:  # the content is up; its attributes are not worth a second upload
+                log.warning("upload of %s: its attributes were not stored: %s",
+                            self._describe(df.local_id), exc)
         with df.jlock:
             with self._cond:
                 df.running = False
@@ -772,8 +783,6 @@ class WriteSide:
                 self._journal.delete(df.local_id)
             elif row is not None:
                 self._journal.put(row)      # now based on what just went up
-        if node is not None and self._after_upload is not None and df.attrs:
-            self._after_upload(node, df.attrs)
         if node is not None:
             self._hand_over(df, node, md5, job.size, adopt=drop and unchanged)
         if drop:

@@ -44,7 +44,7 @@ def tree(client: Any) -> dict[str, Any]:
 
 
 def test_stored_attributes_show_through_the_mount(mount: Mount, tree: dict[str, Any]) -> None:
-    mount.start()
+    mount.start("--read-only")
     docs = mount.mnt / "docs"
     st = os.stat(docs / "run.sh")
     assert st.st_mode == stat.S_IFREG | 0o750 and (st.st_uid, st.st_gid) == (4242, 4343)
@@ -85,7 +85,7 @@ def test_stored_attributes_show_through_the_mount(mount: Mount, tree: dict[str, 
 
 def test_a_change_from_another_client_shows_after_a_sync(mount: Mount, tree: dict[str, Any],
                                                           client: Any) -> None:
-    mount.start()
+    mount.start("--read-only")
     path = mount.mnt / "docs" / "plain.txt"
     assert os.stat(path).st_mode & 0o777 == 0o444
     put_record(client, tree["plain"]["id"], PosixRecord(mode=stat.S_IFREG | 0o640, mtime_ns=123_456_789_012,

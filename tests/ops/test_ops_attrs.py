@@ -34,15 +34,12 @@ UID, GID = 1000, 1000
 class Client:
     """One mount's stack as these tests use it (no kernel): ops, store, attrs, a sync."""
 
-    def __init__(self, stack: Stack, *, writable: bool, caller: tuple[int, int, int]) -> None:
+    def __init__(self, stack: Stack, *, caller: tuple[int, int, int]) -> None:
         self.stack = stack
         self.client = stack.client
         self.store: NodeStore = stack.store
         self.ops = stack.ops
-        # the write side makes a mount writable (mount.WRITES_IMPLEMENTED); until it is there the
-        # attribute operations are driven on a stack whose owner says writable
-        self.owner: Ownership = replace(self.ops._owner, writable=writable)
-        self.ops._owner = self.owner
+        self.owner: Ownership = self.ops._owner
         assert self.ops._attrs is not None
         self.attrs: NodeAttrs = self.ops._attrs
         self.ops._caller = lambda: caller   # type: ignore[method-assign]
@@ -60,7 +57,8 @@ def clients(stacks: StackFactory) -> Callable[..., Client]:
 
     def make(name: str = "a", *, writable: bool = True,
              caller: tuple[int, int, int] = (UID, GID, 1)) -> Client:
-        return Client(stacks(cache=f"cache-{name}", uid=UID, gid=GID), writable=writable, caller=caller)
+        stack = stacks(cache=f"cache-{name}", uid=UID, gid=GID, read_only=not writable)
+        return Client(stack, caller=caller)
 
     return make
 
