@@ -18,7 +18,8 @@ node mirror with cold kernel caches, and "repeated" a second run on the same mou
 Our mount runs as one or more variants, measured alternately in the same run:
   --variant NAME:BINDING[:MOUNT ARGS]   BINDING is fusepy (libfuse 2, today's mount) or mfusepy3
   (mfusepy on libfuse 3, through scripts/binding_shim) or mfusepy2 (mfusepy on libfuse 2), with
-  optional +plus (answer READDIRPLUS with attributes) and +cachedir (kernel keeps dir listings);
+  optional +plus (answer READDIRPLUS with attributes), +cachedir (kernel keeps dir listings; libfuse
+  >= 3.16.1 only) and +nodirops (no opendir/releasedir in Python; also fusepy+nodirops);
   MOUNT ARGS are extra `acdfuse mount` arguments, e.g. "-o attr_timeout=3600,entry_timeout=3600".
 The yardsticks: the same trees on local disk (page cache warm), and `rclone mount` of that local copy
 with rclone's defaults (--vfs-cache-mode off, --attr-timeout 1s, --dir-cache-time 5m), read-only.
@@ -57,6 +58,7 @@ MiB = 1 << 20
 GiB = 1 << 30
 HERE = Path(__file__).resolve().parent
 SHIM = HERE / "binding_shim"
+SHIM_FUSEPY = HERE / "binding_shim_fusepy"
 ACD_CLI = HERE.parent / ".venv-acdcli" / "bin" / "acd_cli.py"
 SECTIONS = ("find", "ls", "git", "stat", "read", "write", "acdcli")
 DEFAULT_SECTIONS = ("find", "ls", "git", "stat")
@@ -145,20 +147,22 @@ class Variant:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         lib = self.library
-        if lib == "fusepy":
-            return env
-        if lib not in ("mfusepy3", "mfusepy2"):
-            raise SystemExit(f"unknown binding {lib!r} (fusepy, mfusepy3, mfusepy2)")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SHIM), env.get("PYTHONPATH", "")) if p)
-        env["FUSE_LIBRARY_NAME"] = "fuse3" if lib == "mfusepy3" else "fuse"
         switches = set(self.binding.split("+")[1:])
-        unknown = switches - {"plus", "cachedir"}
-        if unknown:
-            raise SystemExit(f"unknown binding switch(es) {sorted(unknown)} (plus, cachedir)")
-        if "plus" in switches:
-            env["ACDFUSE_SHIM_PLUS"] = "1"
-        if "cachedir" in switches:
-            env["ACDFUSE_SHIM_CACHE_DIR"] = "1"
+        if lib not in ("fusepy", "mfusepy3", "mfusepy2"):
+            raise SystemExit(f"unknown binding {lib!r} (fusepy, mfusepy3, mfusepy2)")
+        allowed = {"nodirops"} if lib == "fusepy" else {"plus", "cachedir", "nodirops"}
+        if switches - allowed:
+            raise SystemExit(f"unknown switch(es) {sorted(switches - allowed)} for {lib} ({sorted(allowed)})")
+        if lib == "fusepy" and not switches:
+            return env          # the mount exactly as it is
+        shim = SHIM_FUSEPY if lib == "fusepy" else SHIM
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(shim), env.get("PYTHONPATH", "")) if p)
+        if lib != "fusepy":
+            env["FUSE_LIBRARY_NAME"] = "fuse3" if lib == "mfusepy3" else "fuse"
+        for switch, var in (("plus", "ACDFUSE_SHIM_PLUS"), ("cachedir", "ACDFUSE_SHIM_CACHE_DIR"),
+                            ("nodirops", "ACDFUSE_SHIM_NO_DIR_OPS")):
+            if switch in switches:
+                env[var] = "1"
         return env
 
 
@@ -258,6 +262,7 @@ class Bench:
             with ctx:
                 if "git" in sections:
                     self.git_porcelain(mnt / "repo", v.name)
+                self.check_listing(mnt, v.name)
         say(f"  prepared in {time.perf_counter() - t0:.1f}s")
 
     def make_repo(self) -> None:
@@ -272,6 +277,7 @@ class Bench:
         repo = self.local / "repo"
         repo.mkdir()
         count = 0
+        spelled: dict[str, str] = {}   # drive names are unique regardless of case: first spelling wins
         for src in GIT_SOURCES:
             for base in sorted(Path(src).parent.glob(Path(src).name + "*")):
                 for dirpath, dirnames, filenames in os.walk(base):
@@ -285,13 +291,18 @@ class Bench:
                         try:
                             if srcfile.stat().st_size > 256 * 1024:
                                 continue
-                            dest = repo / srcfile.relative_to("/")
+                            rel = srcfile.relative_to("/")
+                            prefixes = [str(Path(*rel.parts[:i + 1])) for i in range(len(rel.parts))]
+                            if any(spelled.setdefault(p.lower(), p) != p for p in prefixes):
+                                continue
+                            dest = repo / rel
                             dest.parent.mkdir(parents=True, exist_ok=True)
                             shutil.copyfile(srcfile, dest)
                         except OSError:
                             continue
                         count += 1
-        git = ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+        git = ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@localhost",
+               "-c", "gc.auto=0", "-c", "maintenance.auto=false"]   # no gc in the background
         run_quiet([*git, "init", "-q"])
         run_quiet([*git, "config", "core.checkStat", "minimal"])
         run_quiet([*git, "config", "core.trustctime", "false"])
@@ -320,6 +331,16 @@ class Bench:
         say(f"  git checkout: {count} files ({len(files) - count} in .git) uploaded in "
             f"{time.perf_counter() - t0:.1f}s")
         self.git_porcelain(repo, "local")
+
+    def check_listing(self, mnt: Path, target: str) -> None:
+        """A variant that lists wrongly must not be timed: the same names as local disk, every entry."""
+        for top in ("tree", "wide"):
+            if not (self.local / top).exists():
+                continue
+            theirs, ours = (subprocess.run(["find", top], cwd=root, capture_output=True, check=True,
+                                           text=True).stdout for root in (mnt, self.local))
+            if sorted(theirs.splitlines()) != sorted(ours.splitlines()):
+                raise RuntimeError(f"{target} lists {top} differently from local disk")
 
     def git_porcelain(self, repo: Path, target: str) -> None:
         """Warn when git sees changes: then it re-hashes files and the numbers measure that instead."""
