@@ -13,6 +13,7 @@ Differences from fusepy that matter to acdfuse, handled here:
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from typing import Any
@@ -20,18 +21,42 @@ from typing import Any
 import mfusepy
 from mfusepy import FuseOSError, Operations, c_stat, fuse_get_context, set_st_attrs  # noqa: F401
 
+from acdfuse.fs.attrs import node_attrs
 from acdfuse.fs.threadstate import pin_thread_state
+
+_libfuse = mfusepy._libfuse   # the loaded libfuse, as fusepy names it
+
+_libfuse = mfusepy._libfuse   # the loaded libfuse, as fusepy names it
 
 FUSE_READDIR_PLUS = 1       # the flag libfuse 3 passes to readdir when the kernel asked for READDIRPLUS
 FUSE_FILL_DIR_PLUS = 2      # the filler flag that says "this stat is complete"
 PLUS = os.environ.get("ACDFUSE_SHIM_PLUS") == "1"
 CACHE_DIR = os.environ.get("ACDFUSE_SHIM_CACHE_DIR") == "1"
+NO_DIR_OPS = os.environ.get("ACDFUSE_SHIM_NO_DIR_OPS") == "1"
+
+
+class HideDirOps:
+    """The operations without opendir/releasedir: libfuse then opens folders itself, without Python."""
+
+    def __init__(self, operations: Any) -> None:
+        self._operations = operations
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("opendir", "releasedir"):
+            raise AttributeError(name)
+        return getattr(self._operations, name)
+
+    def __call__(self, op: str, *args: Any) -> Any:
+        return self._operations(op, *args)
 
 
 class FUSE(mfusepy.FUSE):
     def __init__(self, operations: Any, mountpoint: str, **kwargs: Any) -> None:
         # fusepy's big_writes is libfuse 2 only; libfuse 3 always allows big writes
         kwargs.pop("big_writes", None)
+        self._acdfuse_ops = operations
+        if NO_DIR_OPS:
+            operations = HideDirOps(operations)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)   # use_ns=False and a callable ops object
             super().__init__(operations, mountpoint, **kwargs)
@@ -52,20 +77,21 @@ class FUSE(mfusepy.FUSE):
     ) -> int:
         if not (PLUS and flags & FUSE_READDIR_PLUS) or path is None:
             return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
-        folder = path.decode(self.encoding, self.errors)
-        prefix = folder.rstrip("/") + "/"
-        for item in self.operations.readdir(folder, fip.contents.fh):
-            name = item if isinstance(item, str) else item[0]
+        ops = self._acdfuse_ops                       # experiment: acdfuse's own internals
+        entry = ops._handles.dir(fip.contents.fh)
+        node = ops._store.get(entry.node_id) if entry is not None else ops._store.resolve(
+            path.decode(self.encoding, self.errors))
+        if node is None:
+            return -errno.ENOENT
+        st = c_stat()
+        for name in (b".", b".."):
+            st.st_mode = ops._owner.dir_mode()
+            if filler(buf, name, st, 0, 0) != 0:
+                return 0
+        # one query for the whole folder: the attributes come from the listing, no lookup per entry
+        for child in ops._store.children(node.id):
             st = c_stat()
-            plus = 0
-            if name not in (".", ".."):
-                try:
-                    set_st_attrs(st, self.operations.getattr(prefix + name), use_ns=self.use_ns)
-                    plus = FUSE_FILL_DIR_PLUS
-                except OSError:
-                    continue        # gone meanwhile
-            elif not isinstance(item, str):
-                set_st_attrs(st, item[1], use_ns=self.use_ns)
-            if filler(buf, name.encode(self.encoding, self.errors), st, 0, plus) != 0:
+            set_st_attrs(st, node_attrs(child, ops._owner, ops._nlink(child)), use_ns=self.use_ns)
+            if filler(buf, child.name.encode(self.encoding, self.errors), st, 0, FUSE_FILL_DIR_PLUS) != 0:
                 break
         return 0
