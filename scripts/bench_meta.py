@@ -19,7 +19,8 @@ Our mount runs as one or more variants, measured alternately in the same run:
   --variant NAME:BINDING[:MOUNT ARGS]   BINDING is fusepy (libfuse 2, today's mount) or mfusepy3
   (mfusepy on libfuse 3, through scripts/binding_shim) or mfusepy2 (mfusepy on libfuse 2), with
   optional +plus (answer READDIRPLUS with attributes), +cachedir (kernel keeps dir listings; libfuse
-  >= 3.16.1 only) and +nodirops (no opendir/releasedir in Python; also fusepy+nodirops);
+  >= 3.16.1 only), +norp (no READDIRPLUS at all) and +nodirops (no opendir/releasedir in Python;
+  also fusepy+nodirops);
   MOUNT ARGS are extra `acdfuse mount` arguments, e.g. "-o attr_timeout=3600,entry_timeout=3600".
 The yardsticks: the same trees on local disk (page cache warm), and `rclone mount` of that local copy
 with rclone's defaults (--vfs-cache-mode off, --attr-timeout 1s, --dir-cache-time 5m), read-only.
@@ -150,7 +151,7 @@ class Variant:
         switches = set(self.binding.split("+")[1:])
         if lib not in ("fusepy", "mfusepy3", "mfusepy2"):
             raise SystemExit(f"unknown binding {lib!r} (fusepy, mfusepy3, mfusepy2)")
-        allowed = {"nodirops"} if lib == "fusepy" else {"plus", "cachedir", "nodirops"}
+        allowed = {"nodirops"} if lib == "fusepy" else {"plus", "cachedir", "nodirops", "norp"}
         if switches - allowed:
             raise SystemExit(f"unknown switch(es) {sorted(switches - allowed)} for {lib} ({sorted(allowed)})")
         if lib == "fusepy" and not switches:
@@ -160,7 +161,7 @@ class Variant:
         if lib != "fusepy":
             env["FUSE_LIBRARY_NAME"] = "fuse3" if lib == "mfusepy3" else "fuse"
         for switch, var in (("plus", "ACDFUSE_SHIM_PLUS"), ("cachedir", "ACDFUSE_SHIM_CACHE_DIR"),
-                            ("nodirops", "ACDFUSE_SHIM_NO_DIR_OPS")):
+                            ("nodirops", "ACDFUSE_SHIM_NO_DIR_OPS"), ("norp", "ACDFUSE_SHIM_NO_RDPLUS")):
             if switch in switches:
                 env[var] = "1"
         return env
