@@ -10,18 +10,16 @@ node mirror with cold kernel caches, and "repeated" a second run on the same mou
          /usr/share, committed, and uploaded with its .git through the API): first and repeated
   stat   lstat of every path of the tree from 8 threads at once: first and repeated
   read   cold sequential read of --read-mib through each variant, and bench_read.py's minimal FS
-         (served from memory) on each variant's binding
-  write  a minimal write-only FS on each binding (the mount cannot write yet): `dd bs=1M
-         conv=fsync` of --write-mib; the write calls it got, the time, its CPU
+         (served from memory) on the mount's binding
+  write  a minimal write-only FS on the mount's binding: `dd bs=1M conv=fsync` of --write-mib; the
+         write calls it got, the time, its CPU
   acdcli acd_cli 0.3.2's mount: `find -ls` of the tree (slow: minutes; not in the default set)
 
 Our mount runs as one or more variants, measured alternately in the same run:
-  --variant NAME:BINDING[:MOUNT ARGS]   BINDING is fusepy (libfuse 2, today's mount) or mfusepy3
-  (mfusepy on libfuse 3, through scripts/binding_shim) or mfusepy2 (mfusepy on libfuse 2), with
-  optional +plus (answer READDIRPLUS with attributes), +cachedir (kernel keeps dir listings; libfuse
-  >= 3.16.1 only), +norp (no READDIRPLUS at all) and +nodirops (no opendir/releasedir in Python;
-  also fusepy+nodirops);
-  MOUNT ARGS are extra `acdfuse mount` arguments, e.g. "-o attr_timeout=3600,entry_timeout=3600".
+  --variant NAME[:MOUNT ARGS]   MOUNT ARGS are extra `acdfuse mount` arguments, e.g. "-o attr_timeout=1".
+The binding A/B of issue 13 (fusepy on libfuse 2 vs mfusepy on libfuse 3, BENCHMARKS.md) ran with this
+script at commit ce2731e, whose --variant also took a binding and whose scripts/binding_shim ran the
+unchanged mount on either.
 The yardsticks: the same trees on local disk (page cache warm), and `rclone mount` of that local copy
 with rclone's defaults (--vfs-cache-mode off, --attr-timeout 1s, --dir-cache-time 5m), read-only.
 Every figure is the median of --runs; peak RSS (VmHWM) of every FUSE process is reported.
@@ -58,8 +56,6 @@ from acdfuse.store.node import iso_to_epoch
 MiB = 1 << 20
 GiB = 1 << 30
 HERE = Path(__file__).resolve().parent
-SHIM = HERE / "binding_shim"
-SHIM_FUSEPY = HERE / "binding_shim_fusepy"
 ACD_CLI = HERE.parent / ".venv-acdcli" / "bin" / "acd_cli.py"
 SECTIONS = ("find", "ls", "git", "stat", "read", "write", "acdcli")
 DEFAULT_SECTIONS = ("find", "ls", "git", "stat")
@@ -84,13 +80,14 @@ with ThreadPoolExecutor(threads) as pool:
 print(time.perf_counter() - t0)
 '''
 
-# A minimal write-only FS: takes every write, keeps nothing, counts calls; the counts go to a file at
-# unmount (an absolute path: libfuse 3 changes to / even in the foreground).
-# argv: binding mnt stats_file
+# A minimal write-only FS on the mount's binding: takes every write, keeps nothing, counts calls; the
+# counts go to a file at unmount (an absolute path: libfuse 3 changes to / even in the foreground).
+# argv: mnt stats_file
 WRITEFS = r'''
 import errno, os, stat, sys, threading
-binding, mnt, stats_file = sys.argv[1], sys.argv[2], sys.argv[3]
-from fuse import FUSE, FuseOSError, Operations
+mnt, stats_file = sys.argv[1], sys.argv[2]
+os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")   # the mount's libfuse; mfusepy takes libfuse 2 first
+from mfusepy import FUSE, FuseOSError, Operations
 lock = threading.Lock()
 calls = [0, 0, 0]     # write calls, bytes, largest write
 size = [0]
@@ -128,51 +125,21 @@ class WriteFS(Operations):
     def destroy(self, path):
         with open(stats_file, "w") as f:
             f.write("%d %d %d" % tuple(calls))
-kw = {"foreground": True}
-if binding == "fusepy" or binding == "mfusepy2":
-    kw["big_writes"] = True     # libfuse 2 sends 4 KiB writes without it; libfuse 3 always allows big ones
-FUSE(WriteFS(), mnt, **kw)
+FUSE(WriteFS(), mnt, foreground=True)
 '''
 
 
 @dataclass
 class Variant:
     name: str
-    binding: str                     # fusepy | mfusepy3 | mfusepy2, with +plus / +cachedir switches
     args: list[str] = field(default_factory=list)
-
-    @property
-    def library(self) -> str:
-        return self.binding.split("+")[0]
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        lib = self.library
-        switches = set(self.binding.split("+")[1:])
-        if lib not in ("fusepy", "mfusepy3", "mfusepy2"):
-            raise SystemExit(f"unknown binding {lib!r} (fusepy, mfusepy3, mfusepy2)")
-        allowed = {"nodirops"} if lib == "fusepy" else {"plus", "cachedir", "nodirops", "norp"}
-        if switches - allowed:
-            raise SystemExit(f"unknown switch(es) {sorted(switches - allowed)} for {lib} ({sorted(allowed)})")
-        if lib == "fusepy" and not switches:
-            return env          # the mount exactly as it is
-        shim = SHIM_FUSEPY if lib == "fusepy" else SHIM
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(shim), env.get("PYTHONPATH", "")) if p)
-        if lib != "fusepy":
-            env["FUSE_LIBRARY_NAME"] = "fuse3" if lib == "mfusepy3" else "fuse"
-        for switch, var in (("plus", "ACDFUSE_SHIM_PLUS"), ("cachedir", "ACDFUSE_SHIM_CACHE_DIR"),
-                            ("nodirops", "ACDFUSE_SHIM_NO_DIR_OPS"), ("norp", "ACDFUSE_SHIM_NO_RDPLUS")):
-            if switch in switches:
-                env[var] = "1"
-        return env
 
 
 def parse_variant(text: str) -> Variant:
-    name, _, rest = text.partition(":")
-    binding, _, args = rest.partition(":")
-    if not name or not binding:
-        raise argparse.ArgumentTypeError(f"want NAME:BINDING[:ARGS], got {text!r}")
-    return Variant(name, binding, args.split())
+    name, _, args = text.partition(":")
+    if not name:
+        raise argparse.ArgumentTypeError(f"want NAME[:MOUNT ARGS], got {text!r}")
+    return Variant(name, args.split())
 
 
 def run_quiet(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[bytes]:
@@ -190,7 +157,7 @@ class Bench:
         self.work.mkdir(parents=True, exist_ok=True)
         config = ServerConfig(data_dir=self.work / "server", port=0, token_lifetime=86400 * 30)
         self.server = DriveServer(config)
-        self.variants: list[Variant] = args.variant or [Variant("fusepy", "fusepy")]
+        self.variants: list[Variant] = args.variant or [Variant("mount")]
         self.results: dict[str, str] = {}
         # section -> target -> "first"/"repeated" -> seconds of each run
         self.times: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -361,8 +328,7 @@ class Bench:
             shutil.rmtree(cache / "chunks", ignore_errors=True)
         argv = [sys.executable, "-m", "acdfuse", "mount", str(mnt), "--foreground", "--config-dir",
                 str(self.cdir), "--cache-dir", str(cache), "--interval", "3600", *v.args]
-        return mnt, mounted(argv, mnt, f"acdfuse mount ({v.name})", env=v.env(),
-                            log=self.work / f"mount-{v.name}.log")
+        return mnt, mounted(argv, mnt, f"acdfuse mount ({v.name})", log=self.work / f"mount-{v.name}.log")
 
     def rclone_mount(self, source: Path) -> tuple[Path, Any]:
         mnt = self.work / "mnt-rclone"
@@ -450,7 +416,6 @@ class Bench:
         size = self.args.read_mib * MiB
         rates: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
-        libraries = sorted({v.library for v in self.variants})
         for _ in range(self.args.runs):
             for v in self.variants:
                 mnt, ctx = self.our_mount(v, cold_chunks=True)
@@ -459,13 +424,11 @@ class Bench:
                     self.rss.setdefault(f"{v.name}, read", []).append(vm_hwm(proc.pid))
                 rates.setdefault(v.name, []).append(size / t / MiB)
                 cpu.setdefault(v.name, []).append(c / (size / GiB))
-            for lib in libraries:
-                mnt = self.work / "mnt-memfs"
-                with mounted([sys.executable, "-c", MEMFS, str(mnt), str(size)], mnt, "memfs",
-                             env=Variant("memfs", lib).env()) as proc:
-                    t, c = read_with_cpu(mnt / "big.bin", proc.pid)
-                rates.setdefault(f"memfs-{lib}", []).append(size / t / MiB)
-                cpu.setdefault(f"memfs-{lib}", []).append(c / (size / GiB))
+            mnt = self.work / "mnt-memfs"
+            with mounted([sys.executable, "-c", MEMFS, str(mnt), str(size)], mnt, "memfs") as proc:
+                t, c = read_with_cpu(mnt / "big.bin", proc.pid)
+            rates.setdefault("minimal FS", []).append(size / t / MiB)
+            cpu.setdefault("minimal FS", []).append(c / (size / GiB))
             say("  read: " + ", ".join(f"{k} {v[-1]:.0f} MiB/s" for k, v in rates.items()))
         for key, values in rates.items():
             self.record(f"cold read of {self.args.read_mib} MiB: {key}",
@@ -473,32 +436,29 @@ class Bench:
 
     def write(self) -> None:
         size_mib = self.args.write_mib
-        libraries = sorted({v.library for v in self.variants})
-        res: dict[str, list[tuple[float, float, int, int]]] = {}
+        rows: list[tuple[float, float, int, int]] = []
         for _ in range(self.args.runs):
-            for lib in libraries:
-                mnt = self.work / "mnt-writefs"
-                stats = self.work / "writefs-stats"
-                stats.unlink(missing_ok=True)
-                ctx = mounted([sys.executable, "-c", WRITEFS, lib, str(mnt), str(stats)], mnt, "writefs",
-                              env=Variant("writefs", lib).env(), log=self.work / "writefs.log")
-                with ctx as proc:
-                    before = cpu_seconds(proc.pid)
-                    t = timed(lambda mnt=mnt: run_quiet(
-                        ["dd", "if=/dev/zero", f"of={mnt / 'f'}", "bs=1M", f"count={size_mib}", "conv=fsync"],
-                        stderr=subprocess.DEVNULL))
-                    c = cpu_seconds(proc.pid) - before
-                calls, nbytes, largest = (int(x) for x in stats.read_text().split())
-                if nbytes != size_mib * MiB:
-                    raise RuntimeError(f"writefs on {lib} got {nbytes} bytes, not {size_mib} MiB")
-                res.setdefault(lib, []).append((t, c, calls, largest))
-            say("  write: " + ", ".join(f"{k} {v[-1][0]:.2f}s {v[-1][2]} calls" for k, v in res.items()))
-        for lib, rows in res.items():
-            t = median([r[0] for r in rows])
-            c = median([r[1] for r in rows])
-            self.record(f"write {size_mib} MiB (dd bs=1M conv=fsync) into a minimal FS on {lib}",
-                        f"{t:.2f} s ({size_mib / t:.0f} MiB/s), {rows[-1][2]} write calls of up to "
-                        f"{rows[-1][3] // 1024} KiB, FS CPU {c:.2f} s")
+            mnt = self.work / "mnt-writefs"
+            stats = self.work / "writefs-stats"
+            stats.unlink(missing_ok=True)
+            ctx = mounted([sys.executable, "-c", WRITEFS, str(mnt), str(stats)], mnt, "writefs",
+                          log=self.work / "writefs.log")
+            with ctx as proc:
+                before = cpu_seconds(proc.pid)
+                t = timed(lambda mnt=mnt: run_quiet(
+                    ["dd", "if=/dev/zero", f"of={mnt / 'f'}", "bs=1M", f"count={size_mib}", "conv=fsync"],
+                    stderr=subprocess.DEVNULL))
+                c = cpu_seconds(proc.pid) - before
+            calls, nbytes, largest = (int(x) for x in stats.read_text().split())
+            if nbytes != size_mib * MiB:
+                raise RuntimeError(f"writefs got {nbytes} bytes, not {size_mib} MiB")
+            rows.append((t, c, calls, largest))
+            say(f"  write: {t:.2f}s {calls} calls")
+        t = median([r[0] for r in rows])
+        c = median([r[1] for r in rows])
+        self.record(f"write {size_mib} MiB (dd bs=1M conv=fsync) into a minimal FS on the mount's binding",
+                    f"{t:.2f} s ({size_mib / t:.0f} MiB/s), {rows[-1][2]} write calls of up to "
+                    f"{rows[-1][3] // 1024} KiB, FS CPU {c:.2f} s")
 
     # ----- acd_cli ----------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
-"""The fusepy Operations class: path -> node through the store, bytes through the content reader.
+"""The FUSE operations: path -> node through the store, bytes through the content reader.
 
 Thin by design: no caching policy here. Every method runs under ``_guard``, which turns any exception
-into a FuseOSError with a meaningful errno (see errors.py), so nothing escapes to fusepy.
+into a FuseOSError with a meaningful errno (see errors.py), so nothing escapes to the binding.
 
 The write operations live in writeops.py (a mixin). The read side here consults the write side for
 files with a local copy: pending new files (``local:<n>`` ids, not on the server yet) show in lookups
@@ -67,7 +67,7 @@ class DriveOperations(WriteOperations, AttrOperations):
     without ``attrs`` (the NodeAttrs that sends changes) they answer EROFS, as on a read-only mount.
     """
 
-    # fusepy registers only the operations an object has; leaving one out makes libfuse answer
+    # the binding registers only the operations an object has; leaving one out makes libfuse answer
     # ENOSYS once, after which the kernel stops asking (flush on every close). xattrs are served
     # (attrops.py), so the kernel's questions for security.* and system.* names (ls -l, every write)
     # are answered there at once, without a lookup.
@@ -205,12 +205,6 @@ class DriveOperations(WriteOperations, AttrOperations):
             if entry.path == path:
                 return self._entry_node(entry)
         return None
-
-    @_guard
-    def fgetattr(self, path: str, fh: Any = None) -> dict[str, int]:
-        """Never called by name: its presence makes fusepy register fgetattr, so ``getattr`` gets
-        the open file's handle when the kernel has one."""
-        return self.getattr(path, fh)
 
     @_guard
     def access(self, path: str, amode: int) -> int:
