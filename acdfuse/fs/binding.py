@@ -35,6 +35,9 @@ from acdfuse.fs.threadstate import MAX_PINNED, ThreadStatePins
 
 __all__ = ["FuseOSError", "MountRefused", "caller", "mount_options", "serve"]
 
+FUSE_READDIR_PLUS = 1 << 0      # libfuse 3: the readdir flag of a READDIRPLUS request
+FUSE_FILL_DIR_PLUS = 1 << 1     # libfuse 3: the filler flag "these attributes are complete"
+
 log = logging.getLogger(__name__)
 
 
@@ -160,6 +163,8 @@ def _fuse_class(mfusepy: ModuleType, pins: ThreadStatePins, started: threading.E
     """mfusepy's FUSE, with what acdfuse adds to every callback and to the start of the mount."""
 
     class Fuse(mfusepy.FUSE):  # type: ignore[name-defined]
+        # open folder handle -> the entries of a READDIRPLUS listing under way (dict ops are atomic)
+        _plus: dict[int, list[tuple[str, dict[str, Any] | None]]] = {}
         def _wrapper(self, func: Any, *args: Any, **kwargs: Any) -> Any:
             # every callback, before anything else: keep this worker's thread state (threadstate.py)
             pins.pin()
@@ -182,6 +187,39 @@ def _fuse_class(mfusepy: ModuleType, pins: ThreadStatePins, started: threading.E
             fh = fip.contents if fip else None
             name = None if path is None else path.decode(self.encoding, self.errors)
             return int(self.operations.truncate(name, length, fh) or 0)
+
+        def readdir_fuse_3(  # noqa: PLR0917 (libfuse's callback)
+            self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int
+        ) -> int:
+            """READDIRPLUS with the attributes the operations give (``readdir_plus``), else plain.
+
+            libfuse 3.14 would buffer a listing given at offset 0 and then send it without node ids,
+            so the kernel would drop the attributes: each entry goes with its own offset (index + 1),
+            a kernel buffer at a time, from one snapshot per open folder.
+            """
+            fh = fip.contents.fh
+            entries = self._plus.get(fh) if offset else None
+            if entries is None:
+                if offset or not flags & FUSE_READDIR_PLUS or path is None:
+                    return int(super().readdir_fuse_3(path, buf, filler, offset, fip, flags))
+                entries = self.operations.readdir_plus(path.decode(self.encoding, self.errors), fh)
+                if entries is None:
+                    return int(super().readdir_fuse_3(path, buf, filler, offset, fip, flags))
+                self._plus[fh] = entries
+            for index in range(offset, len(entries)):
+                name, attrs = entries[index]
+                st = mfusepy.c_stat()
+                if attrs is not None:
+                    mfusepy.set_st_attrs(st, attrs, use_ns=self.use_ns)
+                if filler(buf, name.encode(self.encoding, self.errors), st, index + 1,
+                          FUSE_FILL_DIR_PLUS if attrs is not None else 0):
+                    return 0        # the kernel's buffer is full: it asks again from this offset
+            self._plus.pop(fh, None)
+            return 0
+
+        def releasedir(self, path: bytes | None, fip: Any) -> int:
+            self._plus.pop(fip.contents.fh, None)
+            return int(super().releasedir(path, fip))
 
         def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
             # mfusepy would drop RENAME_NOREPLACE/RENAME_EXCHANGE and rename anyway; refuse them, so
