@@ -262,7 +262,7 @@ def build(opts: Options, say: Callable[[str], None] | None = None) -> Stack:
     attrs = NodeAttrs(store, put_property=client.add_property, delete_property=client.delete_property,
                       upload=functools.partial(_upload_small, client), owner_probe=client.get_owner_id)
     ops = DriveOperations(store, reader, quota, owner, writes=writes, api=client if writes else None,
-                          attrs=attrs)
+                          attrs=attrs, kernel_keeps=kernel_keeps(opts))
     loop.add_listener(functools.partial(_after_sync, ops, kernel_cache))
     return Stack(opts=opts, client=client, store=store, fetch=fetch, reader=reader, quota=quota, ops=ops,
                  sync_loop=loop, first_sync=first_sync, progress=progress, writes=writes,
@@ -311,6 +311,18 @@ def _after_sync(ops: DriveOperations, kernel_cache: KernelCache, result: SyncRes
         ops.invalidate(None if result.reset else result.changed)
         kernel_cache.after_sync(result.changed, result.reset)
     log.debug("sync: %s", result)
+
+
+def kernel_keeps(opts: Options) -> float:
+    """Seconds the kernel keeps the entries and attributes it is given: our timeout, unless the user's
+    ``-o attr_timeout=``/``entry_timeout=`` (which go to libfuse as given) make it shorter."""
+    keeps = opts.attr_timeout
+    for item in opts.fuse_options:
+        key, sep, value = item.partition("=")
+        if sep and key.strip() in ("attr_timeout", "entry_timeout"):
+            with contextlib.suppress(ValueError):
+                keeps = min(keeps, float(value))
+    return keeps
 
 
 def writable(opts: Options) -> bool:

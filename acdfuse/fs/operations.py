@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -77,10 +78,12 @@ class DriveOperations(WriteOperations, AttrOperations):
 
     def __init__(self, store: Store, reader: Reader, quota: QuotaSource, owner: Ownership, *,
                  writes: WriteSide | None = None, api: DriveApi | None = None,
-                 attrs: NodeAttrs | None = None) -> None:
+                 attrs: NodeAttrs | None = None, kernel_keeps: float = 0.0) -> None:
         """``store`` resolves paths to nodes, ``reader`` serves their bytes, ``quota`` answers statfs
         without I/O, ``owner`` says who owns every entry and whether it is writable, ``writes`` and
-        ``api`` make changes, ``attrs`` stores POSIX attributes in node properties. No I/O here."""
+        ``api`` make changes, ``attrs`` stores POSIX attributes in node properties. ``kernel_keeps``:
+        seconds the kernel keeps the attributes it is given (the mount's attribute and entry
+        timeouts); 0 sends them with every READDIRPLUS listing. No I/O here."""
         self._attrs = attrs
         self._store = store
         self._reader = reader
@@ -92,8 +95,10 @@ class DriveOperations(WriteOperations, AttrOperations):
         self._lock = threading.Lock()
         self._subfolders: dict[str, int] = {}   # folder id -> number of child folders (link count)
         self._names = NameIndex()
-        # folders whose entries went to the kernel with their attributes since the tree last changed
-        self._listed_plus: set[str] = set()
+        self._kernel_keeps = kernel_keeps
+        # folder id -> when its entries last went to the kernel with their attributes (monotonic);
+        # emptied whenever a sync changes the tree
+        self._listed_plus: dict[str, float] = {}
 
     def __call__(self, op: str, *args: Any) -> Any:
         method = getattr(self, op, None)
@@ -252,13 +257,16 @@ class DriveOperations(WriteOperations, AttrOperations):
         listing", once the folder was listed so since the tree last changed: the kernel asks
         READDIRPLUS at the start of every listing, and keeps the attributes it got (for the long
         timeouts; a sync's changes are invalidated in the kernel), so sending them again would only
-        cost. "." and ".." come without attributes."""
+        cost; but only while the kernel keeps them (``kernel_keeps``). "." and ".." come without
+        attributes."""
         entry = self._handles.dir(fh)
         folder_id = entry.node_id if entry is not None else self._node(path).id
+        now = time.monotonic()
         with self._lock:
-            if folder_id in self._listed_plus:
+            sent = self._listed_plus.get(folder_id)
+            if sent is not None and now - sent < self._kernel_keeps:
                 return None
-            self._listed_plus.add(folder_id)
+            self._listed_plus[folder_id] = now
         children = self._store.children(folder_id)
         w = self._writes
         if w is not None:

@@ -218,3 +218,17 @@ def test_readdir_plus_gives_attributes_once_per_folder_until_the_tree_changes(st
         assert again is not None and "new.txt" in dict(again)
     finally:
         ops.releasedir("/docs", fh)
+
+
+def test_readdir_plus_gives_attributes_again_when_the_kernel_keeps_them_briefly(stacks: StackFactory,
+                                                                                client: Any) -> None:
+    """With short timeouts (``-o attr_timeout=...`` for libfuse) the kernel forgets the attributes
+    soon, and a plain listing would cost a lookup per entry: every listing carries them then."""
+    tree(client)
+    ops = stacks(fuse_options=("entry_timeout=0",)).ops
+    fh = ops.opendir("/docs")
+    try:
+        assert ops.readdir_plus("/docs", fh) is not None
+        assert ops.readdir_plus("/docs", fh) is not None
+    finally:
+        ops.releasedir("/docs", fh)
