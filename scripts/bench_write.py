@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_read import median, mounted, rate, say, timed  # noqa: E402
+from bench_read import median, mounted, rate, say, timed
 
-from acdfuse.server import DriveServer, ServerConfig  # noqa: E402
+from acdfuse.server import DriveServer, ServerConfig
 
 MiB = 1 << 20
 SECTIONS = ("big", "small", "rsync", "clone", "acdcli")
@@ -198,11 +198,13 @@ class Bench:
                 peak.append(sampler.peak)
             curl.append(self.curl_upload(src, f"curl{self.count}.bin"))
         o, c = median(ours), median(curl)
-        self.record(f"{self.args.size_mib} MiB to a confirmed fsync, s (mount / curl upload)", f"{o:.2f} / {c:.2f}")
+        self.record(f"{self.args.size_mib} MiB to a confirmed fsync, s (mount / curl upload)",
+                    f"{o:.2f} / {c:.2f}")
         self.record("  MiB/s (mount / curl)", f"{rate(size, o):.0f} / {rate(size, c):.0f}")
         self.record("  ratio mount:curl speed (goal >= 0.6)", f"{c / o:.2f}")
+        grown = (median(peak) - median(idle)) / 1e6
         self.record("peak RSS while writing vs idle, MB (goal: within 50 MB)",
-                    f"{median(peak) / 1e6:.0f} vs {median(idle) / 1e6:.0f} (+{(median(peak) - median(idle)) / 1e6:.0f})")
+                    f"{median(peak) / 1e6:.0f} vs {median(idle) / 1e6:.0f} (+{grown:.0f})")
 
     def curl_upload(self, src: Path, name: str) -> float:
         url = f"{self.server.base_url}/cdproxy/nodes?suppress=deduplication"
@@ -225,7 +227,8 @@ class Bench:
             with rctx:
                 rcl.append(run_child(SMALL_WRITER, str(rmnt / "d"), n))
         lo, o, u, r = median(local), median(ours), median(ours_up), median(rcl)
-        self.record(f"create {n} small files, s (local / mount / rclone mount)", f"{lo:.2f} / {o:.2f} / {r:.2f}")
+        self.record(f"create {n} small files, s (local / mount / rclone mount)",
+                    f"{lo:.2f} / {o:.2f} / {r:.2f}")
         self.record("  mount until all are on the server, s", f"{u:.2f}")
         self.record("  ratio mount:rclone time (lower is faster; goal < 1)", f"{o / r:.2f}")
         self.record("  ratio mount:local time", f"{o / lo:.1f}")
@@ -248,7 +251,7 @@ class Bench:
             target = f"t{self.count}"       # one drive for every run: each writes a new folder
             with ctx:
                 t0 = time.perf_counter()
-                ours.append(timed(lambda mnt=mnt: action(mnt / target)))
+                ours.append(timed(lambda mnt=mnt, target=target: action(mnt / target)))
                 wait_uploaded(cache)
                 ours_up.append(time.perf_counter() - t0)
             rmnt, rctx = self.rclone()
@@ -268,8 +271,8 @@ class Bench:
     def clone(self) -> None:
         origin = Path(self.args.repo)
         self.three_way(f"git clone of {origin.name}",
-                       lambda dst: subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(origin), str(dst)],
-                                                  check=True))
+                       lambda dst: subprocess.run(
+                           ["git", "clone", "-q", "--no-hardlinks", str(origin), str(dst)], check=True))
 
     def acdcli(self) -> None:
         if not ACD_CLI.exists():
