@@ -34,6 +34,7 @@ from acdfuse.api.probe import client_base, server_accepts
 from acdfuse.fs.attrs import Ownership
 from acdfuse.fs.binding import MountRefused, mount_options, serve
 from acdfuse.fs.errors import to_errno
+from acdfuse.fs.kernelcache import KernelCache
 from acdfuse.fs.operations import DriveOperations
 from acdfuse.fs.remote import read_hooks, remote_for
 from acdfuse.runtime import embedded
@@ -84,6 +85,8 @@ class Stack:
     sync_loop: SyncLoop
     first_sync: FirstSyncReport
     progress: SyncProgress = field(default_factory=SyncProgress)
+    # tells the kernel what each sync changed, so its long cache timeouts stay exact (fs/kernelcache.py)
+    kernel_cache: KernelCache | None = None
     # the write side fills this slot: {"count", "bytes", "failures": [{"path", "reason"}...]}
     pending_stats: Callable[[], dict[str, object]] = no_pending
     first_synced_at: float | None = None    # the sync before the mount, which the loop did not run
@@ -92,7 +95,7 @@ class Stack:
 
     def sync(self) -> SyncResult:
         """One sync of the mirror with the server's changes (what the sync loop runs)."""
-        return _sync(self.store, self.client, self.progress)
+        return _sync(self.store, self.client, self.progress, self.kernel_cache)
 
     def status(self) -> dict[str, object]:
         """What `acdfuse status` shows: account, quota, mirror, last sync, cache, pending, options."""
@@ -236,8 +239,9 @@ def build(opts: Options, say: Callable[[str], None] | None = None) -> Stack:
     first_sync = FirstSyncReport(opts, say)
 
     progress = SyncProgress()
-    loop = SyncLoop(functools.partial(_sync, store, client, progress), fetch_quota=client.fs_sizes,
-                    quota=quota,
+    kernel_cache = KernelCache(opts.mountpoint, store)
+    loop = SyncLoop(functools.partial(_sync, store, client, progress, kernel_cache),
+                    fetch_quota=client.fs_sizes, quota=quota,
                     interval=opts.interval, quota_interval=opts.quota_interval,
                     on_first=first_sync.first_sync_done)
 
@@ -258,11 +262,12 @@ def build(opts: Options, say: Callable[[str], None] | None = None) -> Stack:
                            after_upload=attrs.after_upload, max_file_size=lambda: client.max_file_size)
     owner = Ownership(opts.uid, opts.gid, opts.umask, writable=writable(opts))
     ops = DriveOperations(store, reader, quota, owner, writes=writes, api=client if writes else None,
-                          attrs=attrs)
-    loop.add_listener(functools.partial(_after_sync, ops))
+                          attrs=attrs, kernel_keeps=kernel_keeps(opts))
+    loop.add_listener(functools.partial(_after_sync, ops, kernel_cache))
     return Stack(opts=opts, client=client, store=store, fetch=fetch, reader=reader, quota=quota, ops=ops,
                  sync_loop=loop, first_sync=first_sync, progress=progress, writes=writes,
-                 pending_stats=writes.uploads_status if writes is not None else no_pending)
+                 pending_stats=writes.uploads_status if writes is not None else no_pending,
+                 kernel_cache=kernel_cache)
 
 
 def _upload_small(client: ACDClient, data: bytes, name: str, parent_id: str,
@@ -271,7 +276,8 @@ def _upload_small(client: ACDClient, data: bytes, name: str, parent_id: str,
     return dict(client.upload_stream(io.BytesIO(data), name, parent_id, properties=properties))
 
 
-def _sync(store: NodeStore, client: ACDClient, progress: SyncProgress) -> SyncResult:
+def _sync(store: NodeStore, client: ACDClient, progress: SyncProgress,
+          kernel_cache: KernelCache | None = None) -> SyncResult:
     progress.begin()
 
     def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
@@ -280,7 +286,8 @@ def _sync(store: NodeStore, client: ACDClient, progress: SyncProgress) -> SyncRe
             progress.add(len(changeset.nodes) + len(changeset.purged_nodes))
             yield changeset
 
-    return store.sync(counted)
+    # the kernel cache notes where the changed nodes were before the store applies the changes
+    return store.sync(kernel_cache.watch(counted) if kernel_cache is not None else counted)
 
 
 def options_dict(opts: Options) -> dict[str, object]:
@@ -298,11 +305,24 @@ def options_dict(opts: Options) -> dict[str, object]:
     return out
 
 
-def _after_sync(ops: DriveOperations, result: SyncResult) -> None:
-    # derived state (link counts, chunks of old content) goes when the tree moved
+def _after_sync(ops: DriveOperations, kernel_cache: KernelCache, result: SyncResult) -> None:
+    # derived state (link counts, chunks of old content, the kernel's entries) goes when the tree moved
     if result.reset or result.stored or result.purged:
         ops.invalidate(None if result.reset else result.changed)
+        kernel_cache.after_sync(result.changed, result.reset)
     log.debug("sync: %s", result)
+
+
+def kernel_keeps(opts: Options) -> float:
+    """Seconds the kernel keeps the entries and attributes it is given: our timeout, unless the user's
+    ``-o attr_timeout=``/``entry_timeout=`` (which go to libfuse as given) make it shorter."""
+    keeps = opts.attr_timeout
+    for item in opts.fuse_options:
+        key, sep, value = item.partition("=")
+        if sep and key.strip() in ("attr_timeout", "entry_timeout"):
+            with contextlib.suppress(ValueError):
+                keeps = min(keeps, float(value))
+    return keeps
 
 
 def writable(opts: Options) -> bool:
@@ -321,7 +341,8 @@ def mount(stack: Stack, on_mounted: Callable[[], None] | None = None) -> None:
     ``on_mounted`` runs once the kernel mount exists (systemd's readiness, see runtime/sdnotify.py)."""
     opts = stack.opts
     try:
-        serve(stack.ops, opts.mountpoint, fuse_options(opts), on_mounted=on_mounted)
+        serve(stack.ops, opts.mountpoint, fuse_options(opts), on_mounted=on_mounted,
+              on_notifier=stack.kernel_cache.attach if stack.kernel_cache is not None else None)
     except MountRefused as exc:
         raise MountError(f"libfuse refused the mount ({exc}); see the messages above") from exc
 

@@ -2,10 +2,10 @@
 """Read-side benchmark of the acdfuse mount (issue 5 "Speed"): ratios measured side by side in one run.
 
 Sections (``--only`` picks some):
-  cold    1 GiB sequential read through a fresh mount vs two yardsticks and curl: a minimal fusepy FS
+  cold    1 GiB sequential read through a fresh mount vs two yardsticks and curl: a minimal FS
           serving the bytes from memory (MEMFS, the FUSE ceiling of the goal), and a minimal network
-          fusepy FS (NETFS) that fetches the same node from the server as 4 MiB range requests on 4
-          threads and serves them with no cache: the ceiling of any fusepy mount fed over HTTP on this
+          FS (NETFS) that fetches the same node from the server as 4 MiB range requests on 4
+          threads and serves them with no cache: the ceiling of any Python FUSE mount fed over HTTP on this
           machine. Also the CPU seconds per GiB of each FUSE process (user+system, /proc/PID/stat), since
           on 2 cores CPU per GiB is what limits the rate.
   capped  the server's per-connection bandwidth cap on: mount read vs one capped curl stream
@@ -45,15 +45,17 @@ GiB = 1 << 30
 ACD_CLI = "/opt/acdcli/bin/acd_cli.py"
 SECTIONS = ("cold", "capped", "warm", "meta", "rss", "acdcli")
 
-# A minimal fusepy filesystem serving one file from memory: the FUSE ceiling of this machine.
+# A minimal filesystem on the mount's binding (mfusepy, libfuse 3) serving one file from memory: the
+# FUSE ceiling of this machine.
 MEMFS = r'''
 import errno, os, stat, sys
-from fuse import FUSE, FuseOSError, Operations
+os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")   # the mount's libfuse; mfusepy takes libfuse 2 first
+from mfusepy import FUSE, FuseOSError, Operations
 size = int(sys.argv[2])
 block = os.urandom(MiB := 1 << 20)
 data = block * (size // MiB) + block[: size % MiB]
 class MemFS(Operations):
-    use_ns = False
+    use_ns = True
     def getattr(self, path, fh=None):
         if path == "/":
             return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2}
@@ -67,17 +69,19 @@ class MemFS(Operations):
 FUSE(MemFS(), sys.argv[1], foreground=True, ro=True)
 '''
 
-# A minimal fusepy filesystem serving one drive node fetched over HTTP: the ceiling of any fusepy mount
-# that gets its bytes from the server. Workers fetch fixed-size range requests (http.client, one
-# keep-alive connection each, readinto a preallocated buffer) up to AHEAD chunks in front of the reader;
+# A minimal filesystem on the mount's binding (mfusepy, libfuse 3) serving one drive node fetched over
+# HTTP: the ceiling of any Python FUSE mount that gets its bytes from the server. Workers fetch
+# fixed-size range requests (http.client, one keep-alive connection each, readinto a preallocated
+# buffer) up to AHEAD chunks in front of the reader;
 # chunks more than one behind it (or past its window) are dropped unless a read waits for them, so
 # memory stays at about (AHEAD + 2 + THREADS) chunks plus one per concurrent read. Workers only fetch
 # what a read asked for, so a reader that stops early leaves them idle.
 # argv: mnt base_url node_id token size [threads] [chunk_mib] [ahead_chunks]
 NETFS = r'''
-import errno, http.client, stat, sys, threading, urllib.parse
+import errno, http.client, os, stat, sys, threading, urllib.parse
 from collections import deque
-from fuse import FUSE, FuseOSError, Operations
+os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")   # the mount's libfuse; mfusepy takes libfuse 2 first
+from mfusepy import FUSE, FuseOSError, Operations
 mnt, base, node, token, size = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 THREADS = int(sys.argv[6]) if len(sys.argv) > 6 else 4
 CHUNK = (int(sys.argv[7]) if len(sys.argv) > 7 else 4) << 20
@@ -179,7 +183,7 @@ def chunk(i):
     return got
 
 class NetFS(Operations):
-    use_ns = False
+    use_ns = True
     def getattr(self, path, fh=None):
         if path == "/":
             return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2}
@@ -382,10 +386,10 @@ class Bench:
                 cpu[key].append(cpu_gib)
             rates["curl"].append(rate(size, self.curl(node_id)))
         o, m, n, c = (median(rates[k]) for k in ("ours", "mem", "net", "curl"))
-        self.record("cold read MiB/s (mount / minimal fusepy FS / network fusepy FS / curl)",
+        self.record("cold read MiB/s (mount / minimal FS / network FS / curl)",
                     f"{o:.0f} / {m:.0f} / {n:.0f} / {c:.0f}")
         self.record("cold read ratio mount:minimalFS (goal >= 0.8)", f"{o / m:.2f}")
-        self.record("cold read ratio mount:networkFS (how close to the HTTP+fusepy ceiling)", f"{o / n:.2f}")
+        self.record("cold read ratio mount:networkFS (how close to the HTTP+FUSE ceiling)", f"{o / n:.2f}")
         self.record("cold read ratio networkFS:minimalFS (what fetching over HTTP costs)", f"{n / m:.2f}")
         self.record("cold read ratio mount:curl", f"{o / c:.2f}   (minimalFS:curl {m / c:.2f})")
         self.record("cold read CPU s per GiB, user+system (mount / network FS / minimal FS)",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs acdfuse on a fresh Debian/Ubuntu machine into ./.venv.
-#   scripts/install.sh         runtime only: libfuse2 (fusepy loads libfuse.so.2), fuse3 (fusermount3)
+#   scripts/install.sh         runtime only: fuse3 (libfuse3, which the mount loads through mfusepy, and
+#                              fusermount3) and libfuse2 (mfusepy's fallback where libfuse 3 is missing)
 #   scripts/install.sh --dev   also the test extra, the tools the mount tests drive (rsync, sqlite3, git,
 #                              curl, rclone) and ./.venv-acdcli with the acd_cli 0.3.2 peer client
 # Safe to re-run. Uses sudo only when not already root.

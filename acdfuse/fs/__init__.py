@@ -1,4 +1,4 @@
-"""The FUSE side of a mount: the fusepy binding, Operations, attribute and errno translation, handles.
+"""The FUSE side of a mount: the libfuse binding, Operations, attribute and errno translation, handles.
 
 Submodules are imported where needed; importing this package loads neither libfuse nor the client.
 """

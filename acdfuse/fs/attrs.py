@@ -1,4 +1,4 @@
-"""Stat and statfs dictionaries in fusepy's shape, built from store nodes and the account quota."""
+"""Stat and statfs dictionaries in the binding's shape, built from store nodes and the account quota."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def node_attrs(node: Node, owner: Ownership, nlink: int = 1) -> dict[str, int]:
     """A stat result for a node: real size, the store's stable inode, and the POSIX attributes the node
     keeps in its properties (vfs/posixattrs.py) over the mount's defaults.
 
-    Times are integer nanoseconds (the Operations class sets fusepy's ``use_ns``), so an mtime set with
+    Times are integer nanoseconds (the Operations class sets the binding's ``use_ns``), so an mtime set with
     nanoseconds comes back exactly. The drive keeps no atime: it is the mtime. The ctime is the mtime
     too, or the time a tool last changed the record when that is later (posixattrs, field ``k``).
     """

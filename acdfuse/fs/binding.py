@@ -1,61 +1,58 @@
-"""The FUSE binding: the one module that imports fusepy, so the binding can be swapped here alone.
+"""The FUSE binding: the one module that loads libfuse, so the binding can be swapped here alone.
+
+The mount runs on mfusepy (the maintained fork of fusepy) over libfuse 3, chosen by measurement
+(issue 13, BENCHMARKS.md "Metadata and the FUSE binding"): against fusepy on libfuse 2 it takes writes
+in 1 MiB calls instead of 128 KiB (8x fewer Python calls), keeps a bounded pool of worker threads
+(libfuse 2 starts and ends workers under parallel lookups, and each new one costs a Python thread state
+and an SQLite connection), can answer READDIRPLUS, and can expire kernel entries rather than drop them.
+Where only libfuse 2 is installed, mfusepy runs on it (with big writes asked for) and all that still
+works but READDIRPLUS and expiring.
 
 Everything else in acdfuse that needs the binding imports it from here: ``FuseOSError`` (an OSError
 that carries the errno libfuse answers), ``caller`` (who makes the current call), ``mount_options``
 (our settings as libfuse ``-o`` options) and ``serve`` (mount and run until unmounted).
+
+Names: mfusepy decodes the kernel's names as UTF-8 with ``surrogateescape``, so a name that is not
+UTF-8 reaches the operations as lone surrogates and they refuse it with EINVAL themselves (fs/names.py).
 """
 
 from __future__ import annotations
 
-import codecs
+import ctypes.util
+import errno
 import logging
+import os
+import sys
+import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from fuse import FUSE, FuseOSError, fuse_get_context
-
+from acdfuse.fs.kernelcache import LibfuseNotifier, Notifier
 from acdfuse.fs.threadstate import MAX_PINNED, ThreadStatePins
 
 __all__ = ["FuseOSError", "MountRefused", "caller", "mount_options", "serve"]
 
+FUSE_READDIR_PLUS = 1 << 0      # libfuse 3: the readdir flag of a READDIRPLUS request
+FUSE_FILL_DIR_PLUS = 1 << 1     # libfuse 3: the filler flag "these attributes are complete"
+
 log = logging.getLogger(__name__)
+
+
+class FuseOSError(OSError):
+    """The failure of an operation, as the errno libfuse answers the kernel (any OSError with an errno
+    does for mfusepy; this one says so where it is raised)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code, os.strerror(code))
 
 
 def caller() -> tuple[int, int, int]:
     """(uid, gid, pid) of the process whose call is being served; only valid inside an operation."""
-    uid, gid, pid = fuse_get_context()
+    uid, gid, pid = load_mfusepy().fuse_get_context()
     return int(uid), int(gid), int(pid)
-
-
-# fusepy decodes the kernel's names with the codec it is given, strictly by default: a name that is not
-# UTF-8 then fails inside fusepy with a traceback and EINVAL. This one decodes undecodable bytes as lone
-# surrogates (``surrogateescape``), so such a name reaches the operations, which refuse it with EINVAL
-# themselves, cleanly (fs/names.py). Registered on first use, not at import.
-NAME_CODEC = "acdfuse_utf8b"
-_codec_registered = False
-
-
-def _find_codec(name: str) -> codecs.CodecInfo | None:
-    if name != NAME_CODEC:
-        return None
-
-    def encode(text: str, errors: str = "strict") -> tuple[bytes, int]:
-        return codecs.utf_8_encode(text, "surrogateescape")
-
-    def decode(data: Any, errors: str = "strict") -> tuple[str, int]:
-        return codecs.utf_8_decode(data, "surrogateescape", True)
-
-    return codecs.CodecInfo(encode, decode, name=NAME_CODEC)
-
-
-def name_codec() -> str:
-    """The codec name FUSE() decodes names with (see above)."""
-    global _codec_registered
-    if not _codec_registered:
-        codecs.register(_find_codec)
-        _codec_registered = True
-    return NAME_CODEC
 
 
 class MountRefused(RuntimeError):
@@ -64,31 +61,28 @@ class MountRefused(RuntimeError):
 
 def mount_options(*, read_only: bool, allow_other: bool, attr_timeout: float,
                   extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Mount options for fusepy's FUSE(); each becomes one ``-o key[=value]``.
+    """Mount options for mfusepy's FUSE(); each becomes one ``-o key[=value]``.
 
-    libfuse2's high-level API takes attr_timeout/entry_timeout/negative_timeout (seconds, floats) and
-    use_ino. The page cache is kept per open through fusepy's raw_fi (``fi.keep_cache``, set only while
-    the content key is unchanged, see handles.py) rather than ``kernel_cache`` (keeps stale pages
-    after a remote change) or ``auto_cache`` (decides by mtime and size, which a same-size overwrite
-    within one second of the old mtime would fool). ``extra`` ("key" or "key=value") comes last and wins.
+    attr_timeout/entry_timeout/negative_timeout are libfuse's (seconds, floats); they can be long
+    because every sync tells the kernel what changed (kernelcache.py). ``use_ino``: the store's stable
+    inode numbers, not libfuse's own. The page cache is kept per open through raw_fi
+    (``fi.keep_cache``, set only while the content key is unchanged, see handles.py) rather than
+    ``kernel_cache`` (keeps stale pages after a remote change) or ``auto_cache`` (decides by mtime and
+    size, which a same-size overwrite within one second of the old mtime would fool). ``extra``
+    ("key" or "key=value") comes last and wins.
     """
     kw: dict[str, Any] = {
         "fsname": "acdfuse",
         "subtype": "acdfuse",
-        "use_ino": True,              # the store's stable inode numbers, not libfuse's own
+        "use_ino": True,
         "attr_timeout": attr_timeout,
         "entry_timeout": attr_timeout,
         "negative_timeout": attr_timeout,
     }
     if read_only:
         kw["ro"] = True               # `mount`/`findmnt` show ro, and the kernel refuses changes itself
-    else:
-        # libfuse 2 sends writes in 4 KiB pieces unless told otherwise: 32 Python calls per 128 KiB
-        kw["big_writes"] = True
-        kw["max_write"] = 128 * 1024
-        # O_TRUNC comes with the open (the write side truncates the new handle's copy, fetching
-        # nothing) instead of a separate truncate by path before it
-        kw["atomic_o_trunc"] = True
+    # writable: libfuse 3 sends writes of up to 1 MiB and O_TRUNC with the open (the write side
+    # truncates the new handle's copy, fetching nothing) by itself; on libfuse 2 ``serve`` asks for both
     if allow_other:
         kw["allow_other"] = True
         # other users: let the kernel enforce the modes we report
@@ -99,50 +93,139 @@ def mount_options(*, read_only: bool, allow_other: bool, attr_timeout: float,
     return kw
 
 
-class _PinnedOperations:
-    """The operations object as fusepy sees it: each call first pins its worker's thread state.
+def load_mfusepy() -> ModuleType:
+    """mfusepy, bound to libfuse 3 when the system has it.
 
-    fusepy registers the operations that ``getattr`` finds on this object, so every attribute is the
-    wrapped object's own; only ``__call__`` (fusepy's one entry point for every operation) is added to.
+    mfusepy picks its library when imported, from FUSE_LIBRARY_PATH, else libfuse 2 first. The
+    variable is set for that import only (unless the user set it), so the process keeps its environment.
     """
+    loaded = sys.modules.get("mfusepy")
+    if loaded is not None:
+        return loaded
+    saved = os.environ.get("FUSE_LIBRARY_PATH")
+    libfuse3 = ctypes.util.find_library("fuse3")
+    if saved is None and libfuse3:
+        os.environ["FUSE_LIBRARY_PATH"] = libfuse3
+    try:
+        import mfusepy  # noqa: PLC0415 (loads libfuse: only when a mount starts, never at import)
 
-    def __init__(self, operations: Any, pins: ThreadStatePins,
-                 on_mounted: Callable[[], None] | None = None) -> None:
-        self._operations = operations
-        self._pin = pins.pin
-        self._on_mounted = on_mounted
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "init" and self._on_mounted is not None:
-            # fusepy registers libfuse's init only when the operations have one
-            return self._mounted
-        return getattr(self._operations, name)
-
-    def _mounted(self, path: str) -> None:
-        if self._on_mounted is not None:
-            self._on_mounted()
-
-    def __call__(self, op: str, *args: Any) -> Any:
-        self._pin()
-        if op == "init" and self._on_mounted is not None:
-            return self._mounted(*args)
-        return self._operations(op, *args)
+        return mfusepy
+    finally:
+        if saved is None:
+            os.environ.pop("FUSE_LIBRARY_PATH", None)
 
 
-def serve(operations: Any, mountpoint: Path, options: dict[str, Any],
-          pinned_thread_states: int = MAX_PINNED, on_mounted: Callable[[], None] | None = None) -> None:
+def serve(operations: Any, mountpoint: Path, options: dict[str, Any], *,
+          pinned_thread_states: int = MAX_PINNED, on_mounted: Callable[[], None] | None = None,
+          on_notifier: Callable[[Notifier], None] | None = None) -> None:
     """Mount ``operations`` at ``mountpoint`` and serve in this thread until unmounted.
 
-    ``operations`` is called as ``operations(name, *args)`` and must raise FuseOSError for every
-    failure. Up to ``pinned_thread_states`` libfuse worker thread states are kept (see threadstate.py).
-    Raises MountRefused when libfuse does not mount. ``on_mounted`` is called once the kernel mount
-    exists (libfuse's init, the first request of the mount), e.g. to tell systemd the mount is ready.
+    libfuse calls the operations' methods by name (raw_fi: file operations get libfuse's file info);
+    each must raise FuseOSError (or another OSError with an errno) for every failure. Up to
+    ``pinned_thread_states`` libfuse worker thread states are kept (see threadstate.py). Once the
+    kernel mount exists (libfuse's init, before any other request), ``on_notifier`` gets this mount's
+    kernel notifier (kernelcache.py) and then ``on_mounted`` runs (e.g. systemd's readiness).
+    Raises MountRefused when libfuse does not mount.
     """
+    mfusepy = load_mfusepy()
     pins = ThreadStatePins(pinned_thread_states)
+    options = dict(options)
+    if mfusepy.fuse_version_major == 2:
+        options.setdefault("big_writes", True)   # libfuse 2 sends 4 KiB writes without it; 3 always big
+        if not options.get("ro"):
+            options.setdefault("max_write", 128 * 1024)
+            options.setdefault("atomic_o_trunc", True)
+    else:
+        # libfuse 3.14 passes an unset idle-worker bound (and a warning about it) to its loop unless one
+        # is given; at most 10 workers run anyway (its default), so 10 idle never ends one
+        options.setdefault("max_idle_threads", 10)
+    started = threading.Event()
+    fuse_class = _fuse_class(mfusepy, pins, started, on_mounted, on_notifier)
     try:
-        FUSE(_PinnedOperations(operations, pins, on_mounted), str(mountpoint), raw_fi=True,
-             foreground=True, encoding=name_codec(), **options)
+        with warnings.catch_warnings():
+            # mfusepy frowns on a callable operations object (fusepy's entry point, which it does not
+            # use): as meant here
+            warnings.simplefilter("ignore", DeprecationWarning)
+            fuse_class(operations, str(mountpoint), raw_fi=True, foreground=True, **options)
     except RuntimeError as exc:
-        raise MountRefused(str(exc)) from exc
+        if not started.is_set():
+            raise MountRefused(str(exc)) from exc
+        # libfuse 3 ends its loop with an error code when a signal (SIGTERM, SIGINT) stops it, as it
+        # does when the kernel connection is aborted: the mount existed and is gone, as after umount
+        log.info("libfuse ended the mount with code %s (a signal, or an aborted connection)", exc)
     finally:
         log.info("%d libfuse worker thread states were pinned (bound %d)", pins.pins, pins.limit)
+
+
+def _fuse_class(mfusepy: ModuleType, pins: ThreadStatePins, started: threading.Event,
+                on_mounted: Callable[[], None] | None,
+                on_notifier: Callable[[Notifier], None] | None) -> type:
+    """mfusepy's FUSE, with what acdfuse adds to every callback and to the start of the mount."""
+
+    class Fuse(mfusepy.FUSE):  # type: ignore[name-defined]
+        # open folder handle -> the entries of a READDIRPLUS listing under way (dict ops are atomic)
+        _plus: dict[int, list[tuple[str, dict[str, Any] | None]]] = {}
+        def _wrapper(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+            # every callback, before anything else: keep this worker's thread state (threadstate.py)
+            pins.pin()
+            return super()._wrapper(func, *args, **kwargs)
+
+        def _init(self, conn: Any, config: Any) -> None:
+            started.set()
+            super()._init(conn, config)
+            if on_notifier is not None:
+                try:
+                    on_notifier(LibfuseNotifier.from_callback(mfusepy._libfuse))
+                except OSError as exc:
+                    # without notices a sync's changes show only when the kernel's timeouts run out
+                    log.error("cannot tell the kernel about changes on the drive: %s", exc)
+            if on_mounted is not None:
+                on_mounted()
+
+        def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
+            # mfusepy drops the file info of an ftruncate; the write side truncates through the handle
+            fh = fip.contents if fip else None
+            name = None if path is None else path.decode(self.encoding, self.errors)
+            return int(self.operations.truncate(name, length, fh) or 0)
+
+        def readdir_fuse_3(  # noqa: PLR0917 (libfuse's callback)
+            self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int
+        ) -> int:
+            """READDIRPLUS with the attributes the operations give (``readdir_plus``), else plain.
+
+            libfuse 3.14 would buffer a listing given at offset 0 and then send it without node ids,
+            so the kernel would drop the attributes: each entry goes with its own offset (index + 1),
+            a kernel buffer at a time, from one snapshot per open folder.
+            """
+            fh = fip.contents.fh
+            entries = self._plus.get(fh) if offset else None
+            if entries is None:
+                if offset or not flags & FUSE_READDIR_PLUS or path is None:
+                    return int(super().readdir_fuse_3(path, buf, filler, offset, fip, flags))
+                entries = self.operations.readdir_plus(path.decode(self.encoding, self.errors), fh)
+                if entries is None:
+                    return int(super().readdir_fuse_3(path, buf, filler, offset, fip, flags))
+                self._plus[fh] = entries
+            for index in range(offset, len(entries)):
+                name, attrs = entries[index]
+                st = mfusepy.c_stat()
+                if attrs is not None:
+                    mfusepy.set_st_attrs(st, attrs, use_ns=self.use_ns)
+                if filler(buf, name.encode(self.encoding, self.errors), st, index + 1,
+                          FUSE_FILL_DIR_PLUS if attrs is not None else 0):
+                    return 0        # the kernel's buffer is full: it asks again from this offset
+            self._plus.pop(fh, None)
+            return 0
+
+        def releasedir(self, path: bytes | None, fip: Any) -> int:
+            self._plus.pop(fip.contents.fh, None)
+            return int(super().releasedir(path, fip))
+
+        def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
+            # mfusepy would drop RENAME_NOREPLACE/RENAME_EXCHANGE and rename anyway; refuse them, so
+            # callers fall back to what they can check themselves
+            if flags:
+                return -errno.EINVAL
+            return int(super().rename_fuse_3(old, new, flags))
+
+    return Fuse

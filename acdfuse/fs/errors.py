@@ -1,7 +1,8 @@
 """The one table that turns API and store failures into errno values for FUSE.
 
-fusepy treats an exception without an errno as a failure of the whole call (and a BaseException kills
-the mount), so every exception that leaves an Operations method goes through ``to_errno`` first.
+The binding (mfusepy) answers an exception without an errno with EINVAL and a logged traceback, and a
+BaseException ends the mount, so every exception that leaves an Operations method goes through
+``to_errno`` first.
 
 The table is keyed by error class: what an HTTP status means is decided in ``acdfuse.api`` (which
 picks the class), never here. A plain ``RequestError`` (a status without a class of its own) is placed

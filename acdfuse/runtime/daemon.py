@@ -66,7 +66,9 @@ def is_dead_mount(record: MountRecord) -> bool:
     An acdfuse mount is dead at once when its pid file (in this runtime dir) names a process that is
     gone and nobody holds its mount point lock (see pidfiles.py). Without such a pid file
     the lock proves nothing (a mount started with another XDG_RUNTIME_DIR keeps its lock elsewhere),
-    so then, as for any other mount, only a root that fails with ENOTCONN says it is dead.
+    so then, as for any other mount, only a root that fails with ENOTCONN says it is dead. Asked with
+    statfs: the kernel may answer a stat from its attribute cache for as long as the mount's timeout
+    (an hour), dead process or not, but it always sends a statfs to the FUSE process.
     """
     mountpoint = record.mountpoint
     fstype = mount_fstype(mountpoint)
@@ -77,18 +79,19 @@ def is_dead_mount(record: MountRecord) -> bool:
         if pid is not None and not pid_alive(pid) and not record.in_use():
             return True
     try:
-        os.stat(mountpoint)
+        os.statvfs(mountpoint)
     except OSError as exc:
         return exc.errno == errno.ENOTCONN
     return False
 
 
 def mount_answers(mountpoint: Path) -> bool:
-    """A live FUSE mount: the kernel says it is a mount point and its root answers a stat."""
+    """A live FUSE mount: the kernel says it is a mount point and its FUSE process answers a statfs
+    (a stat may come from the kernel's attribute cache, see is_dead_mount)."""
     try:
         if not os.path.ismount(mountpoint):
             return False
-        os.stat(mountpoint)
+        os.statvfs(mountpoint)
     except OSError:
         return False
     return True

@@ -22,8 +22,8 @@ def setup_logging(log_file: Path, debug: bool, to_stderr: bool) -> None:
         console.setLevel(logging.DEBUG if debug else logging.WARNING)
         console.setFormatter(logging.Formatter("acdfuse: %(levelname)s %(message)s"))
         root.addHandler(console)
-    # fusepy logs a traceback at DEBUG for every errno it returns (each ENOENT of a lookup): far too
-    # much even for --debug. Its real problems come at ERROR and above.
+    # mfusepy (logger "fuse") logs a traceback at DEBUG for most errnos it returns: far too much even
+    # for --debug. Its real problems come at ERROR and above.
     logging.getLogger("fuse").setLevel(logging.INFO)
     # urllib3 at DEBUG logs every connection and request line; keep it for --debug only
     logging.getLogger("urllib3").setLevel(logging.DEBUG if debug else logging.WARNING)

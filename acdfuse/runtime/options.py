@@ -42,9 +42,10 @@ class Options:
     streams: int = _READER.streams
     timeout: float = _READER.timeout     # an uncached read fails after this; also the client's deadline
     debug: bool = False
-    # kernel attribute/entry cache lifetime: short, so a synced change shows up quickly, yet long enough
-    # that a warm `ls -lR` is answered by the kernel
-    attr_timeout: float = 1.0
+    # how long the kernel may keep entries, misses and attributes without asking: long, so a repeated
+    # find, ls -l or git status is answered by the kernel; exact all the same, since every sync tells
+    # the kernel what it changed (fs/kernelcache.py)
+    attr_timeout: float = 3600.0
     quota_interval: float = 300.0        # statfs is refreshed this often, never per call
     embedded: EmbeddedPaths | None = None   # the bundled server this mount starts or joins, if any
 

@@ -258,7 +258,7 @@ def kill_mount_and_wait_dead(tmp_path: Path, mnt: Path) -> None:
 
     def dead() -> bool:
         try:
-            os.stat(mnt)        # answered from the kernel's attribute cache for a moment
+            os.statvfs(mnt)     # a stat would be answered from the kernel's attribute cache
         except OSError as exc:
             return exc.errno == errno.ENOTCONN
         return False

@@ -192,3 +192,43 @@ def test_operations_libfuse_does_not_get(stacks: StackFactory) -> None:
         assert getattr(ops, name, None) is None, name
     fails_with(errno.ENOSYS, lambda: ops("flush", "/", fi()))
 
+
+
+def test_readdir_plus_gives_attributes_once_per_folder_until_the_tree_changes(stacks: StackFactory,
+                                                                              client: Any) -> None:
+    """READDIRPLUS: the kernel gets every entry's attributes with the first listing of a folder (no
+    lookup per entry), then plain listings (it keeps what it got), and again after a sync changed
+    the tree."""
+    tree(client)
+    stack = stacks()
+    ops = stack.ops
+    fh = ops.opendir("/docs")
+    try:
+        plus = ops.readdir_plus("/docs", fh)
+        assert plus is not None
+        assert plus[:2] == [(".", None), ("..", None)]
+        assert dict(plus[2:]) == {name: ops.getattr(f"/docs/{name}") for name in ("a.txt", "sub")}
+        assert ops.readdir_plus("/docs", fh) is None            # the kernel has them already
+        other = ops.opendir("/")
+        assert ops.readdir_plus("/", other) is not None          # each folder once
+        ops.releasedir("/", other)
+        client.upload_stream(io.BytesIO(b"new"), "new.txt", stack.store.resolve("/docs").id)
+        resync(stack)
+        again = ops.readdir_plus("/docs", fh)
+        assert again is not None and "new.txt" in dict(again)
+    finally:
+        ops.releasedir("/docs", fh)
+
+
+def test_readdir_plus_gives_attributes_again_when_the_kernel_keeps_them_briefly(stacks: StackFactory,
+                                                                                client: Any) -> None:
+    """With short timeouts (``-o attr_timeout=...`` for libfuse) the kernel forgets the attributes
+    soon, and a plain listing would cost a lookup per entry: every listing carries them then."""
+    tree(client)
+    ops = stacks(fuse_options=("entry_timeout=0",)).ops
+    fh = ops.opendir("/docs")
+    try:
+        assert ops.readdir_plus("/docs", fh) is not None
+        assert ops.readdir_plus("/docs", fh) is not None
+    finally:
+        ops.releasedir("/docs", fh)

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fuse import FuseOSError
 from vfs_helpers import pattern
 from writes_helpers import KiB, WriteStack
 
 from acdfuse.fs.attrs import Ownership
+from acdfuse.fs.binding import FuseOSError
 from acdfuse.fs.operations import DriveOperations
 from acdfuse.runtime.syncloop import QuotaCache
 
