@@ -223,6 +223,26 @@ class KernelCache:
         root = self._tree.root()
         return {child.name for child in self._tree.children(root.id)} if root is not None else set()
 
+    def forget_soon(self, path: str) -> None:
+        """Forget the kernel's entry at ``path`` (a drive path), from a thread of its own: the caller
+        may be a libfuse worker, which must not walk its own mount. For an answer that was true only
+        for a while, such as a file still open at a path that leads nowhere (operations.py,
+        _opened_at), which the kernel would otherwise keep for the whole entry timeout."""
+        with self._lock:
+            notifier = self._notifier
+        if notifier is None or path in ("", "/"):
+            return
+        parent, _, name = path.rpartition("/")
+        place = (parent or "/", name)
+
+        def forget() -> None:
+            try:
+                self._forget(notifier, {place}, set())
+            except OSError as exc:
+                log.warning("kernel cache: cannot forget %s: %s", path, exc)
+
+        threading.Thread(target=forget, name="acdfuse-forget", daemon=True).start()
+
     def after_sync(self, changed: Iterable[str] | None, reset: bool) -> None:
         """Forget what the sync just applied changed: ``changed`` node ids, None meaning "anything"."""
         with self._lock:

@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from acdfuse.fs.attrops import AttrOperations
@@ -78,12 +78,14 @@ class DriveOperations(WriteOperations, AttrOperations):
 
     def __init__(self, store: Store, reader: Reader, quota: QuotaSource, owner: Ownership, *,
                  writes: WriteSide | None = None, api: DriveApi | None = None,
-                 attrs: NodeAttrs | None = None, kernel_keeps: float = 0.0) -> None:
+                 attrs: NodeAttrs | None = None, kernel_keeps: float = 0.0,
+                 forget_entry: Callable[[str], None] | None = None) -> None:
         """``store`` resolves paths to nodes, ``reader`` serves their bytes, ``quota`` answers statfs
         without I/O, ``owner`` says who owns every entry and whether it is writable, ``writes`` and
         ``api`` make changes, ``attrs`` stores POSIX attributes in node properties. ``kernel_keeps``:
         seconds the kernel keeps the attributes it is given (the mount's attribute and entry
-        timeouts); 0 sends them with every READDIRPLUS listing. No I/O here."""
+        timeouts); 0 sends them with every READDIRPLUS listing. ``forget_entry(path)`` makes the kernel
+        forget its entry at a path (kernelcache.py). No I/O here."""
         self._attrs = attrs
         self._store = store
         self._reader = reader
@@ -97,6 +99,7 @@ class DriveOperations(WriteOperations, AttrOperations):
         self._subfolders: dict[str, int] = {}   # folder id -> number of child folders (link count)
         self._names = NameIndex()
         self._kernel_keeps = kernel_keeps
+        self._forget_entry = forget_entry
         # folder id -> when its entries last went to the kernel with their attributes (monotonic);
         # emptied whenever a sync changes the tree
         self._listed_plus: dict[str, float] = {}
@@ -341,6 +344,11 @@ class DriveOperations(WriteOperations, AttrOperations):
                 self._writes.release(entry.write)
         else:
             self._reader.release(entry.reader_handle)
+        if (self._forget_entry is not None and entry.path and self._writes is not None
+                and self._lookup(entry.path) is None and self._opened_at(entry.path) is None):
+            # the last handle at a path that leads nowhere now: lookups while it was open found the file
+            # (_opened_at), and the kernel would keep that answer for the whole entry timeout
+            self._forget_entry(entry.path)
         return 0
 
     # ----- refusals -----
