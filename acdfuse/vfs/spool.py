@@ -301,3 +301,67 @@ def _pread_all(fd: int, length: int, offset: int) -> bytes:
         got += len(more)
     out = b"".join(parts)
     return out + bytes(length - len(out))
+
+
+class SpoolPool:
+    """Empty spool files made ahead of need by a background thread.
+
+    Creating a file in the spool dir (a directory entry and an inode: filesystem journal work) was the
+    largest single cost of a new small file in the mount: 10,000 small files spent about a fifth of the
+    mount's busy time there. A create takes a file made ahead (opening an existing file is a lookup),
+    and the thread makes the next ones meanwhile, with the GIL released in the kernel. Files made and
+    never taken have no journal row: the next start deletes them with the other orphans.
+
+    Lock order: ``SpoolPool._cond`` is a leaf; no file is created while it is held.
+    """
+
+    def __init__(self, directory: Path, take_id: Callable[[], int], low: int = 64, high: int = 256) -> None:
+        self._dir = Path(directory)
+        self._take_id = take_id
+        self._low, self._high = low, high
+        self._cond = threading.Condition(threading.Lock())
+        self._ready: list[tuple[int, Path]] = []
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._fill, name="acdfuse-spool-pool", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+    def take(self) -> tuple[int, Path] | None:
+        """(local id, path of an empty spool file) made ahead, or None when none is ready."""
+        with self._cond:
+            item = self._ready.pop() if self._ready else None
+            if len(self._ready) < self._low:
+                self._cond.notify_all()
+        return item
+
+    def _fill(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and len(self._ready) >= self._low:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                want = self._high - len(self._ready)
+            made: list[tuple[int, Path]] = []
+            for _ in range(want):
+                local_id = self._take_id()
+                path = self._dir / str(local_id)
+                try:
+                    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
+                except OSError:
+                    break           # a full disk: the creates make their own files (and say ENOSPC)
+                made.append((local_id, path))
+            with self._cond:
+                self._ready.extend(made)
+                if not made:
+                    # nothing could be made: wait for a take (or the stop) before trying again
+                    self._cond.wait()

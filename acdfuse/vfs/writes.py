@@ -39,7 +39,7 @@ from acdfuse.store.node import AVAILABLE, FILE, Node
 
 from .options import WriteOptions
 from .posixattrs import pending_record
-from .spool import FillBase, Spool
+from .spool import FillBase, Spool, SpoolPool
 from .stream import GrowingStream
 from .upload import Job, Remote, Result, Uploader, UploadMismatch, UploadRefused, is_permanent
 from .writeback import Change, RetryPolicy, WriteBack
@@ -161,6 +161,7 @@ class WriteSide:
         self._by_name: dict[tuple[str, str], DirtyFile] = {}
         self._names: Counter[str] = Counter()       # names of pending new files: a cheap "surely not"
         self._streams = 0                           # streaming uploads running (stream.py)
+        self._pool = SpoolPool(self._spool_dir, self._take_id)
         self._next_id = 1
         self._started = False
         self._closed = False
@@ -204,6 +205,7 @@ class WriteSide:
                 # a spool without a row holds nothing unsaved (the row goes first and comes back last)
                 entry.unlink(missing_ok=True)
         self._wb.start()
+        self._pool.start()          # after the orphans went: its files are the next ids' spools
         self._started = True
         for df in list(self._files.values()):
             self._wb.queue(df.local_id, 0.0)
@@ -222,6 +224,8 @@ class WriteSide:
         for df in files:
             if df.stream is not None:
                 df.stream.abort("unmounting")
+        if self._started:
+            self._pool.close()
         if self._started and not self._wb.close(timeout):
             log.warning("uploads still running at unmount are repeated at the next mount")
         if not self._wait_streams(time.monotonic() + timeout):
@@ -281,13 +285,15 @@ class WriteSide:
     # ---- opening -----------------------------------------------------------------------------
     def create(self, parent_id: str, name: str) -> WriteHandle:
         """A new, empty file in ``parent_id``: shown at once, uploaded after its last release."""
+        made = self._pool.take()
         with self._lock:
             self._check_open_locked()
             if (parent_id, name) in self._by_name:
                 raise OSError(errno.EEXIST, f"{name!r} is already a pending new file")
-            local_id = self._take_id_locked()
+            local_id = made[0] if made is not None else self._take_id_locked()
         row = DirtyRow(local_id=local_id, spool=str(local_id), node_id=None, parent_id=parent_id, name=name,
                        ino=INO_BASE + local_id, mtime_ns=time.time_ns())
+        # a file made ahead is there already (O_TRUNC keeps it empty): no directory work now
         spool = Spool(self._spool_dir / row.spool, size=0, base_limit=0, create=True)
         df = DirtyFile(row, spool, dirty=True)
         try:
@@ -345,6 +351,10 @@ class WriteSide:
         df = DirtyFile(row, spool, dirty=False)
         self._index(df)
         return df
+
+    def _take_id(self) -> int:
+        with self._lock:
+            return self._take_id_locked()
 
     def _take_id_locked(self) -> int:
         local_id = self._next_id

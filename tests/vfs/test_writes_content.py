@@ -7,7 +7,7 @@ import errno
 
 import pytest
 from vfs_helpers import pattern
-from writes_helpers import KiB, MiB, WriteStack
+from writes_helpers import KiB, MiB, WriteStack, leftover_spools, wait_until
 
 from acdfuse.vfs.options import WriteOptions
 
@@ -24,7 +24,7 @@ def test_new_file_is_uploaded_with_its_reserved_inode(wstack: WriteStack) -> Non
     assert node.size == len(data)
     assert wstack.server_bytes(node.id) == data
     assert wstack.w.lookup_pending(wstack.root.id, "new.bin") is None
-    assert list((wstack.cache / "spool").iterdir()) == []       # spool gone once confirmed
+    assert leftover_spools(wstack.cache) == []       # spool gone once confirmed
     assert wstack.w.pending_stats()["files"] == 0
 
 
@@ -225,3 +225,19 @@ def test_write_or_truncate_past_the_size_limit_is_efbig(client, drive_server, tm
         assert stack.node("/big").size == 1 * MiB
     finally:
         stack.close()
+
+
+def test_new_files_take_spool_files_made_ahead(wstack: WriteStack) -> None:
+    spool_dir = wstack.cache / "spool"
+    wait_until(lambda: len(list(spool_dir.iterdir())) >= 64, what="spool files made ahead")
+    ahead = {p.name for p in spool_dir.iterdir()}
+    h = wstack.w.create(wstack.root.id, "fast.txt")
+    assert h.file.spool.path.name in ahead          # no file created on the create's path
+    wstack.w.write(h, 0, b"data")
+    wstack.w.release(h)
+    assert wstack.w.wait_uploads(20)
+    assert wstack.server_bytes(wstack.node("/fast.txt").id) == b"data"
+    # files made ahead and never used have no journal row: the next start removes them
+    wstack.remount()
+    wait_until(lambda: len(list(spool_dir.iterdir())) >= 64, what="spool files made ahead again")
+    assert not ahead & {p.name for p in spool_dir.iterdir()} - {h.file.spool.path.name}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from vfs_helpers import pattern
-from writes_helpers import KiB, MiB, WriteStack
+from writes_helpers import KiB, MiB, WriteStack, leftover_spools
 
 from acdfuse.vfs.options import WriteOptions
 
@@ -104,7 +104,7 @@ def test_deleting_a_file_while_it_streams_leaves_nothing(stack: WriteStack) -> N
     assert stack.w.wait_uploads(20)
     stack.s.sync(stack.client.get_changes)
     assert stack.s.resolve("/gone.bin") is None
-    assert list((stack.cache / "spool").iterdir()) == []
+    assert leftover_spools(stack.cache) == []
 
 
 def test_two_writers_do_not_stream(stack: WriteStack) -> None:

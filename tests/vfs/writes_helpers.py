@@ -135,3 +135,9 @@ def wait_until(check: Any, timeout: float = 20.0, what: str = "condition") -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout} s")
         time.sleep(0.05)
+
+
+def leftover_spools(cache: Path) -> list[Path]:
+    """Spool files that hold bytes: none once everything is uploaded or discarded (empty ones are
+    made ahead for the next new files, see SpoolPool)."""
+    return [p for p in (cache / "spool").iterdir() if p.stat().st_size > 0]
