@@ -37,8 +37,14 @@ def remote_for(client: Any) -> Remote:
     def trash(node_id: str) -> dict:
         return dict(client.move_to_trash(node_id))
 
+    def move(node_id: str, parent_id: str, new_parent_id: str, name: str) -> dict:
+        if parent_id == new_parent_id:
+            return dict(client.rename_node(node_id, name))
+        # a new file has one folder: one request moves and renames it
+        return dict(client.update_metadata(node_id, {"parents": [new_parent_id], "name": name}))
+
     return Remote(upload=upload, overwrite=overwrite, metadata=metadata, conditional=conditional,
-                  trash=trash)
+                  trash=trash, move=move)
 
 
 def read_hooks(reader: ContentReader) -> ReadHooks:

@@ -345,7 +345,12 @@ class WriteOperations:
         dst_pending = dst is not None and dst.id.startswith("local:")
         if src.id.startswith("local:"):
             replaced = dst if dst is not None and not dst_pending else None
-            writes.rename_pending(src_parent.id, src_name, dst_parent.id, dst_name, replaced=replaced)
+            if not writes.rename_pending(src_parent.id, src_name, dst_parent.id, dst_name, replaced=replaced):
+                # its upload was recorded since the lookup: a node of the server now, renamed as such
+                src = self._lookup(old)
+                if src is None or src.id.startswith("local:"):
+                    raise FuseOSError(errno.ENOENT)
+                self._rename_node(api, src, src_parent, dst_parent=dst_parent, dst_name=dst_name, dst=dst)
         else:
             self._rename_node(api, src, src_parent, dst_parent=dst_parent, dst_name=dst_name, dst=dst)
         self._names.remove(src_parent.id, src_name)
@@ -362,8 +367,11 @@ class WriteOperations:
         assert self._writes is not None
         trashed: dict | None = None
         if dst is not None and dst.id.startswith("local:"):
-            self._writes.unlink_pending(dst_parent.id, dst_name)
-        elif dst is not None:
+            if self._writes.unlink_pending(dst_parent.id, dst_name):
+                dst = None          # discarded: nothing is left there
+            else:
+                dst = self._store.child(dst_parent.id, dst_name)    # uploaded since the lookup: the server's
+        if dst is not None:
             if len(dst.parents) > 1:
                 self._store.apply_local(api.remove_child(dst_parent.id, dst.id))
             else:

@@ -66,6 +66,9 @@ class Remote:
     conditional: bool = False
     # node id -> trashed node JSON: takes back a file deleted locally while its upload ran
     trash: Callable[[str], dict] | None = None
+    # (node id, its folder, new folder, new name) -> node JSON: follows a rename done locally while the
+    # file's first upload ran
+    move: Callable[[str, str, str, str], dict] | None = None
 
 
 class UploadRefused(Exception):

@@ -87,6 +87,10 @@ def local_id_of(node_id: str) -> int | None:
     return None
 
 
+class _Redo(Exception):
+    """This upload attempt is void (its file changed identity while it ran): run it again now."""
+
+
 class DirtyFile:
     """One file with a local copy. Fields are guarded by ``WriteSide._lock`` (spool by its own)."""
 
@@ -110,6 +114,7 @@ class DirtyFile:
         self.confirmed = 0           # the last gen the server holds
         self.dirty = dirty           # a journal row exists: not confirmed on the server
         self.running = False         # an upload of it is in flight
+        self.finishing = False       # a new file's upload is being recorded: renames and deletes wait
         self.unlinked = False        # gone from the namespace: never uploaded (again)
         self.fsync_waiters = 0
         self.sequential = False      # written front to back only, from empty: may stream (stream.py)
@@ -537,12 +542,21 @@ class WriteSide:
     # ---- namespace changes -------------------------------------------------------------------
     def unlink_pending(self, parent_id: str, name: str) -> bool:
         """Discard a pending new file (never uploaded); False when there is none of that name."""
-        with self._lock:
-            df = self._by_name.get((parent_id, name))
+        with self._cond:
+            df = self._pending_locked(parent_id, name)
             if df is None:
                 return False
         self._discard(df)
         return True
+
+    def _pending_locked(self, parent_id: str, name: str) -> DirtyFile | None:
+        """The pending new file at that name, once no upload of it is being recorded (None when there is
+        none, or when it became the server's node meanwhile). Caller holds ``_cond``; it may wait."""
+        while True:
+            df = self._by_name.get((parent_id, name))
+            if df is None or not df.finishing:
+                return df
+            self._cond.wait()
 
     def forget_node(self, node_id: str) -> None:
         """The node went to the trash: its pending overwrite is dropped (open handles keep the data)."""
@@ -578,11 +592,14 @@ class WriteSide:
         original" keeps the original's node id and needs no trash. A pending file at the new name is
         discarded, as a local rename over a file would.
         """
-        with self._lock:
-            df = self._by_name.get((old_parent, old_name))
-            if df is None:
-                return False
-            target = self._by_name.get((new_parent, new_name))
+        with self._cond:
+            while True:
+                df = self._pending_locked(old_parent, old_name)
+                if df is None:
+                    return False
+                target = self._pending_locked(new_parent, new_name)
+                if not df.finishing:        # (the wait for the target let the source's upload end)
+                    break
         if target is not None and target is not df:
             self._discard(target)
         if replaced is not None:
@@ -728,7 +745,16 @@ class WriteSide:
                 raise
             with self._lock:
                 job, _ = self._job_locked(df)
-            result = self._uploader.run(job)
+            result = self._place(df, job, self._uploader.run(job))
+        except _Redo as redo:
+            log.info("%s", redo)
+            with self._cond:
+                df.running = False
+                again = df.writers == 0 or df.fsync_waiters > 0     # else its release queues it
+                self._cond.notify_all()
+            if again:
+                self._wb.queue(df.local_id, 0.0)      # runs again right after this attempt returns
+            return
         except BaseException as exc:
             with self._cond:
                 df.running = False
@@ -741,7 +767,55 @@ class WriteSide:
             raise
         self._finish(df, gen, job, result)
 
+    def _place(self, df: DirtyFile, job: Job, result: Result) -> Result:
+        """Put a new file's uploaded node where the file is now.
+
+        The file may have been renamed or moved locally while its upload ran (the upload went to the
+        name it had when it started): the node follows it on the server, or, renamed over another file
+        meanwhile (it became that file's new content), the node is taken back and the upload runs
+        again as an overwrite. Returns with ``df.finishing`` set, so no rename or delete comes between
+        this last look at its name and ``_finish`` recording the node; a file deleted meanwhile is left
+        to ``_finish`` (it takes the node back)."""
+        if job.node_id is not None:
+            return result       # an overwrite: the node keeps whatever name it has
+        answer = result.answer
+        asked = (job.parent_id, job.name)
+        while True:
+            with self._lock:
+                if df.unlinked:
+                    return replace(result, answer=answer)
+                target = (df.parent_id, df.name)
+                over = df.node_id
+                if over is None and target == asked:
+                    df.finishing = True
+                    return replace(result, answer=answer)
+            node_id = str(answer.get("id") or "")
+            parents = answer.get("parents") or [job.parent_id]
+            try:
+                if over is not None:
+                    raise _Redo(f"{df.describe()} was renamed over another file while its upload ran; "
+                                f"it is uploaded again as that file's content")
+                if self._remote.move is None or target[0] is None:
+                    raise _Redo(f"{df.describe()} was moved while its upload ran; uploading it again")
+                answer = self._remote.move(node_id, str(parents[0]), target[0], target[1])
+            except BaseException:
+                # what went up under the old name must not stay next to the file's next upload
+                self._trash_quietly(node_id, df)
+                raise
+            log.debug("%s was renamed while its upload ran; the uploaded node %s followed", df.describe(),
+                      node_id)
+            asked = target
+
     def _finish(self, df: DirtyFile, gen: int, job: Job, result: Result) -> None:
+        try:
+            self._record(df, gen, job, result)
+        finally:
+            if df.finishing:        # _record failed before it got to say so
+                with self._cond:
+                    df.finishing = False
+                    self._cond.notify_all()
+
+    def _record(self, df: DirtyFile, gen: int, job: Job, result: Result) -> None:
         answer, md5 = result.answer, result.md5
         new_node = job.node_id is None or result.conflict_with is not None
         if df.unlinked and new_node:
@@ -761,6 +835,7 @@ class WriteSide:
         with df.jlock:
             with self._cond:
                 df.running = False
+                df.finishing = False
                 df.stream = None
                 df.error = None
                 if node is not None:
@@ -829,7 +904,7 @@ class WriteSide:
             if stream.end is None:
                 raise UploadMismatch(f"{df.describe()}: the stream ended before the file was closed")
             job = Job(df.local_id, df.spool, stream.end, node_id, name, parent, base)
-            result = Result(answer, Uploader.check(job, answer))
+            result = self._place(df, job, Result(answer, Uploader.check(job, answer)))
         except Exception as exc:  # any failure: the file goes up the ordinary way instead
             self._stream_failed(df, stream, exc)
             self._stream_done()

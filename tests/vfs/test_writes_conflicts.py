@@ -167,3 +167,68 @@ def test_file_deleted_while_its_upload_runs_leaves_nothing_behind(client, drive_
     finally:
         gate.set()
         stack.close()
+
+
+def landed_then_held(real: Remote, gate: threading.Event, started: threading.Event) -> Remote:
+    """A remote whose new-file uploads reach the server and then wait for ``gate`` before answering:
+    the file is on the server under the name its upload started with, and the mount does not know yet."""
+
+    def upload(stream: Any, name: str, parent: str) -> dict:
+        answer = real.upload(stream, name, parent)
+        started.set()
+        gate.wait(10)
+        return answer
+
+    return Remote(upload=upload, overwrite=real.overwrite, metadata=real.metadata, trash=real.trash,
+                  move=real.move, conditional=real.conditional)
+
+
+def test_file_renamed_while_its_upload_runs_ends_under_its_new_name(client, drive_server,  # type: ignore[no-untyped-def]
+                                                                   tmp_path: Path) -> None:
+    # found by scripts/soak.py: the upload's answer put the file back under its old name, so the rename
+    # was undone locally and on the server (a later rename or delete then got ENOENT)
+    started, gate = threading.Event(), threading.Event()
+    remote = landed_then_held(remote_for(client), gate, started)
+    stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote).open()
+    try:
+        sub = stack.s.apply_local(client.create_folder("sub", stack.root.id))
+        stack.write_file("a.part", b"first")
+        stack.write_file("b.part", b"second")
+        assert started.wait(10)
+        assert stack.w.rename_pending(stack.root.id, "a.part", stack.root.id, "a.txt")
+        assert stack.w.rename_pending(stack.root.id, "b.part", sub.id, "b.txt")     # moved too
+        gate.set()
+        assert stack.w.wait_uploads(20)
+        top, inside = names(stack), names(stack, sub.id)
+        assert "a.part" not in top and "b.part" not in top and "b.part" not in inside, (top, inside)
+        assert stack.server_bytes(top["a.txt"]) == b"first"
+        assert stack.server_bytes(inside["b.txt"]) == b"second"
+        assert stack.node("/a.txt").id == top["a.txt"] and stack.s.resolve("/a.part") is None
+        assert stack.node("/sub/b.txt").id == inside["b.txt"] and stack.s.resolve("/b.part") is None
+        assert stack.w.pending_stats()["files"] == 0
+    finally:
+        gate.set()
+        stack.close()
+
+
+def test_file_renamed_over_another_while_its_upload_runs_becomes_its_content(client, drive_server,  # type: ignore[no-untyped-def]
+                                                                             tmp_path: Path) -> None:
+    started, gate = threading.Event(), threading.Event()
+    remote = landed_then_held(remote_for(client), gate, started)
+    stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote).open()
+    try:
+        target = stack.upload("doc.txt", b"old content")
+        stack.write_file("doc.txt.tmp", b"new content")        # an editor's save: temp file, rename over
+        assert started.wait(10)
+        assert stack.w.rename_pending(stack.root.id, "doc.txt.tmp", stack.root.id, "doc.txt", replaced=target)
+        gate.set()
+        assert stack.w.wait_uploads(20)
+        found = names(stack)
+        assert sorted(found) == ["doc.txt"], found             # the copy that went up first is taken back
+        assert found["doc.txt"] == target.id                    # overwritten in place, node id kept
+        assert stack.server_bytes(target.id) == b"new content"
+        assert stack.node("/doc.txt").id == target.id
+        assert stack.w.pending_stats()["files"] == 0
+    finally:
+        gate.set()
+        stack.close()
