@@ -351,7 +351,7 @@ class SpoolPool:
                 if self._stopping:
                     return
                 want = self._high - len(self._ready)
-            made: list[tuple[int, Path]] = []
+            made = 0
             for _ in range(want):
                 local_id = self._take_id()
                 path = self._dir / str(local_id)
@@ -359,9 +359,12 @@ class SpoolPool:
                     os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
                 except OSError:
                     break           # a full disk: the creates make their own files (and say ENOSPC)
-                made.append((local_id, path))
-            with self._cond:
-                self._ready.extend(made)
-                if not made:
+                made += 1
+                # each file is offered as soon as it exists: a burst of creates right after the
+                # start (or after the pool ran dry) must not wait for a whole batch
+                with self._cond:
+                    self._ready.append((local_id, path))
+            if not made:
+                with self._cond:
                     # nothing could be made: wait for a take (or the stop) before trying again
                     self._cond.wait()
