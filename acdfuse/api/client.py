@@ -123,6 +123,14 @@ class ACDClient(AccountMixin, ContentMixin, MetadataMixin, TrashMixin):
         return self.server_extensions().get("ifMatch") == IF_MATCH_CONTENT_VERSION
 
     @property
+    def properties_with_content(self) -> bool:
+        """Whether an upload and an overwrite may carry the node's properties in their metadata part
+        (``upload_stream(properties=)``, ``overwrite_stream(properties=)``), stored with the content
+        in one request. Amazon ignored an overwrite's metadata, and whether its uploads kept them is
+        not known for sure (acd-api.md section 6.2), so only a server that says so is trusted."""
+        return set(self.server_extensions().get("propertiesWithContent") or ()) >= {"upload", "overwrite"}
+
+    @property
     def max_file_size(self) -> int:
         """The largest file the server takes, in bytes: what it advertises, else Amazon's 50,000 MiB.
         A bigger upload or overwrite would end in :class:`~acdfuse.api.common.TooLarge`."""

@@ -288,10 +288,15 @@ class ContentMixin(ClientBase):
         read_callbacks: Callbacks = None,
         *,
         expected_content_version: int | None = None,
+        properties: dict[str, dict[str, str | None]] | None = None,
     ) -> dict:
         """Overwrite content of node with ID *node_id* with content of *stream*.
 
         :param stream: readable object
+        :param properties: app properties to change with the content, ``{owner: {key: value}}``
+            (``None`` as a value deletes the key), in the same request. Only a server that
+            advertises :attr:`properties_with_content` takes them; any other raises ValueError
+            before anything is sent (Amazon ignored an overwrite's metadata).
         :param expected_content_version: overwrite only while the node's content is still this
             version (``contentProperties.version``), else raise ``PreconditionFailed`` and change
             nothing. Only content changes count: a rename, a move or a property write does not.
@@ -304,6 +309,8 @@ class ContentMixin(ClientBase):
             after that read and before the server has taken this upload (about the upload's
             duration) is not detected, and is replaced as an unconditional overwrite would replace it.
         """
+        if properties and not self.properties_with_content:
+            raise ValueError("this server does not take properties with an overwrite")
         return self._overwrite(
             stream,
             node_id,
@@ -311,6 +318,7 @@ class ContentMixin(ClientBase):
             False,
             "content",
             expected_content_version=expected_content_version,
+            metadata={"properties": properties} if properties else None,
         )
 
     def clear_file(self, node_id: str) -> dict:
@@ -329,6 +337,7 @@ class ContentMixin(ClientBase):
         file_name: str,
         *,
         expected_content_version: int | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> dict:
         headers: dict[str, str] = {}
         if expected_content_version is not None:
@@ -336,7 +345,7 @@ class ContentMixin(ClientBase):
                 headers["If-Match"] = f'"{int(expected_content_version)}"'
             else:
                 self._check_content_version(node_id, int(expected_content_version))
-        body = _upload_body(stream, None, file_name, read_callbacks)
+        body = _upload_body(stream, metadata, file_name, read_callbacks)
         params = _dedup_params(body, deduplication)
 
         def confirm() -> dict | None:

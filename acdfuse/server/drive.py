@@ -505,6 +505,21 @@ class Drive:
         for k, v in kv.items():
             self.set_property_row(c, node_id, owner, k, v)
 
+    def _change_properties(self, c: sqlite3.Connection, node_id: str, props: Any) -> None:
+        """owner -> key -> value, or None to delete the key (absent: nothing to do). The deletes go
+        first, so a change that swaps keys stays within the per-owner limit."""
+        if not isinstance(props, dict):
+            raise bad_request("properties must map owner -> {key: value}")
+        for owner, kv in props.items():
+            if not isinstance(owner, str) or not owner or not isinstance(kv, dict):
+                raise bad_request("properties must map owner -> {key: value}")
+            for k, v in kv.items():
+                if v is None:
+                    c.execute(
+                        "DELETE FROM properties WHERE node=? AND owner=? AND key=?", (node_id, owner, k)
+                    )
+            self._put_properties(c, node_id, owner, {k: v for k, v in kv.items() if v is not None})
+
     # -- content ----------------------------------------------------------------------------------
     def file_row(self, acc: Account, node_id: str) -> sqlite3.Row:
         r = self.row(acc, node_id)
@@ -513,12 +528,19 @@ class Drive:
         return r
 
     def overwrite(
-        self, acc: Account, node_id: str, content: NewContent, condition: ContentCondition | None = None
+        self,
+        acc: Account,
+        node_id: str,
+        content: NewContent,
+        condition: ContentCondition | None = None,
+        properties: Any = None,
     ) -> tuple[dict[str, Any], str | None]:
         """Replace the content; returns the node and the old blob id (deleted by the caller after reply).
 
         ``condition`` (an If-Match) is checked in the same transaction as the write, so two
-        conditional overwrites of one version cannot both succeed.
+        conditional overwrites of one version cannot both succeed. ``properties`` (the extension
+        "properties with the content", routes.py): owner -> key -> value or None (delete), written in
+        that same transaction, so a refused property leaves the content as it was too.
         """
         with self.db.write() as c:
             r = self.row(acc, node_id, c)
@@ -539,6 +561,8 @@ class Drive:
                 "content_date = ?, status = CASE status WHEN 'PENDING' THEN 'AVAILABLE' ELSE status END",
                 (content.size, content.md5, content.blob, now_ms()),
             )
+            if properties is not None:
+                self._change_properties(c, node_id, properties)
             node = self._fetch(c, node_id)
             self._add_used(acc, grow)
         return node, r["blob"]

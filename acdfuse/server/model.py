@@ -37,6 +37,8 @@ class NewContent:
 # If-Match tag of an overwrite names (see routes.py)
 EXTENSIONS_KEY = "acdfuse"
 IF_MATCH_ON = "contentProperties.version"
+# what "propertiesWithContent" says: the metadata part of these requests may carry properties
+PROPERTIES_WITH = ("upload", "overwrite")
 
 
 def content_version(row: Any) -> int:

@@ -18,6 +18,17 @@ this server from one without them (a server without them has no ``acdfuse`` key)
   Without the header an overwrite is unconditional, as on Amazon.
 * ``maxFileSize``: the largest file an upload or overwrite may carry (bigger ones get 413), so a
   client can refuse a write early (EFBIG) instead of after sending it.
+* Properties with the content, advertised as ``"propertiesWithContent": ["upload", "overwrite"]``:
+  the metadata part of an upload, and of an overwrite (whose metadata Amazon ignored), may carry
+  ``"properties": {"<owner>": {"<key>": "<value>" or null}}``. They are written in the same
+  transaction as the content, under the rules of ``PUT .../properties`` (a non-empty owner, at most
+  10 keys per owner and node, values of at most 500 characters; a breach is 400 and changes nothing,
+  content included); in an overwrite ``null`` deletes a key (no error when it is absent). The
+  answer's node JSON shows them. So a client stores a file's attributes (mode, owner, mtime,
+  xattrs) with its content in one request instead of one more request per key. Without the
+  extension the upload's metadata still takes string values (acd-api.md section 6.2 lists
+  ``properties`` there) and the overwrite's metadata part is read and ignored, as Duplicati's was
+  by Amazon.
 """
 
 from __future__ import annotations
@@ -43,7 +54,13 @@ from acdfuse.server.drive import Drive, NewContent, Page
 from acdfuse.server.errors import ApiError, bad_request
 from acdfuse.server.faults import Stats
 from acdfuse.server.messages import AnyResponse, FileResponse, Request, Response, StreamResponse, strict_json
-from acdfuse.server.model import EXTENSIONS_KEY, IF_MATCH_ON, ContentCondition, content_version
+from acdfuse.server.model import (
+    EXTENSIONS_KEY,
+    IF_MATCH_ON,
+    PROPERTIES_WITH,
+    ContentCondition,
+    content_version,
+)
 from acdfuse.server.multipart import MultipartError, MultipartReader, Part, boundary_of
 from acdfuse.server.util import dumps, format_date, now_ms
 
@@ -178,7 +195,11 @@ class Api:
             "metadataUrl": base + "/drive/v1/",
         }
         if self.config.extensions:
-            answer[EXTENSIONS_KEY] = {"ifMatch": IF_MATCH_ON, "maxFileSize": self.config.max_file_size}
+            answer[EXTENSIONS_KEY] = {
+                "ifMatch": IF_MATCH_ON,
+                "maxFileSize": self.config.max_file_size,
+                "propertiesWithContent": list(PROPERTIES_WITH),
+            }
         return json_response(answer)
 
     def account_info(self, req: Request) -> AnyResponse:
@@ -428,13 +449,19 @@ class Api:
             condition.check(req.params["id"], content_version(row))
         reader = self._multipart(req)
         content: NewContent | None = None
+        properties: Any = None
         try:
             try:
                 while (part := reader.next_part()) is not None:
                     if part.name == "content" and content is None:
                         content = self._content_part(part)
                     elif part.name == "metadata":
-                        part.read_all(MAX_METADATA_PART)  # tolerated (Duplicati sends it) and ignored
+                        # tolerated (Duplicati sends it); only its properties count, with the extension
+                        raw = part.read_all(MAX_METADATA_PART)
+                        if self.config.extensions and content is None and properties is None:
+                            properties = _parse_metadata(raw).get("properties")
+                            if properties is not None and not isinstance(properties, dict):
+                                raise bad_request("properties must map owner -> {key: value}")
                     else:
                         raise bad_request(f"unexpected multipart part {part.name!r}")
                 reader.finish()
@@ -442,7 +469,7 @@ class Api:
                 raise bad_request(f"Cannot read from request: {e}") from None
             if content is None:
                 raise bad_request("an overwrite needs a content part")
-            node, old_blob = self.drive.overwrite(req.acc, req.params["id"], content, condition)
+            node, old_blob = self.drive.overwrite(req.acc, req.params["id"], content, condition, properties)
         except BaseException:
             if content is not None:
                 self.blobs.delete(content.blob)

@@ -126,3 +126,19 @@ def test_without_the_extension_the_client_compares_first(plain_client: ACDClient
     # metadata changes do not count here either
     client.rename_node(node["id"], "renamed.txt")
     assert version(overwrite(client, node["id"], b"mine", expected=3)) == 4
+
+
+def test_properties_go_with_an_overwrite_where_the_server_takes_them(client: ACDClient,
+                                                                     plain_client: ACDClient) -> None:
+    """``overwrite_stream(properties=)``: one request on a server that advertises it (None deletes a
+    key); refused before anything is sent on one that does not (Amazon ignored them)."""
+    assert client.properties_with_content and not plain_client.properties_with_content
+    owner = client.get_owner_id()
+    node = client.upload_stream(io.BytesIO(b"one"), "p.txt", properties={owner: {"x0": "a=t1"}})
+    answer = client.overwrite_stream(io.BytesIO(b"two"), node["id"], expected_content_version=1,
+                                     properties={owner: {"posix": "a1;t7;c2", "x0": None}})
+    assert version(answer) == 2 and answer["properties"] == {owner: {"posix": "a1;t7;c2"}}
+    plain = put_file(plain_client, "q.txt", b"one")
+    with pytest.raises(ValueError):
+        plain_client.overwrite_stream(io.BytesIO(b"two"), plain["id"], properties={owner: {"k": "v"}})
+    assert version(plain_client.get_metadata(plain["id"])) == 1

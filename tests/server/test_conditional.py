@@ -113,7 +113,8 @@ def test_two_conditional_overwrites_of_one_version_cannot_both_win(api: RawDrive
 def test_discovery_advertises_the_extensions(api: RawDrive, drive_server: DriveServer) -> None:
     ep = api.get("account/endpoint").json()
     assert ep["acdfuse"] == {"ifMatch": "contentProperties.version",
-                             "maxFileSize": drive_server.config.max_file_size}
+                             "maxFileSize": drive_server.config.max_file_size,
+                             "propertiesWithContent": ["upload", "overwrite"]}
 
 
 @pytest.fixture

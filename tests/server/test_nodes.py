@@ -22,7 +22,8 @@ def test_discovery_and_account(api: RawDrive, drive_server: DriveServer) -> None
         "contentUrl": drive_server.base_url + "/cdproxy/",
         # acdfuse's extensions (routes.py); Amazon's answer had no such key
         "acdfuse": {"ifMatch": "contentProperties.version",
-                    "maxFileSize": drive_server.config.max_file_size},
+                    "maxFileSize": drive_server.config.max_file_size,
+                    "propertiesWithContent": ["upload", "overwrite"]},
     }
     assert api.get("account/info").json() == {"termsOfUse": "1.0.0", "status": "ACTIVE"}
     before = api.get("account/quota").json()

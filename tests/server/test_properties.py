@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import requests
+
+from acdfuse.server import DriveServer, ServerConfig
 
 from .conftest import RawDrive
 
@@ -104,3 +109,49 @@ def test_upload_answer_carries_the_properties_sent_with_it(api: RawDrive) -> Non
     r = api.s.post(api.content + "nodes", params={"suppress": "deduplication"}, files=files, timeout=10)
     assert r.status_code == 201
     assert r.json()["properties"] == {owner: {"posix": "a1;m120777"}}
+
+
+def _overwrite_with(api: RawDrive, node_id: str, data: bytes, meta: object) -> requests.Response:
+    files = {"metadata": (None, json.dumps(meta)), "content": ("x", data)}
+    return api.s.put(api.content + f"nodes/{node_id}/content", files=files, timeout=10)
+
+
+def test_an_overwrite_changes_properties_with_the_content(api: RawDrive) -> None:
+    """The extension "propertiesWithContent": values set keys, null deletes them (absent ones too),
+    in the same transaction as the content; the answer shows the result."""
+    f = api.upload("f.txt", b"old")
+    owner = f["createdBy"]
+    api.put(f"nodes/{f['id']}/properties/{owner}/x0", {"value": "a=t1"})
+    meta = {"properties": {owner: {"posix": "a1;m100600;t5;c2", "x0": None, "x1": None}}}
+    r = _overwrite_with(api, f["id"], b"new", meta)
+    assert r.status_code == 200, r.text
+    assert r.json()["properties"] == {owner: {"posix": "a1;m100600;t5;c2"}}
+    assert r.json()["contentProperties"]["version"] == 2
+    assert api.get(f"nodes/{f['id']}/properties/{owner}").json() == {"data": {"posix": "a1;m100600;t5;c2"}}
+
+
+def test_an_overwrite_whose_properties_break_the_limits_changes_nothing(api: RawDrive) -> None:
+    f = api.upload("f.txt", b"old")
+    owner = f["createdBy"]
+    too_many = {owner: {f"k{i}": "v" for i in range(11)}}
+    too_long = {owner: {"posix": "x" * 501}}
+    for bad in (too_many, too_long, {"": {"k": "v"}}, {owner: {"k": 5}}, {owner: "v"}, ["k"]):
+        r = _overwrite_with(api, f["id"], b"new", {"properties": bad})
+        assert r.status_code == 400, (bad, r.text)
+    node = api.get(f"nodes/{f['id']}").json()
+    assert node["contentProperties"]["version"] == 1 and "properties" not in node
+    assert api.download(f["id"]).content == b"old"
+
+
+def test_without_the_extensions_an_overwrite_ignores_its_metadata(tmp_path: Path) -> None:
+    srv = DriveServer(ServerConfig(data_dir=tmp_path / "plain", port=0, extensions=False))
+    srv.start()
+    api = RawDrive(srv, srv.access_token())
+    try:
+        f = api.upload("f.txt", b"old")
+        r = _overwrite_with(api, f["id"], b"new", {"properties": {f["createdBy"]: {"k": "v"}}})
+        assert r.status_code == 200 and "properties" not in r.json()
+        assert api.download(f["id"]).content == b"new"
+    finally:
+        api.close()
+        srv.close()
