@@ -259,7 +259,8 @@ def build(opts: Options, say: Callable[[str], None] | None = None) -> Stack:
     if writable(opts):
         writes = WriteSide(opts.journal_path, opts.spool_dir, store=store, remote=remote_for(client),
                            hooks=read_hooks(reader), opts=opts.write_options(),
-                           after_upload=attrs.after_upload, max_file_size=lambda: client.max_file_size)
+                           after_upload=attrs.after_upload, upload_properties=attrs.upload_properties,
+                           max_file_size=lambda: client.max_file_size)
     owner = Ownership(opts.uid, opts.gid, opts.umask, writable=writable(opts))
     ops = DriveOperations(store, reader, quota, owner, writes=writes, api=client if writes else None,
                           attrs=attrs, kernel_keeps=kernel_keeps(opts), forget_entry=kernel_cache.forget_soon)

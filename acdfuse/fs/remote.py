@@ -10,7 +10,7 @@ import inspect
 from typing import Any
 
 from acdfuse.vfs.reader import ContentReader
-from acdfuse.vfs.upload import Remote
+from acdfuse.vfs.upload import Properties, Remote
 from acdfuse.vfs.writes import ReadHooks
 
 
@@ -23,13 +23,18 @@ def remote_for(client: Any) -> Remote:
     """
     conditional = "expected_content_version" in inspect.signature(client.overwrite_stream).parameters
 
-    def upload(stream: Any, name: str, parent_id: str) -> dict:
-        return dict(client.upload_stream(stream, name, parent_id))
+    def upload(stream: Any, name: str, parent_id: str, properties: Properties | None = None) -> dict:
+        return dict(client.upload_stream(stream, name, parent_id, properties=properties))
 
-    def overwrite(stream: Any, node_id: str, base_version: int | None) -> dict:
+    def overwrite(stream: Any, node_id: str, base_version: int | None,
+                  properties: Properties | None = None) -> dict:
+        extra: dict[str, Any] = {"properties": properties} if properties else {}
         if conditional:
-            return dict(client.overwrite_stream(stream, node_id, expected_content_version=base_version))
-        return dict(client.overwrite_stream(stream, node_id))
+            extra["expected_content_version"] = base_version
+        return dict(client.overwrite_stream(stream, node_id, **extra))
+
+    def with_properties() -> bool:
+        return bool(getattr(client, "properties_with_content", False))
 
     def metadata(node_id: str) -> dict:
         return dict(client.get_metadata(node_id, temp_link=False))
@@ -44,7 +49,7 @@ def remote_for(client: Any) -> Remote:
         return dict(client.update_metadata(node_id, {"parents": [new_parent_id], "name": name}))
 
     return Remote(upload=upload, overwrite=overwrite, metadata=metadata, conditional=conditional,
-                  trash=trash, move=move)
+                  trash=trash, move=move, with_properties=with_properties)
 
 
 def read_hooks(reader: ContentReader) -> ReadHooks:

@@ -205,14 +205,36 @@ class NodeAttrs:
     def remove_xattr(self, node_id: str, name: str) -> Node:
         return self.change(node_id, lambda node, props: pa.remove_xattr(props, name))
 
-    def after_upload(self, node: Node, attrs_json: str, mtime_ns: int | None = None) -> None:
-        """Give a just uploaded file the attributes kept for it while its content was local (the write
-        side's hook). Its record's mtime is bound to the content version the upload made; without one
-        set by a tool, the file keeps ``mtime_ns``, the time of its last local write, which it showed
-        until now (and not the later time of the upload)."""
-        wanted = pa.properties_for_upload(attrs_json, node.content_version, mtime_ns)
+    @staticmethod
+    def _wanted(props: Mapping[str, str], attrs_json: str | None, content_version: int,
+                mtime_ns: int | None) -> dict[str, str]:
+        """The properties a file has once its local content is uploaded: those kept for it while it
+        was local (``attrs_json``), else the server's without their mtime (it described the old
+        content); the record's mtime bound to the new content version, and without one set by a
+        tool, ``mtime_ns``: the time of the last local write, which the file showed until now (and
+        not the later time of the upload)."""
+        text = attrs_json if attrs_json is not None else pa.pending_json(pa.without_mtime(props))
+        return pa.properties_for_upload(text, content_version, mtime_ns)
+
+    def upload_properties(self, node: Node | None, attrs_json: str | None, mtime_ns: int | None,
+                          content_version: int, new_node: bool) -> dict[str, dict[str, str | None]]:
+        """What to send with an upload (the write side's hook, for a server that stores properties
+        with the content): ``node`` is the server file the local copy was based on (None for a new
+        file), ``content_version`` the one the request makes. An overwrite also deletes this app's
+        keys the file no longer has (None values); a new node has none to delete."""
+        wanted: dict[str, str | None] = dict(
+            self._wanted(self.props(node) if node is not None else {}, attrs_json, content_version, mtime_ns))
+        if not new_node:
+            for key in (pa.RECORD_KEY, *pa.XATTR_KEYS):
+                wanted.setdefault(key, None)
+        return {self.owner(): wanted}
+
+    def after_upload(self, node: Node, attrs_json: str | None, mtime_ns: int | None = None) -> None:
+        """Give a just uploaded file the attributes it had while its content was local (the write
+        side's hook, see ``_wanted``). Sends nothing when the upload carried them already."""
 
         def plan(current: Node, props: dict[str, str]) -> Change:
+            wanted = self._wanted(props, attrs_json, current.content_version, mtime_ns)
             ours = (pa.RECORD_KEY, *pa.XATTR_KEYS)
             put = {k: v for k, v in wanted.items() if props.get(k) != v}
             return Change(put, tuple(k for k in ours if k in props and k not in wanted))

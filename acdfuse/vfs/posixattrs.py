@@ -352,12 +352,14 @@ def properties_for_upload(attrs_json: str | None, content_version: int,
 
     ``content_version`` is the content version the upload creates (1 for a new node): the record's
     mtime is bound to it, so the mtime a tool set on the pending file (``cp -p``, ``rsync -a``) is the
-    one shown after the upload. A record without an mtime gets ``local_mtime_ns`` when given.
+    one shown after the upload. A record without an mtime gets ``local_mtime_ns`` when given, and so
+    does a file with no record at all: it shows the time of its last write, as on a local disk, not
+    the time of the upload.
     """
     props = pending_props(attrs_json)
     record = PosixRecord.decode(props.get(RECORD_KEY))
-    if record is None and local_mtime_ns is not None and props:
-        record = PosixRecord()
+    if record is None and local_mtime_ns is not None:
+        record = PosixRecord()      # a file without attributes still keeps its local mtime
     if record is not None:
         if record.mtime_ns is None and local_mtime_ns is not None:
             record = replace(record, mtime_ns=local_mtime_ns)

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from acdfuse.api.common import (
     Conflict,
@@ -44,11 +43,15 @@ from .spool import Spool, SpoolReader
 
 log = logging.getLogger(__name__)
 
-# (stream, name, parent id) -> node JSON of the new file
-# (a readable, seekable stream over the spool)
-UploadNew = Callable[[Any, str, str], dict]
-# (stream, node id, expected content version or None) -> node JSON
-Overwrite = Callable[[Any, str, "int | None"], dict]
+# (stream, name, parent id[, properties]) -> node JSON of the new file
+# (a readable, seekable stream over the spool; properties only when ``Remote.with_properties()``)
+UploadNew = Callable[..., dict]
+# (stream, node id, expected content version or None[, properties]) -> node JSON
+Overwrite = Callable[..., dict]
+# the app's properties to store with the content: {owner: {key: value, or None to delete it}}
+Properties = dict[str, dict[str, "str | None"]]
+# (content version the request creates, whether it makes a new node) -> properties to send, or None
+PropertiesFor = Callable[[int, bool], "Properties | None"]
 
 _HASH_PIECE = 1024 * 1024
 MAX_CONFLICT_NAMES = 50
@@ -69,6 +72,9 @@ class Remote:
     # (node id, its folder, new folder, new name) -> node JSON: follows a rename done locally while the
     # file's first upload ran
     move: Callable[[str, str, str, str], dict] | None = None
+    # True when ``upload`` and ``overwrite`` take the node's properties along (one request instead of
+    # one more per key); asked at each upload, so it may do network I/O once (the client caches it)
+    with_properties: Callable[[], bool] = lambda: False
 
 
 class UploadRefused(Exception):
@@ -92,6 +98,7 @@ class Job:
     base_version: int | None
     parent_available: Callable[[str], bool | None] = lambda _pid: None   # True/False, None: ask the server
     cancelled: Callable[[], bool] = lambda: False       # deleted locally meanwhile: make no copies
+    properties: PropertiesFor | None = None     # what to store with the content, where the server can
 
 
 @dataclass(frozen=True)
@@ -190,7 +197,7 @@ class Uploader:
         assert job.parent_id is not None
         self._check_parent(job, job.parent_id)
         try:
-            return self._remote.upload(stream, job.name, job.parent_id), None
+            return self._upload(job, stream, job.name, job.parent_id), None
         except Exception as exc:
             if isinstance(exc, Conflict):
                 existing = exc.node_id
@@ -209,6 +216,18 @@ class Uploader:
             if refused is not None:
                 raise refused from exc
             raise
+
+    def _properties(self, job: Job, content_version: int, new_node: bool) -> Properties | None:
+        if job.properties is None or not self._remote.with_properties():
+            return None
+        return job.properties(content_version, new_node) or None
+
+    def _upload(self, job: Job, stream: SpoolReader, name: str, parent_id: str) -> dict:
+        """A new node (a new file, or a conflict copy), with its properties where the server takes them."""
+        props = self._properties(job, 1, True)
+        if props is None:
+            return self._remote.upload(stream, name, parent_id)
+        return self._remote.upload(stream, name, parent_id, props)
 
     def _check_parent(self, job: Job, parent_id: str) -> None:
         if not self._parent_ok(job, parent_id):
@@ -233,8 +252,13 @@ class Uploader:
                 return self._gone(job, node_id, current, stream)
             if _content(current)[2] != job.base_version:
                 return self._changed(job, node_id, current, stream)
+        # the record's mtime is bound to the content version this overwrite makes: base + 1 (the
+        # write side stores them again after the answer if it made another one)
+        props = None if job.base_version is None else self._properties(job, job.base_version + 1, False)
         try:
-            return self._remote.overwrite(stream, node_id, job.base_version), None
+            if props is None:
+                return self._remote.overwrite(stream, node_id, job.base_version), None
+            return self._remote.overwrite(stream, node_id, job.base_version, props), None
         except Exception as exc:
             # 412: changed since the base; 404: gone; 409: in the trash (acdfuse serve's NODE_IN_TRASH)
             if isinstance(exc, PreconditionFailed | NotFound | Conflict):
@@ -290,7 +314,7 @@ class Uploader:
             copy = conflict_name(name, when, n)
             stream.seek(0)
             try:
-                answer = self._remote.upload(stream, copy, parent_id)
+                answer = self._upload(job, stream, copy, parent_id)
             except Exception as exc:
                 if isinstance(exc, Conflict):
                     existing = exc.node_id

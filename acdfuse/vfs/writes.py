@@ -41,7 +41,7 @@ from .options import WriteOptions
 from .posixattrs import pending_record
 from .spool import FillBase, Spool, SpoolPool
 from .stream import GrowingStream
-from .upload import Job, Remote, Result, Uploader, UploadMismatch, UploadRefused, is_permanent
+from .upload import Job, Properties, Remote, Result, Uploader, UploadMismatch, UploadRefused, is_permanent
 from .writeback import Change, RetryPolicy, WriteBack
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,11 @@ MAX_STREAMS = 2
 FetchBase = Callable[[str, str, int, int, int], "bytes | bytearray | memoryview"]
 # (node id, content key, size, read(offset, length)) -> chunks kept: take a file's bytes as cached content
 Adopt = Callable[[str, str, int, Callable[[int, int], "bytes | bytearray | memoryview"]], int]
+# (uploaded node, attributes kept for it or None, mtime of its last local write) -> None: stores them
+AfterUpload = Callable[[Node, "str | None", int], None]
+# (server node the copy is based on or None, attributes kept or None, mtime of the last local write,
+#  content version the upload makes, whether it makes a new node) -> properties to send with it
+UploadProperties = Callable[[Node | None, "str | None", int, int, bool], "Properties | None"]
 
 
 class StoreView(Protocol):
@@ -104,6 +109,7 @@ class DirtyFile:
         self.base_md5 = row.base_md5
         self.base_size = row.base_size
         self.attrs = row.attrs
+        self.attrs_gen = 0           # bumped by every set_attrs: which attributes an upload stored
         self.ino = row.ino
         self.mtime_ns = row.mtime_ns or time.time_ns()
         self.created = self.mtime_ns / 1e9
@@ -142,10 +148,14 @@ class WriteSide:
 
     def __init__(self, journal_path: Path, spool_dir: Path, *, store: StoreView, remote: Remote,
                  hooks: ReadHooks, opts: WriteOptions | None = None,
-                 after_upload: Callable[[Node, str, int], None] | None = None,
+                 after_upload: AfterUpload | None = None,
+                 upload_properties: UploadProperties | None = None,
                  max_file_size: Callable[[], int] | None = None) -> None:
         """``max_file_size``: asks the server's per-file limit (at ``start``; network I/O); the lower of it
-        and ``opts.max_file_size`` holds (the option alone when the server cannot say)."""
+        and ``opts.max_file_size`` holds (the option alone when the server cannot say).
+        ``upload_properties`` builds the attributes an upload carries where the server stores them with
+        the content; ``after_upload`` stores whatever the answer does not show yet (every attribute, on
+        a server without that), before the file counts as uploaded."""
         self._opts = opts or WriteOptions()
         self._ask_limit = max_file_size
         self._max_file_size = self._opts.max_file_size
@@ -154,6 +164,7 @@ class WriteSide:
         self._store = store
         self._hooks = hooks
         self._after_upload = after_upload
+        self._upload_properties = upload_properties
         self._uploader = Uploader(remote)
         self._remote = remote
         self._wb = WriteBack(self._upload, permanent=is_permanent, on_change=self._on_change,
@@ -636,6 +647,7 @@ class WriteSide:
                 if not df.dirty:
                     return False
                 df.attrs = attrs_json
+                df.attrs_gen += 1     # an upload in flight carries older ones: _finish sends these
             self._journal.update(df.local_id, attrs=attrs_json)
         return True
 
@@ -711,14 +723,25 @@ class WriteSide:
         return f"local file {local_id}" if df is None else df.describe()
 
     def _job_locked(self, df: DirtyFile) -> tuple[Job, int]:
+        """The upload of ``df`` as it is now, and the write generation it holds."""
         name, parent = df.name, df.parent_id
+        node = None
         if df.node_id is not None:
             node = self._store.get(df.node_id)
             if node is not None:
                 name = node.name
                 parent = node.parents[0] if node.parents else parent
+        properties = None
+        hook = self._upload_properties
+        if hook is not None:
+            attrs, mtime_ns = df.attrs, df.mtime_ns
+
+            def properties(content_version: int, new_node: bool) -> Properties | None:
+                return hook(node, attrs, mtime_ns, content_version, new_node)
+
         job = Job(df.local_id, df.spool, df.spool.size, df.node_id, name, parent, df.base_version,
-                  parent_available=self._parent_available, cancelled=lambda: df.unlinked)
+                  parent_available=self._parent_available, cancelled=lambda: df.unlinked,
+                  properties=properties)
         return job, df.gen
 
     def _parent_available(self, parent_id: str) -> bool | None:
@@ -825,49 +848,23 @@ class WriteSide:
         node = None
         if answer:
             node = self._store.apply_local(answer, ino=df.ino if job.node_id is None else None)
-        if node is not None and self._after_upload is not None and df.attrs:
-            # before the file counts as uploaded: fsync, and a stat right after, see its attributes
-            try:
-                self._after_upload(node, df.attrs, df.mtime_ns)
-            except Exception as exc:  # the content is up; its attributes are not worth a second upload
-                log.warning("upload of %s: its attributes were not stored: %s",
-                            self._describe(df.local_id), exc)
-        with df.jlock:
-            with self._cond:
-                df.running = False
-                df.finishing = False
-                df.stream = None
-                df.error = None
-                if node is not None:
-                    if df.node_id is not None and self._by_node.get(df.node_id) is df:
-                        del self._by_node[df.node_id]
-                    key = (df.parent_id or "", df.name)
-                    if self._by_name.get(key) is df:
-                        del self._by_name[key]
-                        self._names[df.name] -= 1
-                        if self._names[df.name] <= 0:
-                            del self._names[df.name]
-                    df.node_id, df.name = node.id, node.name
-                    df.parent_id = node.parents[0] if node.parents else df.parent_id
-                    df.base_version, df.base_md5, df.base_size = node.content_version, md5, job.size
-                    df.ino = node.ino or df.ino
-                    if not df.unlinked:
-                        self._by_node[node.id] = df
-                unchanged = df.gen == gen and not df.unlinked
-                if unchanged:
-                    df.confirmed = gen
-                    df.dirty = False
-                drop = df.opens == 0 and (unchanged or df.unlinked)
-                if drop:
-                    self._unindex_locked(df)
-                again = not unchanged and not df.unlinked
-                urgent = again and df.fsync_waiters > 0
-                self._cond.notify_all()
-                row = self._row_locked(df, QUEUED) if again else None
-            if unchanged:
-                self._journal.delete(df.local_id)
-            elif row is not None:
-                self._journal.put(row)      # now based on what just went up
+        # before the file counts as uploaded (fsync, and a stat right after, see its attributes): the
+        # attributes it has now. A chmod while the upload ran, or after they were stored, is kept with
+        # the file as long as it is dirty, so it is caught below and stored in another round.
+        stored = self._store_attrs(df, node)
+        while True:
+            with df.jlock:
+                with self._cond:
+                    newer = stored is not None and df.attrs_gen != stored and not df.unlinked
+                    if not newer:
+                        again, urgent, drop, unchanged, row = self._settle_locked(df, gen, job, node, md5)
+                if not newer:
+                    if unchanged:
+                        self._journal.delete(df.local_id)
+                    elif row is not None:
+                        self._journal.put(row)      # now based on what just went up
+                    break
+            stored = self._store_attrs(df, node)
         if node is not None:
             self._hand_over(df, node, md5, job.size, adopt=drop and unchanged)
         if drop:
@@ -879,6 +876,57 @@ class WriteSide:
                 self._wb.queue(df.local_id, self._opts.upload_delay)
         self.stats["uploaded"] += 1
         self.stats["uploaded_bytes"] += job.size
+
+    def _store_attrs(self, df: DirtyFile, node: Node | None) -> int | None:
+        """Store the attributes ``df`` has now on the uploaded ``node`` (nothing is sent when the upload
+        carried them); the attributes generation stored, None when there is nothing to store or it
+        failed (the content is up: its attributes are not worth a second upload)."""
+        if node is None or self._after_upload is None:
+            return None
+        with self._lock:
+            attrs, gen, mtime_ns = df.attrs, df.attrs_gen, df.mtime_ns
+        try:
+            self._after_upload(node, attrs, mtime_ns)
+        except Exception as exc:  # said, and the content stays uploaded
+            log.warning("upload of %s: its attributes were not stored: %s", self._describe(df.local_id), exc)
+            return None
+        return gen
+
+    def _settle_locked(self, df: DirtyFile, gen: int, job: Job, node: Node | None,
+                       md5: str) -> tuple[bool, bool, bool, bool, DirtyRow | None]:
+        """The file's state after an upload of ``gen`` (caller holds ``jlock`` and ``_lock``):
+        (upload again, urgently, drop the spool, unchanged since, journal row to write)."""
+        df.running = False
+        df.finishing = False
+        df.stream = None
+        df.error = None
+        if node is not None:
+            if df.node_id is not None and self._by_node.get(df.node_id) is df:
+                del self._by_node[df.node_id]
+            key = (df.parent_id or "", df.name)
+            if self._by_name.get(key) is df:
+                del self._by_name[key]
+                self._names[df.name] -= 1
+                if self._names[df.name] <= 0:
+                    del self._names[df.name]
+            df.node_id, df.name = node.id, node.name
+            df.parent_id = node.parents[0] if node.parents else df.parent_id
+            df.base_version, df.base_md5, df.base_size = node.content_version, md5, job.size
+            df.ino = node.ino or df.ino
+            if not df.unlinked:
+                self._by_node[node.id] = df
+        unchanged = df.gen == gen and not df.unlinked
+        if unchanged:
+            df.confirmed = gen
+            df.dirty = False
+        drop = df.opens == 0 and (unchanged or df.unlinked)
+        if drop:
+            self._unindex_locked(df)
+        again = not unchanged and not df.unlinked
+        urgent = again and df.fsync_waiters > 0
+        self._cond.notify_all()
+        row = self._row_locked(df, QUEUED) if again else None
+        return again, urgent, drop, unchanged, row
 
     def _start_stream(self, df: DirtyFile) -> None:
         with self._lock:

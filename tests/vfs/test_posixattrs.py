@@ -230,4 +230,6 @@ def test_upload_gets_the_local_mtime_unless_a_tool_set_one() -> None:
     set_by_tool = pa.pending_json({pa.RECORD_KEY: PosixRecord(mtime_ns=9).encode()})
     sent = pa.properties_for_upload(set_by_tool, 4, local_mtime_ns=1234)
     assert PosixRecord.decode(sent[pa.RECORD_KEY]) == PosixRecord(mtime_ns=9, mtime_cv=4)
-    assert pa.properties_for_upload(None, 4, local_mtime_ns=1234) == {}
+    # no attributes at all: the time of the last write still goes up (not the time of the upload)
+    assert pa.properties_for_upload(None, 4, local_mtime_ns=1234) == {pa.RECORD_KEY: "a1;t1234;c4"}
+    assert pa.properties_for_upload(None, 4) == {}
