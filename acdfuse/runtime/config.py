@@ -77,13 +77,18 @@ def parse_octal(text: Any) -> int:
         raise BadValue(f"not an octal mask: {text!r}") from exc
 
 
-def positive_float(text: Any) -> float:
+def _number(text: Any) -> float:
+    """A number from the command line or the config file (a TOML boolean is none)."""
     if isinstance(text, bool):
         raise BadValue(f"not a number: {text!r}")
     try:
-        value = float(text)
+        return float(text)
     except (TypeError, ValueError) as exc:
         raise BadValue(f"not a number: {text!r}") from exc
+
+
+def positive_float(text: Any) -> float:
+    value = _number(text)
     if value <= 0:
         raise BadValue(f"must be positive: {text!r}")
     return value
@@ -101,12 +106,7 @@ def parse_int(text: Any) -> int:
 
 
 def non_negative_float(text: Any) -> float:
-    if isinstance(text, bool):
-        raise BadValue(f"not a number: {text!r}")
-    try:
-        value = float(text)
-    except (TypeError, ValueError) as exc:
-        raise BadValue(f"not a number: {text!r}") from exc
+    value = _number(text)
     if value < 0:
         raise BadValue(f"must not be negative: {text!r}")
     return value

@@ -15,6 +15,7 @@ import weakref
 from pathlib import Path
 
 from acdfuse.store.errors import SchemaTooNew, StoreError
+from acdfuse.store.migrate import migrate
 from acdfuse.store.schema import (
     APPLICATION_ID,
     BUILD,
@@ -206,18 +207,7 @@ class Database:
         version = con.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:  # raced with a newer acdfuse since _inspect
             raise SchemaTooNew(str(self.path), version, SCHEMA_VERSION)
-        while version < SCHEMA_VERSION:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                MIGRATIONS[version](con)
-                version += 1
-                con.execute(f"PRAGMA user_version={version}")
-                con.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            log.info("node mirror %s: schema now at version %d", self.path, version)
+        migrate(con, MIGRATIONS, SCHEMA_VERSION, APPLICATION_ID, f"node mirror {self.path}")
 
     @staticmethod
     def _drop_leftovers(con: sqlite3.Connection) -> None:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from acdfuse.store.migrate import migrate
+
 log = logging.getLogger(__name__)
 
 # Bump with a migration below when the layout changes.
@@ -188,19 +190,7 @@ class Journal:
             raise self._unusable(f"integrity check failed: {result}")
 
     def _migrate(self, con: sqlite3.Connection) -> None:
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        while version < SCHEMA_VERSION:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                MIGRATIONS[version](con)
-                version += 1
-                con.execute(f"PRAGMA user_version={version}")
-                con.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            log.info("write journal %s: schema now at version %d", self.path, version)
+        migrate(con, MIGRATIONS, SCHEMA_VERSION, APPLICATION_ID, f"write journal {self.path}")
 
     def close(self) -> None:
         with self._lock:

@@ -901,14 +901,7 @@ class WriteSide:
         df.stream = None
         df.error = None
         if node is not None:
-            if df.node_id is not None and self._by_node.get(df.node_id) is df:
-                del self._by_node[df.node_id]
-            key = (df.parent_id or "", df.name)
-            if self._by_name.get(key) is df:
-                del self._by_name[key]
-                self._names[df.name] -= 1
-                if self._names[df.name] <= 0:
-                    del self._names[df.name]
+            self._unindex_locked(df, keep_file=True)    # indexed again below under its node id
             df.node_id, df.name = node.id, node.name
             df.parent_id = node.parents[0] if node.parents else df.parent_id
             df.base_version, df.base_md5, df.base_size = node.content_version, md5, job.size
