@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,17 @@ def wait_uploaded(cache: Path, timeout: float = 3600) -> None:
         time.sleep(0.05)
 
 
+def run(argv: Sequence[str | Path], **kw: Any) -> subprocess.CompletedProcess[Any]:
+    """Run a tool the benchmark times or sets up, by the full path ``shutil.which`` finds, with an argv
+    list and no shell; a failure raises. Every process the benchmark starts (but the mounts) goes here."""
+    exe = shutil.which(str(argv[0]))
+    if exe is None:
+        raise RuntimeError(f"{argv[0]} is not installed")
+    return subprocess.run([exe, *map(str, argv[1:])], check=True, **kw)  # noqa: S603 - full path, no shell
+
+
 def run_child(code: str, *args: str) -> float:
-    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
+    out = run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     return float(out.stdout.strip())
 
 
@@ -186,7 +196,7 @@ class Bench:
             with open(src, "wb") as f:
                 for _ in range(self.args.size_mib):
                     f.write(os.urandom(MiB))
-        subprocess.run(["cat", str(src)], stdout=subprocess.DEVNULL, check=True)   # in the page cache
+        run(["cat", src], stdout=subprocess.DEVNULL)   # in the page cache
         ours, curl, idle, peak = [], [], [], []
         for _ in range(self.args.runs):
             mnt, _cache, ctx = self.ours()
@@ -210,7 +220,7 @@ class Bench:
         url = f"{self.server.base_url}/cdproxy/nodes?suppress=deduplication"
         args = ["curl", "-sS", "-o", "/dev/null", "-H", f"Authorization: Bearer {self.token}",
                 "-F", f'metadata={{"name":"{name}","kind":"FILE"}}', "-F", f"content=@{src}", url]
-        return timed(lambda: subprocess.run(args, check=True))
+        return timed(lambda: run(args))
 
     def small(self) -> None:
         n = str(self.args.files)
@@ -266,13 +276,12 @@ class Bench:
     def rsync(self) -> None:
         src = self.tree()
         self.three_way(f"rsync -a of {self.args.tree_files} small files",
-                       lambda dst: subprocess.run(["rsync", "-a", f"{src}/", f"{dst}/"], check=True))
+                       lambda dst: run(["rsync", "-a", f"{src}/", f"{dst}/"]))
 
     def clone(self) -> None:
         origin = Path(self.args.repo)
         self.three_way(f"git clone of {origin.name}",
-                       lambda dst: subprocess.run(
-                           ["git", "clone", "-q", "--no-hardlinks", str(origin), str(dst)], check=True))
+                       lambda dst: run(["git", "clone", "-q", "--no-hardlinks", origin, dst]))
 
     def acdcli(self) -> None:
         if not ACD_CLI.exists():
@@ -282,7 +291,7 @@ class Bench:
         env = dict(os.environ, ACD_CLI_CACHE_PATH=str(cache), ACD_CLI_SETTINGS_PATH=str(cache))
         for name in ("oauth_data", "endpoint_data"):
             shutil.copy(self.cdir / name, cache / name)
-        subprocess.run([str(ACD_CLI), "sync"], env=env, check=True, capture_output=True)
+        run([ACD_CLI, "sync"], env=env, capture_output=True)
         mnt = self.fresh("acdcli-mnt")
         n = str(self.args.acdcli_files)
         src = self.work / "acdcli-big.bin"
