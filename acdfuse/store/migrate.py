@@ -31,7 +31,10 @@ def migrate(con: sqlite3.Connection, steps: Mapping[int, Step], target: int, app
             con.execute(f"PRAGMA application_id={application_id}")
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            # a step's executescript commits what came before it, and a full disk can end the
+            # transaction itself: a ROLLBACK then would hide the real error behind "no transaction"
+            if con.in_transaction:
+                con.execute("ROLLBACK")
             raise
         log.info("%s: schema now at version %d", what, version)
     return version
