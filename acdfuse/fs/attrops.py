@@ -89,6 +89,9 @@ class AttrOperations:
     def _node(self, path: str) -> Node:
         raise NotImplementedError   # DriveOperations._node
 
+    def _in_trash(self, path: str) -> bool:
+        return False                # TrashOperations._in_trash: the trash is read-only
+
     # ---- helpers -----------------------------------------------------------------------------
     def _pending_key(self, node: Node) -> str | None:
         """The write side's key of a file whose content is not on the server yet (a new file, or one
@@ -97,7 +100,7 @@ class AttrOperations:
         return node.id if w is not None and w.has_local(node.id) else None
 
     def _changer(self, what: str, path: str) -> NodeAttrs:
-        if not self._owner.writable or self._attrs is None:
+        if not self._owner.writable or self._attrs is None or self._in_trash(path):
             log.debug("refused %s of %s: the mount is read-only", what, path)
             raise FuseOSError(errno.EROFS)
         return self._attrs

@@ -223,23 +223,27 @@ class KernelCache:
         root = self._tree.root()
         return {child.name for child in self._tree.children(root.id)} if root is not None else set()
 
-    def forget_soon(self, path: str) -> None:
-        """Forget the kernel's entry at ``path`` (a drive path), from a thread of its own: the caller
+    def forget_soon(self, *paths: str) -> None:
+        """Forget the kernel's entries at ``paths`` (drive paths), from a thread of its own: the caller
         may be a libfuse worker, which must not walk its own mount. For an answer that was true only
         for a while, such as a file still open at a path that leads nowhere (operations.py,
-        _opened_at), which the kernel would otherwise keep for the whole entry timeout."""
+        _opened_at), which the kernel would otherwise keep for the whole entry timeout, or names in
+        ``/.Trash`` that a trash or restore gave to other nodes (fs/trashview.py)."""
         with self._lock:
             notifier = self._notifier
-        if notifier is None or path in ("", "/"):
+        places: set[Location] = set()
+        for path in paths:
+            if path not in ("", "/"):
+                parent, _, name = path.rpartition("/")
+                places.add((parent or "/", name))
+        if notifier is None or not places:
             return
-        parent, _, name = path.rpartition("/")
-        place = (parent or "/", name)
 
         def forget() -> None:
             try:
-                self._forget(notifier, {place}, set())
+                self._forget(notifier, places, set())
             except OSError as exc:
-                log.warning("kernel cache: cannot forget %s: %s", path, exc)
+                log.warning("kernel cache: cannot forget %s: %s", ", ".join(paths), exc)
 
         threading.Thread(target=forget, name="acdfuse-forget", daemon=True).start()
 

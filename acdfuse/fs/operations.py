@@ -28,6 +28,8 @@ from acdfuse.fs.handles import HandleTable, OpenDir, OpenFile
 from acdfuse.fs.names import split
 from acdfuse.fs.opbase import content_key
 from acdfuse.fs.opbase import guard as _guard
+from acdfuse.fs.trashops import TrashOperations
+from acdfuse.fs.trashview import TrashView
 from acdfuse.fs.writeops import DriveApi, NameIndex, WriteOperations
 
 if TYPE_CHECKING:
@@ -45,6 +47,9 @@ class Store(Protocol):
     def children(self, folder_id: str) -> list[Node]: ...
     def get(self, node_id: str) -> Node | None: ...
     def subfolder_count(self, folder_id: str) -> int: ...
+    def trashed(self) -> list[Node]: ...
+    def child(self, folder_id: str, name: str) -> Node | None: ...
+    def path_of(self, node_id: str) -> str | None: ...
 
 
 class Reader(Protocol):
@@ -58,7 +63,7 @@ class QuotaSource(Protocol):
     def sizes(self) -> tuple[int, int]: ...
 
 
-class DriveOperations(WriteOperations, AttrOperations):
+class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
     """FUSE operations over a node store and a content reader; served by ``binding.serve`` (raw_fi).
 
     Built by the composition root (``acdfuse.mount.build``), which is the place to add collaborators:
@@ -66,6 +71,7 @@ class DriveOperations(WriteOperations, AttrOperations):
     the client's namespace calls, writeops.py) make the mount writable; without them it is read-only.
     The attribute operations (chmod, chown, utimens, symlink, readlink, xattrs) are in attrops.py;
     without ``attrs`` (the NodeAttrs that sends changes) they answer EROFS, as on a read-only mount.
+    ``/.Trash`` (the drive's trash, and the desktop's trash folder in it) is in trashops.py.
     """
 
     # the binding registers only the operations an object has; leaving one out makes libfuse answer
@@ -79,13 +85,13 @@ class DriveOperations(WriteOperations, AttrOperations):
     def __init__(self, store: Store, reader: Reader, quota: QuotaSource, owner: Ownership, *,
                  writes: WriteSide | None = None, api: DriveApi | None = None,
                  attrs: NodeAttrs | None = None, kernel_keeps: float = 0.0,
-                 forget_entry: Callable[[str], None] | None = None) -> None:
+                 forget_entry: Callable[..., None] | None = None) -> None:
         """``store`` resolves paths to nodes, ``reader`` serves their bytes, ``quota`` answers statfs
         without I/O, ``owner`` says who owns every entry and whether it is writable, ``writes`` and
         ``api`` make changes, ``attrs`` stores POSIX attributes in node properties. ``kernel_keeps``:
         seconds the kernel keeps the attributes it is given (the mount's attribute and entry
-        timeouts); 0 sends them with every READDIRPLUS listing. ``forget_entry(path)`` makes the kernel
-        forget its entry at a path (kernelcache.py). No I/O here."""
+        timeouts); 0 sends them with every READDIRPLUS listing. ``forget_entry(*paths)`` makes the kernel
+        forget its entries at those paths (kernelcache.py). No I/O here."""
         self._attrs = attrs
         self._store = store
         self._reader = reader
@@ -103,6 +109,7 @@ class DriveOperations(WriteOperations, AttrOperations):
         # folder id -> when its entries last went to the kernel with their attributes (monotonic);
         # emptied whenever a sync changes the tree
         self._listed_plus: dict[str, float] = {}
+        self._trash: TrashView | None = TrashView(store, owner, forget=forget_entry)
 
     def __call__(self, op: str, *args: Any) -> Any:
         method = getattr(self, op, None)
@@ -124,6 +131,8 @@ class DriveOperations(WriteOperations, AttrOperations):
             self._subfolders.clear()
             self._listed_plus.clear()
         self._names.clear()
+        if self._trash is not None:
+            self._trash.changed()
         for node_id in changed_ids or ():
             node = self._store.get(node_id)
             if node is None:
@@ -146,6 +155,9 @@ class DriveOperations(WriteOperations, AttrOperations):
                 path.encode("utf-8")
             except UnicodeEncodeError:
                 return None     # not UTF-8 (see fs/names.py): the drive holds no such name
+        if self._in_trash(path):
+            found = self._trash_find(path)
+            return found.node if found is not None else None
         w = self._writes
         if w is not None and path != "/":
             parent_path, name = split(path)
@@ -187,6 +199,8 @@ class DriveOperations(WriteOperations, AttrOperations):
         # answer comes from that file's node, not the path: a file renamed, moved or trashed on the
         # server keeps working through fds opened before, as after unlink on a local fs.
         entry = self._handles.file(fh.fh) if fh is not None else None
+        if entry is None and self._in_trash(path):
+            return self._trash_getattr(path)
         node = self._entry_node(entry) if entry is not None else None
         if node is None:
             node = self._lookup(path) or self._opened_at(path)
@@ -238,6 +252,8 @@ class DriveOperations(WriteOperations, AttrOperations):
     def readdir(self, path: str, fh: int) -> list[str | tuple[str, dict[str, int], int]]:
         entry = self._handles.dir(fh)
         folder_id = entry.node_id if entry is not None else self._node(path).id
+        if self._in_trash(path):
+            return self._trash_listing(path, folder_id, plus=False)
         # type and inode with each name: libfuse turns them into d_type/d_ino, so `find`, `ls` and
         # rsync learn which entries are folders without a lookup per entry
         dir_mode, file_mode = self._owner.dir_mode(), self._owner.file_mode()
@@ -265,6 +281,8 @@ class DriveOperations(WriteOperations, AttrOperations):
         attributes."""
         entry = self._handles.dir(fh)
         folder_id = entry.node_id if entry is not None else self._node(path).id
+        if self._in_trash(path):
+            return self._trash_listing(path, folder_id, plus=True)
         now = time.monotonic()
         with self._lock:
             sent = self._listed_plus.get(folder_id)
@@ -298,6 +316,8 @@ class DriveOperations(WriteOperations, AttrOperations):
 
     @_guard
     def open(self, path: str, fi: Any) -> int:
+        if self._in_trash(path) and self._trash_open(path, fi) == 0:
+            return 0
         if fi.flags & os.O_ACCMODE != os.O_RDONLY or fi.flags & os.O_TRUNC:
             if self._writes is None:
                 return self._mutation("open for writing", path)
@@ -320,6 +340,8 @@ class DriveOperations(WriteOperations, AttrOperations):
 
     @_guard
     def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
+        if fi.fh == 0 and self._in_trash(path):
+            return self._trash_read(path, size, offset)     # an info file (trashops.py)
         entry = self._handles.file(fi.fh)
         if entry is None:
             raise FuseOSError(errno.EBADF)

@@ -113,6 +113,17 @@ class WriteOperations:
     def _lookup(self, path: str) -> Node | None:  # provided by DriveOperations
         raise NotImplementedError
 
+    if TYPE_CHECKING:   # TrashOperations (trashops.py): /.Trash has its own rules
+        def _in_trash(self, path: str) -> bool: ...
+        def _trash_refuse(self, what: str, path: str) -> None: ...
+        def _trash_create(self, path: str, fi: Any) -> int: ...
+        def _trash_write(self, path: str, data: bytes, offset: int) -> int: ...
+        def _trash_truncate(self, path: str, length: int) -> int: ...
+        def _trash_unlink(self, path: str) -> int: ...
+        def _trash_mkdir(self, path: str) -> int: ...
+        def _trash_rename(self, old: str, new: str) -> int: ...
+        def _trash_changed(self) -> None: ...
+
     def _forget_subfolders(self, *folder_ids: str) -> None:  # provided by DriveOperations
         raise NotImplementedError
 
@@ -188,6 +199,8 @@ class WriteOperations:
     @guard
     def create(self, path: str, mode: int, fi: Any = None) -> int:
         writes, _ = self._writer()
+        if self._in_trash(path):
+            return self._trash_create(path, fi)
         parent, name = self._parent_and_name(path)
         if self._exists(parent.id, name):
             raise FuseOSError(errno.EEXIST)
@@ -205,6 +218,8 @@ class WriteOperations:
     @guard
     def mknod(self, path: str, mode: int, dev: int) -> int:
         writes, _ = self._writer()
+        if self._in_trash(path):
+            self._trash_refuse("mknod", path)
         if stat.S_IFMT(mode) not in (0, stat.S_IFREG):     # mknod(2): no type bits is a regular file
             # FIFOs, sockets and devices have no place on the drive
             raise FuseOSError(errno.EPERM)
@@ -238,12 +253,16 @@ class WriteOperations:
     @guard
     def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
         writes, _ = self._writer()
+        if fi.fh == 0 and self._in_trash(path):
+            return self._trash_write(path, data, offset)
         return writes.write(self._write_handle(fi), offset, data)
 
     @guard
     def truncate(self, path: str, length: int, fh: Any = None) -> int:
         writes, _ = self._writer()
         entry = self._handles.file(fh.fh) if fh is not None else None
+        if entry is None and self._in_trash(path):
+            return self._trash_truncate(path, length)
         if entry is not None and entry.write is not None and entry.write.writable:
             writes.truncate(entry.write, length)
             return 0
@@ -257,6 +276,8 @@ class WriteOperations:
 
     @guard
     def fsync(self, path: str, datasync: int, fi: Any) -> int:
+        if fi.fh == 0 and self._in_trash(path):
+            return 0        # an info file in memory (trashops.py): nothing to make durable
         entry = self._handles.file(fi.fh)
         if entry is None:
             raise FuseOSError(errno.EBADF)
@@ -267,6 +288,8 @@ class WriteOperations:
     # ----- folders ------------------------------------------------------------------------------
     @guard
     def mkdir(self, path: str, mode: int) -> int:
+        if self._in_trash(path):
+            return self._trash_mkdir(path)
         _, api = self._writer()
         parent, name = self._parent_and_name(path)
         if self._exists(parent.id, name):
@@ -281,6 +304,8 @@ class WriteOperations:
     @guard
     def rmdir(self, path: str) -> int:
         _, api = self._writer()
+        if self._in_trash(path):
+            self._trash_refuse("rmdir", path)
         parent, name = self._parent_and_name(path)
         node = self._store.child(parent.id, name)
         if node is None:
@@ -296,6 +321,8 @@ class WriteOperations:
     @guard
     def unlink(self, path: str) -> int:
         writes, api = self._writer()
+        if self._in_trash(path):
+            return self._trash_unlink(path)
         parent, name = self._parent_and_name(path)
         if writes.unlink_pending(parent.id, name):
             self._names.remove(parent.id, name)
@@ -318,11 +345,14 @@ class WriteOperations:
             if self._writes is not None:
                 self._writes.forget_node(node.id)
         self._names.remove(parent.id, node.name)
+        self._trash_changed()
 
     # ----- rename and link ----------------------------------------------------------------------
     @guard
     def rename(self, old: str, new: str) -> int:
         writes, api = self._writer()
+        if self._in_trash(old) or self._in_trash(new):
+            return self._trash_rename(old, new)
         src_parent, src_name = self._parent_and_name(old)
         dst_parent, dst_name = self._parent_and_name(new)
         if (src_parent.id, src_name) == (dst_parent.id, dst_name):
@@ -378,6 +408,7 @@ class WriteOperations:
                 trashed = api.move_to_trash(dst.id)
                 self._store.apply_local(trashed)
                 self._writes.forget_node(dst.id)
+                self._trash_changed()
         try:
             answer = self._move(api, src, src_parent, dst_parent, dst_name)
         except BaseException:
@@ -411,6 +442,8 @@ class WriteOperations:
         """``ln source target``: the drive's hard link is one more folder for the same node, under
         the node's one name; what it cannot express gets EPERM (as filesystems without links do)."""
         _, api = self._writer()
+        if self._in_trash(target) or self._in_trash(source):
+            self._trash_refuse("link", target)
         node = self._lookup(source)
         if node is None:
             raise FuseOSError(errno.ENOENT)

@@ -44,6 +44,11 @@ _SQL_CHILD = (f"SELECT {_COLS} FROM {LIVE.dirents} d JOIN {LIVE.nodes} n ON n.in
 _SQL_STEP = (f"SELECT n.ino, n.id, n.kind FROM {LIVE.dirents} d JOIN {LIVE.nodes} n ON n.ino = d.child "
              "WHERE d.parent = ? AND d.name = ?")
 
+# every trashed node but the root: the drive's trash as ``GET trash`` lists it (a trashed folder's
+# descendants keep AVAILABLE and stay under it). A scan of the nodes table; the trash view
+# (fs/trashview.py) runs it once per change of the tree, not per lookup.
+_SQL_TRASHED = f"SELECT {_COLS} FROM {LIVE.nodes} n WHERE n.status = 'TRASH' AND NOT n.is_root"
+
 _SQL_SUBFOLDERS = (f"SELECT count(*) FROM {LIVE.dirents} d JOIN {LIVE.nodes} n ON n.ino = d.child "
                    "WHERE d.parent = ? AND n.kind = 'FOLDER'")
 
@@ -159,6 +164,10 @@ class NodeStore:
             ino, cur_id = row[0], row[1]
         row = con.execute(_SQL_BY_INO, (ino,)).fetchone()
         return (node_from_row(row) if row else None), tuple(edges)
+
+    def trashed(self) -> list[Node]:
+        """Every node in the drive's trash (status TRASH), in no particular order."""
+        return [node_from_row(r) for r in self._rows(_SQL_TRASHED)]
 
     def subfolder_count(self, folder_id: str) -> int:
         """Number of AVAILABLE subfolders (for st_nlink = 2 + n): one range scan of the index."""
