@@ -76,6 +76,40 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _name_to_handle_at = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_FileHandle), ctypes.POINTER(ctypes.c_int),
     ctypes.c_int, use_errno=True)(("name_to_handle_at", _libc))
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+SYS_OPENAT2 = 437               # the same number on x86_64 and aarch64
+RESOLVE_CACHED = 0x20           # openat2: fail with EAGAIN rather than ask the filesystem (Linux 5.12+)
+AT_EMPTY_PATH = 0x1000
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def cached_nodeid(path: str | Path) -> int | None:
+    """``kernel_nodeid`` from the kernel's caches alone: never a request to the filesystem, so it is
+    safe on a libfuse worker thread. Raises BlockingIOError when the walk would have to ask (the
+    entry is unknown, or is due to be checked); None when the cached answer is "no such entry"."""
+    how = _OpenHow(flags=os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, mode=0, resolve=RESOLVE_CACHED)
+    fd = int(_syscall(SYS_OPENAT2, AT_FDCWD, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how)))
+    if fd < 0:
+        err = ctypes.get_errno()
+        if err in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise OSError(err, f"openat2: {os.strerror(err)}", str(path))
+    try:
+        fh = _FileHandle(handle_bytes=HANDLE_BYTES)
+        mount_id = ctypes.c_int()
+        if _name_to_handle_at(fd, b"", ctypes.byref(fh), ctypes.byref(mount_id), AT_EMPTY_PATH):
+            err = ctypes.get_errno()
+            raise OSError(err, f"name_to_handle_at: {os.strerror(err)}", str(path))
+    finally:
+        os.close(fd)
+    if fh.handle_type not in FUSE_HANDLE_TYPES or fh.handle_bytes < 12:
+        raise OSError(errno.EINVAL, f"not a FUSE file handle (type {fh.handle_type:#x})", str(path))
+    high, low = struct.unpack_from("=II", bytes(fh.f_handle[:8]))
+    return high << 32 | low
 
 
 def kernel_nodeid(path: str | Path) -> int | None:
@@ -223,12 +257,17 @@ class KernelCache:
         root = self._tree.root()
         return {child.name for child in self._tree.children(root.id)} if root is not None else set()
 
-    def forget_soon(self, *paths: str) -> None:
+    def forget_soon(self, *paths: str, now: bool = False) -> None:
         """Forget the kernel's entries at ``paths`` (drive paths), from a thread of its own: the caller
         may be a libfuse worker, which must not walk its own mount. For an answer that was true only
         for a while, such as a file still open at a path that leads nowhere (operations.py,
         _opened_at), which the kernel would otherwise keep for the whole entry timeout, or names in
-        ``/.Trash`` that a trash or restore gave to other nodes (fs/trashview.py)."""
+        ``/.Trash`` that a trash or restore gave to other nodes (fs/trashview.py).
+
+        ``now``: first forget, before returning, what the kernel's caches alone can name (see
+        ``cached_nodeid``), so the caller's answer reaches the application after the kernel forgot; only
+        for places whose folders the calling operation does not hold locked in the kernel (a notice
+        about an entry of a folder waits for that folder's lock). The rest goes to the thread."""
         with self._lock:
             notifier = self._notifier
         places: set[Location] = set()
@@ -238,6 +277,10 @@ class KernelCache:
                 places.add((parent or "/", name))
         if notifier is None or not places:
             return
+        if now:
+            places = self._forget_cached(notifier, places)
+            if not places:
+                return
 
         def forget() -> None:
             try:
@@ -246,6 +289,30 @@ class KernelCache:
                 log.warning("kernel cache: cannot forget %s: %s", ", ".join(paths), exc)
 
         threading.Thread(target=forget, name="acdfuse-forget", daemon=True).start()
+
+    def _forget_cached(self, notifier: Notifier, places: set[Location]) -> set[Location]:
+        """Forget the places whose folder the kernel's caches name; returns those it could not."""
+        left: set[Location] = set()
+        done: dict[str, int | None] = {}
+        for parent, name in places:
+            if parent not in done:
+                try:
+                    done[parent] = cached_nodeid(self._on_mount(parent))
+                except BlockingIOError:
+                    left.add((parent, name))
+                    continue
+                except OSError as exc:
+                    log.debug("kernel cache: %s is not at hand (%s); forgetting it later", parent, exc)
+                    left.add((parent, name))
+                    continue
+            parent_id = done[parent]
+            if parent_id is not None:
+                notifier.expire_entry(parent_id, name)
+                self.sent += 1
+        for parent_id in {p for p in done.values() if p is not None}:
+            notifier.inval_inode(parent_id)
+            self.sent += 1
+        return left
 
     def after_sync(self, changed: Iterable[str] | None, reset: bool) -> None:
         """Forget what the sync just applied changed: ``changed`` node ids, None meaning "anything"."""

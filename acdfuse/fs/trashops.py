@@ -12,7 +12,7 @@ the two moves that cross its border.
   Moving something out of a trashed folder moves just that node, which is AVAILABLE on the drive.
 - Renaming a file or folder into ``/.Trash/UID/files`` trashes it: the desktop trash (``gio trash``)
   lands in the drive's trash. As with unlink, a node that has other folders (a hard link) only leaves
-  this one, and a new file not uploaded yet is dropped.
+  this one. A file with writes not uploaded yet is uploaded first (as by fsync), then trashed.
 - The info files GLib writes into ``/.Trash/UID/info`` live in memory (fs/trashview.py).
 
 Lock order: none of its own (the view's lock is a leaf).
@@ -57,7 +57,8 @@ class TrashOperations:
         def _nlink(self, node: Node) -> int: ...
         def _writer(self) -> tuple[WriteSide, DriveApi]: ...
         def _forget_subfolders(self, *folder_ids: str) -> None: ...
-        def _remove_entry(self, api: DriveApi, parent: Node, node: Node) -> None: ...
+        def _remove_entry(self, api: DriveApi, parent: Node, node: Node, *,
+                          forget_now: bool = True) -> None: ...
         def _check_free(self, parent: Node, name: str, moving: Node | None = None) -> None: ...
         def _entries(self, folder_id: str) -> list[str]: ...
         def _rename_node(self, api: DriveApi, src: Node, src_parent: Node, *, dst_parent: Node,
@@ -73,8 +74,9 @@ class TrashOperations:
         return self._trash.resolve(path)
 
     def _trash_changed(self) -> None:
+        """After unlink, rmdir or a rename over a file outside the view sent something to the trash."""
         if self._trash is not None:
-            self._trash.changed()
+            self._trash.changed(now=True)
 
     def _trash_refuse(self, what: str, path: str) -> None:
         log.debug("refused %s of %s: the trash is read-only; move an entry out to restore it", what, path)
@@ -220,11 +222,21 @@ class TrashOperations:
         node = self._lookup(old)
         if parent is None or node is None:
             raise FuseOSError(errno.ENOENT)
+        if node.is_file and self._writes.has_local(node.id):
+            # written here and not uploaded yet: upload it first (as fsync does), so what the desktop
+            # trashed is in the drive's trash and can be restored, rather than dropped as unlink drops it
+            handle = self._writes.open(node, write=False)
+            if handle is not None:
+                try:
+                    self._writes.fsync(handle)
+                finally:
+                    self._writes.release(handle)
+                node = self._lookup(old) or node
         if node.id.startswith("local:"):
             self._writes.unlink_pending(parent.id, name)    # as unlink: a file never uploaded has no trash
             self._names.remove(parent.id, name)
         else:
-            self._remove_entry(api, parent, node)
+            self._remove_entry(api, parent, node, forget_now=False)
             if node.is_folder:
                 self._forget_subfolders(parent.id, node.id)
         self._handles.rename_paths(old, new)
@@ -285,7 +297,7 @@ class TrashOperations:
             if dst.id.startswith("local:"):
                 self._writes.unlink_pending(dst_parent.id, dst_name)
             else:
-                self._remove_entry(api, dst_parent, dst)
+                self._remove_entry(api, dst_parent, dst, forget_now=False)
         if dst_parent.id not in src.parents or dst_name != src.name:
             body: dict[str, Any] = {"parents": [dst_parent.id]}
             if dst_name != src.name:

@@ -133,10 +133,12 @@ class TrashView:
                 entries[name if plain else decorated(name, node.id)] = node
         return entries
 
-    def changed(self, trashed_as: str | None = None) -> None:
+    def changed(self, trashed_as: str | None = None, now: bool = False) -> None:
         """The trash may have changed: the next lookup lists it again. The names that now lead
         elsewhere (or nowhere, or somewhere new) are forgotten in the kernel, at ``/.Trash``, in
-        ``files`` and in ``info``; ``trashed_as`` is a name a tool just renamed into ``files``."""
+        ``files`` and in ``info``; ``trashed_as`` is a name a tool just renamed into ``files``.
+        ``now``: the caller is an operation that holds no folder of the view locked in the kernel, so
+        the kernel can forget before it answers (``rm x; cat /.Trash/x`` finds the file)."""
         with self._lock:
             old, self._entries = self._entries, None
         if self._forget is None or (old is None and trashed_as is None):
@@ -145,8 +147,8 @@ class TrashView:
         if old is not None:
             new = self.entries()
             for name in old.keys() | new.keys():
-                was, now = old.get(name), new.get(name)
-                if was is None or now is None or was.id != now.id:
+                before, after = old.get(name), new.get(name)
+                if before is None or after is None or before.id != after.id:
                     names.add(name)
         if trashed_as is not None:
             names.add(trashed_as)
@@ -155,7 +157,7 @@ class TrashView:
         base = f"{TRASH}/{self.uid_name}"
         paths = [f"{TRASH}/{n}" for n in names] + [f"{base}/files/{n}" for n in names]
         paths += [f"{base}/info/{n}{INFO_SUFFIX}" for n in names]
-        self._forget(*paths)
+        self._forget(*paths, now=now)
 
     # ---- lookups --------------------------------------------------------------------------------
     def _folder(self, node_id: str, name: str, n: int) -> Node:

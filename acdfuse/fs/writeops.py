@@ -335,9 +335,10 @@ class WriteOperations:
         self._remove_entry(api, parent, node)
         return 0
 
-    def _remove_entry(self, api: DriveApi, parent: Node, node: Node) -> None:
+    def _remove_entry(self, api: DriveApi, parent: Node, node: Node, *, forget_now: bool = True) -> None:
         """Take ``node`` out of ``parent``: its other folders keep it (a hard link); the last one
-        sends it to the drive's trash."""
+        sends it to the drive's trash. ``forget_now``: the kernel holds no folder of ``/.Trash``
+        locked for this operation (false for moves into and out of it)."""
         if len(node.parents) > 1 and parent.id in node.parents:
             self._store.apply_local(api.remove_child(parent.id, node.id))
         else:
@@ -345,7 +346,8 @@ class WriteOperations:
             if self._writes is not None:
                 self._writes.forget_node(node.id)
         self._names.remove(parent.id, node.name)
-        self._trash_changed()
+        if forget_now:
+            self._trash_changed()
 
     # ----- rename and link ----------------------------------------------------------------------
     @guard
