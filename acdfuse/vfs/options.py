@@ -46,6 +46,14 @@ class ReaderOptions:
     demand_workers: int = 2
     # Window a sequential reader starts with; it doubles up to ``read_ahead``.
     initial_window: int = 1 * MiB
+    # The first read of an open file, when it lies in the file's first ``head_size`` bytes, fetches only
+    # those bytes rather than the whole first chunk, and starts no read-ahead: a file manager's
+    # thumbnailer or a previewer reads the first few KiB of many files (a folder of 1,000 photos of
+    # 256 KiB: 128 KiB each rather than whole files, scripts/bench_thumbnails.py). The head is kept in
+    # memory (``head_count`` of them), and a later fetch of the first chunk fetches only the rest.
+    # 128 KiB: one kernel read request, what the kernel asks first for a small read. 0 turns it off.
+    head_size: int = 128 * 1024
+    head_count: int = 256
     # Fetched chunks waiting to be written to the disk tier (memory they may hold beyond
     # ``memory_cache``).  When it is full, fetches wait for the disk, so every chunk read is cached
     # and a re-read after a restart needs no network; ``disk_skip_when_full`` skips the disk instead
@@ -60,7 +68,8 @@ class ReaderOptions:
             raise ValueError("streams and demand_workers must be at least 1")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
-        for name in ("memory_cache", "cache_size", "read_ahead", "read_ahead_budget", "disk_queue"):
+        for name in ("memory_cache", "cache_size", "read_ahead", "read_ahead_budget", "disk_queue",
+                     "head_size", "head_count"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.request_size < self.chunk_size:

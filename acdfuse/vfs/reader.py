@@ -7,7 +7,9 @@ version, or an error), and splits every file into fixed-size chunks keyed by
 can never be served old bytes.  A chunk is looked up in memory, then on disk, then fetched; one
 fetch at most is in flight per chunk and every other reader of that chunk waits on its Event.
 Sequential readers get a growing read-ahead window fetched as several concurrent range requests,
-bounded for all files together by ``read_ahead_budget``.
+bounded for all files together by ``read_ahead_budget``. The first read of an open file near its start
+fetches just the file's head (``head_size``) and no read-ahead: thumbnailers read the first bytes of
+many files. Heads are kept in memory; a later fetch of the first chunk fetches only what follows.
 
 Writes: dirty files are read from their spool (vfs/writes.py), never from here. Once one is uploaded,
 ``adopt`` takes its bytes as the new content's chunks, so a re-read needs no download; nothing here
@@ -26,7 +28,7 @@ import functools
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,7 +71,7 @@ class _Item:
 
 
 class _Handle:
-    __slots__ = ("content_key", "digest", "last", "node_hex", "node_id", "ra", "size")
+    __slots__ = ("content_key", "digest", "last", "node_hex", "node_id", "ra", "read_once", "size")
 
     def __init__(self, node_id: str, content_key: str, size: int, ra: ReadAheadState) -> None:
         self.node_id = node_id
@@ -80,6 +82,7 @@ class _Handle:
         self.digest = content_digest(content_key)
         # the chunk this handle read last: consecutive small reads skip the cache lookups
         self.last: tuple[int, memoryview] | None = None
+        self.read_once = False      # the first read may be a head read (see _head_read)
 
 
 class ContentReader:
@@ -102,6 +105,8 @@ class ContentReader:
         self._pending: dict[ChunkKey, _Pending] = {}
         self._gen: dict[str, int] = {}  # bumped by invalidate: late fetch results are not cached
         self._current: dict[str, str] = {}  # node id -> content key last opened
+        # (node id, content key) -> the first head_size bytes, fetched by a first read (_head_read)
+        self._heads: OrderedDict[tuple[str, str], memoryview] = OrderedDict()
         self._ahead_bytes = 0
         self._stats_lock = threading.Lock()
         self._stats: Counter[str] = Counter()
@@ -195,6 +200,8 @@ class ContentReader:
             # readers from now on start fresh fetches; those waiting already get what is on its way
             for key in [k for k in self._pending if k[0] == node_id and k[1] != keep_content]:
                 del self._pending[key]
+            for head in [h for h in self._heads if h[0] == node_id and h[1] != keep_content]:
+                del self._heads[head]
         self._purge(node_id, keep=keep_content)
 
     def prune_disk(self, target: int) -> tuple[int, int]:
@@ -269,6 +276,11 @@ class ContentReader:
                 stats["hits"] += 1
             return bytes(recent[1][offset - base:end - base])
 
+        if end <= self._opts.head_size < self._chunk_len(handle, 0):
+            head = self._head_read(handle, offset, end)
+            if head is not None:
+                return head
+
         deadline = time.monotonic() + self._opts.timeout
 
         gen = self._gen.get(handle.node_id, 0)
@@ -290,6 +302,47 @@ class ContentReader:
         stop_last = end - last * cs
         parts = [bufs[0][start:], *bufs[1:-1], bufs[-1][:stop_last]]
         return b"".join(parts)
+
+    def _head_read(self, handle: _Handle, offset: int, end: int) -> bytes | None:
+        """A read inside the file's head while the first chunk is not at hand: served from the head,
+        which the handle's first read fetches alone; no read-ahead is scheduled. The kernel may split
+        a thumbnailer's first read into more than one request, all inside the head; a read past it
+        starts the stream (ReadAheadState sees it continue these). None: read the usual way."""
+        key = (handle.node_id, handle.content_key)
+        with self._lock:
+            head = self._heads.get(key)
+            if head is not None:
+                self._heads.move_to_end(key)
+            gen = self._gen.get(handle.node_id, 0)
+            chunk = (handle.node_id, handle.content_key, 0)
+            first = not handle.read_once
+            handle.read_once = True
+            if head is None and (not first or chunk in self._pending):
+                return None
+        if head is None:
+            if self._mem.get(chunk) is not None or (
+                    self._disk is not None and self._disk.contains((handle.node_hex, handle.digest, 0))):
+                return None
+            raw = self._fetch(handle.node_id, 0, self._opts.head_size, handle.content_key)
+            head = memoryview(bytes(raw))
+            if head.nbytes != self._opts.head_size:
+                log.warning("fetch of %s [0, +%d) returned %d bytes", handle.node_id, self._opts.head_size,
+                            head.nbytes)
+                raise OSError(errno.EIO, f"server sent {head.nbytes} of {self._opts.head_size} bytes "
+                                         f"of {handle.node_id}")
+            self._count(fetches=1, fetched_bytes=head.nbytes, head_fetches=1)
+            with self._lock:
+                # not after an invalidate: these bytes serve this read only
+                if gen == self._gen.get(handle.node_id, 0) and self._opts.head_count:
+                    self._heads[key] = head
+                    while len(self._heads) > self._opts.head_count:
+                        self._heads.popitem(last=False)
+        else:
+            self._count(hits=1, head_hits=1)
+        with self._lock:
+            handle.ra.on_read(offset, end)      # remembered, so a continuing read starts the stream
+        self._count(reads=1, read_bytes=end - offset)
+        return bytes(head[offset:end])
 
     def _chunk_len(self, handle: _Handle, index: int) -> int:
         return min(self._cs, handle.size - index * self._cs)
@@ -448,8 +501,18 @@ class ContentReader:
         if self._closed:
             self._fail(items, OSError(errno.EIO, "content reader closed"))
             return
+        head: memoryview | None = None
+        raw: bytes | bytearray | memoryview
+        if items[0].index == 0:
+            with self._lock:
+                head = self._heads.pop((node_id, items[0].key[1]), None)
         try:
-            raw = self._fetch(node_id, offset, length, items[0].key[1])
+            if head is not None and head.nbytes < length:
+                # the head came with a first read (_head_read): fetch only what follows it
+                rest = self._fetch(node_id, head.nbytes, length - head.nbytes, items[0].key[1])
+                raw = b"".join((head, rest))
+            else:
+                raw = self._fetch(node_id, offset, length, items[0].key[1])
         except Exception as exc:
             log.warning("fetch of %s [%d, +%d) failed: %r", node_id, offset, length, exc)
             self._count(fetch_errors=1)
@@ -486,7 +549,8 @@ class ContentReader:
                 item.pending.data = piece
                 item.pending.event.set()
         ahead = items[0].pending.ahead_cost > 0
-        self._count(fetches=1, fetched_bytes=length, readahead_fetches=int(ahead),
+        self._count(fetches=1, fetched_bytes=length - (head.nbytes if head is not None else 0),
+                    readahead_fetches=int(ahead),
                     readahead_bytes=length if ahead else 0)
         # The read-ahead budget goes on covering these chunks until they are on disk (``_forget``):
         # fetches in flight and chunks waiting for the disk share one bound, so a network faster than
@@ -546,7 +610,7 @@ class ContentReader:
             out = {name: 0 for name in (
                 "reads", "read_bytes", "hits", "disk_hits", "misses", "fetches", "fetched_bytes",
                 "readahead_fetches", "readahead_bytes", "fetch_errors", "timeouts", "disk_skipped",
-                "disk_ahead", "adopted_chunks")}
+                "disk_ahead", "adopted_chunks", "head_fetches", "head_hits")}
             out.update(self._stats)
         with self._lock:
             out["pending_chunks"] = len(self._pending)

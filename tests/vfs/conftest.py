@@ -30,11 +30,14 @@ def make_reader(tmp_path: Path) -> Iterator[ReaderFactory]:
 
     Defaults are small so that edge cases are cheap: 64 KiB chunks, 1 MiB read-ahead.
     Pass ``cache_dir=None`` for memory only; the default disk tier lives in tmp_path/cache.
+    The first-read head fetch is off (``head_size=0``): these tests count whole-chunk fetches;
+    test_vfs_head.py turns it on.
     """
     readers: list[ContentReader] = []
     defaults = dict(cache_dir=tmp_path / "cache", chunk_size=64 * KiB, memory_cache=4 * MiB,
                     cache_size=16 * MiB, read_ahead=1 * MiB, initial_window=64 * KiB,
-                    read_ahead_budget=2 * MiB, request_size=256 * KiB, streams=4, timeout=10.0)
+                    read_ahead_budget=2 * MiB, request_size=256 * KiB, streams=4, timeout=10.0,
+                    head_size=0)
 
     def factory(fetch: Callable[[str, int, int, str], bytes | bytearray], **overrides: object) -> ContentReader:
         reader = ContentReader(fetch, ReaderOptions(**{**defaults, **overrides}))  # type: ignore[arg-type]
