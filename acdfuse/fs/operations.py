@@ -109,7 +109,9 @@ class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
         # folder id -> when its entries last went to the kernel with their attributes (monotonic);
         # emptied whenever a sync changes the tree
         self._listed_plus: dict[str, float] = {}
-        self._trash: TrashView | None = TrashView(store, owner, forget=forget_entry)
+        self._trash: TrashView | None = TrashView(
+            store, owner, forget=forget_entry,
+            pending=self._writes.lookup_pending if self._writes is not None else None)
 
     def __call__(self, op: str, *args: Any) -> Any:
         method = getattr(self, op, None)
@@ -155,10 +157,12 @@ class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
                 path.encode("utf-8")
             except UnicodeEncodeError:
                 return None     # not UTF-8 (see fs/names.py): the drive holds no such name
+        w = self._writes
         if self._in_trash(path):
             found = self._trash_find(path)
-            return found.node if found is not None else None
-        w = self._writes
+            if found is None:
+                return None
+            return w.overlay(found.node) if w is not None and found.node.is_file else found.node
         if w is not None and path != "/":
             parent_path, name = split(path)
             if w.has_pending(name):

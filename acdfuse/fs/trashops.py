@@ -97,7 +97,14 @@ class TrashOperations:
         if folder_id in _VIEW_FOLDERS:
             children = view.listing(folder_id)
         else:
-            children = [(c.name, c) for c in self._store.children(folder_id)]
+            # a trashed folder's content, with new files not uploaded yet (they land in it)
+            nodes = self._store.children(folder_id)
+            if self._writes is not None:
+                pending = self._writes.pending_children(folder_id)
+                shadowed = {p.name for p in pending}
+                nodes = [self._writes.overlay(c) if c.is_file else c for c in nodes if c.name not in shadowed]
+                nodes += pending
+            children = [(c.name, c) for c in nodes]
         dot: list[Any] = [(".", None), ("..", None)] if plus else [".", ".."]
         if plus:
             top = folder_id in (ROOT, FILES)

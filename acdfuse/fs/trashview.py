@@ -95,8 +95,12 @@ class TrashView:
     restore) drops the listing and reports which names of the view the kernel must forget."""
 
     def __init__(self, store: TrashStore, owner: Ownership,
-                 forget: Callable[..., None] | None = None) -> None:
+                 forget: Callable[..., None] | None = None,
+                 pending: Callable[[str, str], Node | None] | None = None) -> None:
+        """``forget(*paths, now=)`` makes the kernel forget entries (kernelcache.py); ``pending(folder
+        id, name)`` finds a new file not uploaded yet (it goes to its folder even in the trash)."""
         self._store = store
+        self._pending = pending
         self._owner = owner
         self._forget = forget
         self.uid_name = str(owner.uid)
@@ -199,6 +203,8 @@ class TrashView:
             if not node.is_folder:
                 return None
             child = self._store.child(node.id, part)
+            if child is None and self._pending is not None:
+                child = self._pending(node.id, part)
             if child is None:
                 return None
             node = child

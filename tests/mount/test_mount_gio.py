@@ -76,6 +76,14 @@ def test_gio_trash_lands_in_the_drive_trash(writable: Mount, client: Any) -> Non
     gio("trash", str(mnt / "old.txt"))
     assert (mnt / ".Trash" / "old.txt").read_bytes() == b"second"
     assert len([n for n in os.listdir(mnt / ".Trash") if n.startswith("old")]) == 2
+    # a folder goes whole, and comes back whole with mv
+    (mnt / "album").mkdir()
+    (mnt / "album" / "p.jpg").write_bytes(b"jpeg")
+    gio("trash", str(mnt / "album"))
+    assert not (mnt / "album").exists()
+    assert (mnt / ".Trash" / "album" / "p.jpg").read_bytes() == b"jpeg"
+    os.rename(mnt / ".Trash" / "album", mnt / "album")
+    assert (mnt / "album" / "p.jpg").read_bytes() == b"jpeg"
 
 
 def test_thumbnails_read_heads_not_whole_files(writable: Mount, client: Any, drive_server: Any) -> None:
