@@ -106,6 +106,10 @@ class TrashView:
         self.uid_name = str(owner.uid)
         self._lock = threading.Lock()
         self._entries: dict[str, Node] | None = None      # shown name -> trashed node; None: stale
+        self._shown: dict[str, Node] | None = None        # the last listing built: what the kernel
+                                                           # may have been told, for changed()
+        self._generation = 0                               # bumped by changed(): a listing built
+                                                           # before it is not kept
         self._scratch: OrderedDict[str, bytes] = OrderedDict()
         self._scratch_ino: dict[str, int] = {}
         self._next_scratch = 1
@@ -119,9 +123,12 @@ class TrashView:
         with self._lock:
             if self._entries is not None:
                 return self._entries
+            generation = self._generation
         entries = self._build()
         with self._lock:
-            self._entries = entries
+            self._shown = entries
+            if generation == self._generation:
+                self._entries = entries
         return entries
 
     def _build(self) -> dict[str, Node]:
@@ -144,7 +151,8 @@ class TrashView:
         ``now``: the caller is an operation that holds no folder of the view locked in the kernel, so
         the kernel can forget before it answers (``rm x; cat /.Trash/x`` finds the file)."""
         with self._lock:
-            old, self._entries = self._entries, None
+            old, self._entries = self._shown, None
+            self._generation += 1
         if self._forget is None or (old is None and trashed_as is None):
             return      # nobody looked: the kernel holds nothing of the view
         names: set[str] = set()
@@ -271,7 +279,7 @@ class TrashView:
         elif node.id in (UID_DIR, FILES, INFO):
             mode = stat.S_IFDIR | (0o700 if writable else 0o500)
         elif found.info is not None:
-            mode = stat.S_IFREG | (0o600 if writable else 0o400)
+            mode = stat.S_IFREG | (0o600 if writable and found.scratch else 0o400)
         else:
             # the drive's trash: readable, never writable in place (see the module docstring)
             mode = attrs["st_mode"] & ~0o222
