@@ -133,9 +133,10 @@ class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
             self._subfolders.clear()
             self._listed_plus.clear()
         self._names.clear()
+        ids = None if changed_ids is None else set(changed_ids)
         if self._trash is not None:
-            self._trash.changed()
-        for node_id in changed_ids or ():
+            self._trash.sync_changed(ids)
+        for node_id in ids or ():
             node = self._store.get(node_id)
             if node is None:
                 self._reader.invalidate(node_id)

@@ -34,6 +34,7 @@ from typing import Protocol
 
 from acdfuse.fs.attrs import NAME_MAX, Ownership
 from acdfuse.store.node import AVAILABLE, FILE, FOLDER, Node
+from acdfuse.store.node import TRASH as TRASHED
 
 log = logging.getLogger("acdfuse.fs.operations")
 
@@ -44,6 +45,9 @@ _VIEW_INO = 1 << 62
 _INFO_INO = 1 << 61         # | the entry's inode: the generated info file of that entry
 _SCRATCH_INO = 1 << 60      # | a counter: an info file a tool wrote
 SCRATCH_MAX = 64            # info files written by tools, kept in memory (GLib writes one per trashing)
+# a sync that changed at most this many nodes is checked node by node for a change of the trash (point
+# lookups); a bigger one lists the trash again (one scan of the mirror)
+CHECK_MAX = 256
 
 # the view's own folders, by id
 ROOT, UID_DIR, FILES, INFO = "trash:root", "trash:uid", "trash:files", "trash:info"
@@ -51,6 +55,7 @@ ROOT, UID_DIR, FILES, INFO = "trash:root", "trash:uid", "trash:files", "trash:in
 
 class TrashStore(Protocol):
     def trashed(self) -> list[Node]: ...
+    def get(self, node_id: str) -> Node | None: ...
     def child(self, folder_id: str, name: str) -> Node | None: ...
     def children(self, folder_id: str) -> list[Node]: ...
     def resolve(self, path: str) -> Node | None: ...
@@ -143,6 +148,20 @@ class TrashView:
                 plain = i == 0 and name != self.uid_name
                 entries[name if plain else decorated(name, node.id)] = node
         return entries
+
+    def sync_changed(self, node_ids: set[str] | None) -> None:
+        """After a sync that changed ``node_ids`` (None: anything): ``changed()`` unless none of them
+        is or was in the trash, so a sync that did not touch the trash costs no listing of it."""
+        if node_ids is not None and len(node_ids) <= CHECK_MAX:
+            with self._lock:
+                shown = self._shown
+            if shown is None:
+                return      # nobody looked since the last change: nothing to list again or forget
+            was = {n.id for n in shown.values()}
+            if not any(i in was for i in node_ids) and not any(
+                    (n := self._store.get(i)) is not None and n.status == TRASHED for i in node_ids):
+                return
+        self.changed()
 
     def changed(self, trashed_as: str | None = None, now: bool = False) -> None:
         """The trash may have changed: the next lookup lists it again. The names that now lead

@@ -139,3 +139,14 @@ def test_a_real_trash_folder_wins(stacks: StackFactory, client: Any) -> None:
     assert names(stack, "/.Trash") == ["kept.txt"]
     assert read_file(stack, "/.Trash/kept.txt") == b"mine"
     assert not stack.ops.getattr("/.Trash")["st_mode"] & stat.S_ISVTX
+
+
+def test_a_read_only_mount_shows_the_trash_and_restores_nothing(stacks: StackFactory, client: Any) -> None:
+    node = upload(client, "t.txt", b"trashed")
+    client.move_to_trash(node["id"])
+    stack = stacks(read_only=True)
+    assert read_file(stack, "/.Trash/t.txt") == b"trashed"
+    assert stack.ops.getattr("/.Trash")["st_mode"] & 0o7777 == 0o1555
+    fails_with(errno.EROFS, lambda: stack.ops.rename("/.Trash/t.txt", "/t.txt"))
+    fails_with(errno.EROFS, lambda: stack.ops.create(trash_of(stack) + "/info/t.txt.trashinfo", 0o600,
+                                                     fi(os.O_WRONLY | os.O_CREAT)))
