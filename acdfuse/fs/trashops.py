@@ -108,8 +108,13 @@ class TrashOperations:
         dot: list[Any] = [(".", None), ("..", None)] if plus else [".", ".."]
         if plus:
             top = folder_id in (ROOT, FILES)
-            return dot + [(name, view.attrs(Found(c, top=top), node_attrs(c, self._owner, self._nlink(c))))
-                          for name, c in children]
+            out = list(dot)
+            for name, c in children:
+                # an info file's mode depends on who wrote it: ask the view as a lookup would
+                found = view.resolve(f"{path}/{name}") if folder_id == INFO else Found(c, top=top)
+                if found is not None:
+                    out.append((name, view.attrs(found, node_attrs(c, self._owner, self._nlink(c)))))
+            return out
         dir_mode, file_mode = self._owner.dir_mode(), self._owner.file_mode()
         return dot + [(name, {"st_ino": c.ino, "st_mode": entry_mode(c, dir_mode, file_mode)}, 0)
                       for name, c in children]

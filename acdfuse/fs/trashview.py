@@ -117,6 +117,7 @@ class TrashView:
                                                            # before it is not kept
         self._scratch: OrderedDict[str, bytes] = OrderedDict()
         self._scratch_ino: dict[str, int] = {}
+        self._scratch_time: dict[str, float] = {}       # when a tool last wrote it: its mtime
         self._next_scratch = 1
 
     # ---- which nodes, under which names --------------------------------------------------------
@@ -241,8 +242,9 @@ class TrashView:
         with self._lock:
             data = self._scratch.get(name)
             ino = self._scratch_ino.get(name, 0)
+            written = self._scratch_time.get(name, 0.0)
         if data is not None:
-            return Found(self._info_node(name, len(data), ino, time.time()), info=data, scratch=True)
+            return Found(self._info_node(name, len(data), ino, written), info=data, scratch=True)
         if not name.endswith(INFO_SUFFIX):
             return None
         entry = self.entries().get(name[:-len(INFO_SUFFIX)])
@@ -328,10 +330,12 @@ class TrashView:
                 self._scratch_ino[name] = _SCRATCH_INO | self._next_scratch
                 self._next_scratch += 1
             self._scratch[name] = data
+            self._scratch_time[name] = time.time()
             self._scratch.move_to_end(name)
             while len(self._scratch) > SCRATCH_MAX:
                 dropped, _ = self._scratch.popitem(last=False)
                 self._scratch_ino.pop(dropped, None)
+                self._scratch_time.pop(dropped, None)
 
     def scratch(self, name: str) -> bytes | None:
         with self._lock:
@@ -340,15 +344,18 @@ class TrashView:
     def drop_scratch(self, name: str) -> bool:
         with self._lock:
             self._scratch_ino.pop(name, None)
+            self._scratch_time.pop(name, None)
             return self._scratch.pop(name, None) is not None
 
     def rename_scratch(self, old: str, new: str) -> bool:
         with self._lock:
             data = self._scratch.pop(old, None)
             ino = self._scratch_ino.pop(old, None)
+            written = self._scratch_time.pop(old, 0.0)
             if data is None or ino is None:
                 return False
             self._scratch[new] = data
             self._scratch_ino[new] = ino
+            self._scratch_time[new] = written
             return True
 

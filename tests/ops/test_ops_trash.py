@@ -117,6 +117,8 @@ def test_the_desktop_trash_as_glib_uses_it(stacks: StackFactory, client: Any) ->
     assert names(stack, home + "/files") == ["photo.jpg"]
     assert names(stack, home + "/info") == ["photo.jpg.trashinfo"]
     assert read_file(stack, home + "/info/photo.jpg.trashinfo") == text
+    listed = dict(ops.readdir_plus(home + "/info", 0)[2:])      # READDIRPLUS says what a lookup says
+    assert listed["photo.jpg.trashinfo"] == ops.getattr(home + "/info/photo.jpg.trashinfo")
     assert read_file(stack, "/.Trash/photo.jpg") == b"jpeg"
     assert ".Trash-%d" % os.getuid() not in names(stack, "/")
 
