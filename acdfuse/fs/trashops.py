@@ -73,10 +73,11 @@ class TrashOperations:
         assert self._trash is not None
         return self._trash.resolve(path)
 
-    def _trash_changed(self) -> None:
-        """After unlink, rmdir or a rename over a file outside the view sent something to the trash."""
+    def _trash_added(self, node: Node) -> None:
+        """After unlink, rmdir or a rename over a file outside the view sent ``node`` to the trash (the
+        kernel holds no folder of the view locked for these)."""
         if self._trash is not None:
-            self._trash.changed(now=True)
+            self._trash.added(node, now=True)
 
     def _trash_refuse(self, what: str, path: str) -> None:
         log.debug("refused %s of %s: the trash is read-only; move an entry out to restore it", what, path)

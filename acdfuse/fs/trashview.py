@@ -164,6 +164,31 @@ class TrashView:
                 return
         self.changed()
 
+    def added(self, node: Node, now: bool = False) -> None:
+        """``node`` was just trashed here: what ``changed()`` does, without listing the trash again
+        (an rsync that replaces thousands of files trashes each one). The last trashed takes the plain
+        name (see the module docstring), so only its name and the former holder's change."""
+        with self._lock:
+            old, self._entries = self._shown, None
+            self._generation += 1
+            if old is None:
+                return      # nobody looked: the kernel holds nothing of the view
+            shown = dict(old)
+            for name in [n for n, e in shown.items() if e.id == node.id]:
+                del shown[name]
+            names = set()
+            plain = node.name
+            holder = shown.get(plain)
+            if plain == self.uid_name:
+                plain = decorated(plain, node.id)
+            elif holder is not None:
+                names.add(decorated(plain, holder.id))
+                shown[decorated(plain, holder.id)] = holder
+            shown[plain] = node
+            names.add(plain)
+            self._shown = shown
+        self._forget_names(names, now)
+
     def changed(self, trashed_as: str | None = None, now: bool = False) -> None:
         """The trash may have changed: the next lookup lists it again. The names that now lead
         elsewhere (or nowhere, or somewhere new) are forgotten in the kernel, at ``/.Trash``, in
@@ -184,7 +209,10 @@ class TrashView:
                     names.add(name)
         if trashed_as is not None:
             names.add(trashed_as)
-        if not names:
+        self._forget_names(names, now)
+
+    def _forget_names(self, names: set[str], now: bool) -> None:
+        if not names or self._forget is None:
             return
         base = f"{TRASH}/{self.uid_name}"
         paths = [f"{TRASH}/{n}" for n in names] + [f"{base}/files/{n}" for n in names]

@@ -122,7 +122,7 @@ class WriteOperations:
         def _trash_unlink(self, path: str) -> int: ...
         def _trash_mkdir(self, path: str) -> int: ...
         def _trash_rename(self, old: str, new: str) -> int: ...
-        def _trash_changed(self) -> None: ...
+        def _trash_added(self, node: Node) -> None: ...
 
     def _forget_subfolders(self, *folder_ids: str) -> None:  # provided by DriveOperations
         raise NotImplementedError
@@ -342,12 +342,12 @@ class WriteOperations:
         if len(node.parents) > 1 and parent.id in node.parents:
             self._store.apply_local(api.remove_child(parent.id, node.id))
         else:
-            self._store.apply_local(api.move_to_trash(node.id))
+            gone = self._store.apply_local(api.move_to_trash(node.id))
             if self._writes is not None:
                 self._writes.forget_node(node.id)
+            if forget_now:
+                self._trash_added(gone)
         self._names.remove(parent.id, node.name)
-        if forget_now:
-            self._trash_changed()
 
     # ----- rename and link ----------------------------------------------------------------------
     @guard
@@ -408,9 +408,8 @@ class WriteOperations:
                 self._store.apply_local(api.remove_child(dst_parent.id, dst.id))
             else:
                 trashed = api.move_to_trash(dst.id)
-                self._store.apply_local(trashed)
+                self._trash_added(self._store.apply_local(trashed))
                 self._writes.forget_node(dst.id)
-                self._trash_changed()
         try:
             answer = self._move(api, src, src_parent, dst_parent, dst_name)
         except BaseException:

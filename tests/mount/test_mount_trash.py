@@ -62,3 +62,16 @@ def test_remote_trash_and_restore_show_after_a_sync(writable: Mount, client: Any
     client.restore(node["id"])
     writable.sync(check=lambda: not (trash / "remote.txt").exists() and (mnt / "remote.txt").exists())
     assert (mnt / "remote.txt").read_bytes() == b"far"
+
+
+def test_a_second_trashed_file_of_a_name_takes_it(writable: Mount, client: Any) -> None:
+    first = upload(client, "x.txt", b"first")
+    mnt, trash = writable.mnt, writable.mnt / ".Trash"
+    writable.sync(check=lambda: (mnt / "x.txt").exists())
+    os.unlink(mnt / "x.txt")
+    assert (trash / "x.txt").read_bytes() == b"first"          # the kernel keeps this entry...
+    upload(client, "x.txt", b"second")
+    writable.sync(check=lambda: (mnt / "x.txt").exists())
+    os.unlink(mnt / "x.txt")
+    assert (trash / "x.txt").read_bytes() == b"second"         # ...and was told to forget it
+    assert (trash / f"x ({first['id']}).txt").read_bytes() == b"first"
