@@ -17,8 +17,10 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from acdfuse import __version__
 from acdfuse.common.xdg import XdgDirs
@@ -37,12 +39,34 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a wrong flag or value is one line naming the way out, not the whole usage text
+    (sub-commands get this class too: ``add_subparsers`` makes its parsers of its parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (`{self.prog} --help` lists the options)\n")
+
+
+class _NotHelperForm(Exception):
+    pass
+
+
+class _QuietParser(argparse.ArgumentParser):
+    """For trying whether argv has the helper's form: a mismatch is an answer, not a message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _NotHelperForm(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="acdfuse",
         description="Mount a Cloud Drive as a local directory, or serve a Cloud-Drive-compatible drive.",
     )
     parser.add_argument("--version", action="version", version=f"acdfuse {__version__}")
+    parser.add_argument("--debug", action="store_true", dest="debug_cli",
+                        help="show the traceback of an unexpected error (`acdfuse mount --debug` also "
+                             "logs verbosely)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, modname in COMMANDS.items():
         module = importlib.import_module(modname)
@@ -56,7 +80,7 @@ HELPER_SOURCES = ("acdfuse", "none")    # fstab's first field for the default dr
 def helper_argv(argv: Sequence[str]) -> list[str] | None:
     """``SOURCE MOUNTPOINT [-o OPTS] [-n] [-s] [-f] [-v] [-t TYPE]`` as ``acdfuse mount`` arguments;
     None when ``argv`` is not that form."""
-    helper = argparse.ArgumentParser(prog="mount.acdfuse", add_help=False)
+    helper = _QuietParser(prog="mount.acdfuse", add_help=False)
     helper.add_argument("source")
     helper.add_argument("mountpoint")
     helper.add_argument("-o", dest="options", action="append", default=[])
@@ -65,7 +89,7 @@ def helper_argv(argv: Sequence[str]) -> list[str] | None:
         helper.add_argument(flag, action="store_true")
     try:
         ns, rest = helper.parse_known_args(list(argv))
-    except SystemExit:
+    except _NotHelperForm:
         return None
     if rest or not (ns.source in HELPER_SOURCES or "/" in ns.source) or "," in ns.source:
         return None
@@ -89,6 +113,12 @@ def mount_helper() -> int:
     return main(argv)
 
 
+def _sub_error(command: str, message: str) -> NoReturn:
+    prog = f"acdfuse {command}"
+    print(f"{prog}: {message} (`{prog} --help` lists the options)", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
@@ -97,8 +127,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if translated is not None:
             argv = translated
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest:
+        # said by the sub-command, whose --help lists its options (argparse would blame `acdfuse`)
+        message = f"unrecognized arguments: {' '.join(rest)}"
+        if not args.command:
+            parser.error(message)
+        _sub_error(args.command, message)
     if not getattr(args, "run", None):
         parser.print_help(sys.stderr)
         return 2
-    return int(args.run(args, XdgDirs.from_environ(os.environ, Path.home())))
+    try:
+        return int(args.run(args, XdgDirs.from_environ(os.environ, Path.home())))
+    except KeyboardInterrupt:
+        print(f"acdfuse {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # every error a user can meet has its own one-line message where it happens; this is the net
+        # under a bug of ours: still one line, and the traceback only when asked for
+        debug = bool(args.debug_cli or getattr(args, "debug", False))
+        if debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"acdfuse {args.command}: unexpected error: {type(exc).__name__}: {exc} "
+              f"({'the traceback is above' if debug else 'run it again with --debug for the traceback'}"
+              f"; please report it)", file=sys.stderr)
+        return 1

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ BACKGROUND_MOUNT_TIMEOUT = 300.0   # the first sync of a big drive happens befor
 UNMOUNT_WAIT = 60.0
 UPLOAD_POLL = 0.5                  # how often umount looks at the uploads it waits for
 PROGRESS_EVERY = 5.0               # a progress line at most this often when stderr is not a terminal
+# below this much free space on the cache dir's disk a mount cannot even write its node mirror and log
+MIN_FREE = 256 * 1024
 
 # ----- command line ---------------------------------------------------------------------------
 
@@ -129,6 +132,9 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"seconds between background syncs (default {d.interval:g}); SIGUSR1 syncs at once")
     p.add_argument("--allow-other", action="store_true", default=None,
                    help="let other users access the mount")
+    p.add_argument("--nonempty", action="store_true", default=None,
+                   help="mount over a folder that has files in it (hidden while mounted; refused "
+                        "without this)")
     p.add_argument("--uid", type=int, help="owner of all files (default: you)")
     p.add_argument("--gid", type=int, help="group of all files (default: yours)")
     p.add_argument("--umask", type=parse_octal, metavar="M", help=f"octal (default {d.umask:03o})")
@@ -225,7 +231,7 @@ def child_argv(opts: Options) -> list[str]:
     if not opts.embedded:
         argv += ["--config-dir", str(opts.config_dir)]
     for flag, on in (("--read-only", opts.read_only), ("--allow-other", opts.allow_other),
-                     ("--debug", opts.debug)):
+                     ("--nonempty", opts.nonempty), ("--debug", opts.debug)):
         if on:
             argv.append(flag)
     if opts.fuse_options:
@@ -277,11 +283,43 @@ def run_mount(args: argparse.Namespace, xdg: XdgDirs) -> int:
             return _fail(f"cannot create the mount point {mnt}: {exc}")
     if not mnt.is_dir():
         return _fail(f"{mnt} is not a directory")
+    if not opts.nonempty and not created and _has_entries(mnt):
+        # libfuse 3 would mount over it and hide its files until the unmount: most likely a wrong path
+        return _fail(f"{mnt} is not empty; its files would be hidden while the drive is mounted there: "
+                     f"choose an empty folder, or add -o nonempty to mount over it anyway")
+    full = disk_full(opts.cache_dir)
+    if full:
+        return _fail(f"cannot mount {mnt}: {full}")
     code = run_foreground(opts, dirs) if opts.foreground else _run_background(opts, dirs, record)
     if code != 0 and created and not daemon.is_mounted(mnt) and not record.in_use():
         with contextlib.suppress(OSError):
             mnt.rmdir()     # a failed mount leaves no trace of the mount point it made
     return code
+
+
+def disk_full(cache_dir: Path) -> str:
+    """What to tell the user when the disk of the cache dir (or of its nearest existing parent) has no
+    room for a mount; '' when it has."""
+    probe = cache_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        return ""           # an unusable cache dir is reported when the mount tries to use it
+    free = st.f_bavail * st.f_frsize
+    if free >= MIN_FREE:
+        return ""
+    return (f"the disk of the cache dir {cache_dir} is full ({free // 1024} KiB free): free some space "
+            f"there, or give the mount another --cache-dir")
+
+
+def _has_entries(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False        # unreadable: libfuse says what is wrong with it when it mounts
 
 
 def _run_background(opts: Options, dirs: ClientDirs, record: MountRecord) -> int:
@@ -292,8 +330,14 @@ def _run_background(opts: Options, dirs: ClientDirs, record: MountRecord) -> int
         return _fail(f"cannot use the cache dir {opts.cache_dir}: {exc}")
     stderr_path = opts.cache_dir / "mount-stderr.log"
     forget_first_sync_notice(opts.cache_dir)
-    code, detail = daemon.spawn_and_wait(child_argv(opts), record, stderr_path, BACKGROUND_MOUNT_TIMEOUT)
+    # --debug: all the child said (its traceback); otherwise its last lines (libfuse's complaints)
+    code, detail = daemon.spawn_and_wait(child_argv(opts), record, stderr_path, BACKGROUND_MOUNT_TIMEOUT,
+                                         detail_lines=10_000 if opts.debug else 15)
     if code != 0:
+        full = disk_full(opts.cache_dir)
+        if full:
+            # the child could not even write why it failed: its stderr file is on that disk
+            return _fail(f"cannot mount {mnt}: {full}")
         return _report_child_failure(mnt, detail)
     if opts.embedded:
         paths = opts.embedded
@@ -396,7 +440,10 @@ def run_foreground(opts: Options, dirs: ClientDirs) -> int:
         return run(opts, say=None if on_tty else _say_to_console, on_mounted=ready)
     except MountError as exc:
         log.error("cannot mount %s: %s", opts.mountpoint, exc)
-        return _fail(f"cannot mount {opts.mountpoint}: {exc}")
+        if opts.debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        # a full disk shows as whatever write failed first (SQLite's "database or disk is full", ...)
+        return _fail(f"cannot mount {opts.mountpoint}: {disk_full(opts.cache_dir) or exc}")
     finally:
         os.close(mnt_lock_fd)
         os.close(lock_fd)
@@ -480,6 +527,9 @@ def _wait_for_uploads(record: MountRecord, pid: int, *, force: bool) -> int | No
             line = f"waiting for {summary.files} upload(s), {_human(summary.bytes)} to go"
             if summary.retrying:
                 line += f"; {summary.retrying} being retried after: {summary.last_error}"
+            if disk_full(cache):
+                # the uploads cannot move on: the journal cannot even record their progress
+                line += f"; the disk of the cache dir {cache} is full: free some space there"
             now = time.monotonic()
             if tty:
                 print(f"\racdfuse umount: {line}\033[K", end="", file=sys.stderr, flush=True)

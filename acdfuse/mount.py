@@ -32,7 +32,7 @@ from acdfuse.api.client import ACDClient
 from acdfuse.api.common import RequestError, credentials_refused, is_offline
 from acdfuse.api.probe import client_base, server_accepts
 from acdfuse.fs.attrs import Ownership
-from acdfuse.fs.binding import MountRefused, mount_options, serve
+from acdfuse.fs.binding import LibfuseMissing, MountRefused, load_mfusepy, mount_options, serve
 from acdfuse.fs.errors import to_errno
 from acdfuse.fs.kernelcache import KernelCache
 from acdfuse.fs.operations import DriveOperations
@@ -176,10 +176,15 @@ class Stack:
             except (RequestError, StoreError) as exc:
                 refused = credentials_refused(exc)
                 if refused is not None:
-                    raise MountError(refused_message(opts, refused)) from exc
+                    raise MountError(refused_message(opts, refused, client_base(self.client))) from exc
                 if is_offline(exc):
+                    # the last part of the text is the reason (connection refused, timed out...)
+                    reason = str(exc).rsplit(": ", 1)[-1]
                     raise MountError(
-                        f"the local mirror is empty and the server did not answer: {exc}") from exc
+                        f"the server at {client_base(self.client)} does not answer ({reason}) and the "
+                        f"local mirror is empty, so there is nothing to serve offline: start the server "
+                        f"(or correct its address in {opts.config_dir / 'endpoint_data'}) and mount "
+                        f"again") from exc
                 # an answer the sync could not use, or a bug of ours: not the network (logged by the store)
                 raise MountError(f"the local mirror is empty and its first sync failed (see "
                                  f"{opts.log_file}): {exc}") from exc
@@ -334,7 +339,7 @@ def writable(opts: Options) -> bool:
 def fuse_options(opts: Options) -> dict[str, object]:
     """The mount's libfuse options: ``ro`` unless it is writable, the user's ``-o`` options last."""
     return mount_options(read_only=not writable(opts), allow_other=opts.allow_other,
-                         attr_timeout=opts.attr_timeout, extra=opts.fuse_options)
+                         attr_timeout=opts.attr_timeout, nonempty=opts.nonempty, extra=opts.fuse_options)
 
 
 def mount(stack: Stack, on_mounted: Callable[[], None] | None = None) -> None:
@@ -354,6 +359,11 @@ def run(opts: Options, say: Callable[[str], None] | None = None,
 
     Raises MountError when the mount cannot start.
     """
+    try:
+        # before the bundled server and the first sync: a machine without libfuse learns it at once
+        load_mfusepy()
+    except LibfuseMissing as exc:
+        raise MountError(str(exc)) from exc
     with contextlib.ExitStack() as exit_stack:
         if opts.embedded is not None:
             _use_embedded_server(exit_stack, opts.embedded, opts)

@@ -33,7 +33,8 @@ from typing import Any
 from acdfuse.fs.kernelcache import LibfuseNotifier, Notifier
 from acdfuse.fs.threadstate import MAX_PINNED, ThreadStatePins
 
-__all__ = ["FuseOSError", "MountRefused", "caller", "mount_options", "serve"]
+__all__ = ["FuseOSError", "LibfuseMissing", "MountRefused", "caller", "load_mfusepy", "mount_options",
+           "serve"]
 
 FUSE_READDIR_PLUS = 1 << 0      # libfuse 3: the readdir flag of a READDIRPLUS request
 FUSE_FILL_DIR_PLUS = 1 << 1     # libfuse 3: the filler flag "these attributes are complete"
@@ -59,7 +60,11 @@ class MountRefused(RuntimeError):
     """libfuse did not mount (it printed why on stderr)."""
 
 
-def mount_options(*, read_only: bool, allow_other: bool, attr_timeout: float,
+class LibfuseMissing(RuntimeError):
+    """No libfuse could be loaded; the text says how to install it."""
+
+
+def mount_options(*, read_only: bool, allow_other: bool, attr_timeout: float, nonempty: bool = False,
                   extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """Mount options for mfusepy's FUSE(); each becomes one ``-o key[=value]``.
 
@@ -87,6 +92,8 @@ def mount_options(*, read_only: bool, allow_other: bool, attr_timeout: float,
         kw["allow_other"] = True
         # other users: let the kernel enforce the modes we report
         kw["default_permissions"] = True
+    if nonempty:
+        kw["nonempty"] = True         # libfuse 2 refuses a folder with files without it (see serve)
     for item in extra:
         key, sep, value = item.partition("=")
         kw[key] = value if sep else True
@@ -98,6 +105,7 @@ def load_mfusepy() -> ModuleType:
 
     mfusepy picks its library when imported, from FUSE_LIBRARY_PATH, else libfuse 2 first. The
     variable is set for that import only (unless the user set it), so the process keeps its environment.
+    Raises LibfuseMissing when no libfuse loads (none installed, or FUSE_LIBRARY_PATH names none).
     """
     loaded = sys.modules.get("mfusepy")
     if loaded is not None:
@@ -110,6 +118,11 @@ def load_mfusepy() -> ModuleType:
         import mfusepy  # noqa: PLC0415 (loads libfuse: only when a mount starts, never at import)
 
         return mfusepy
+    except OSError as exc:
+        # mfusepy raises OSError both when it finds no library and when ctypes cannot load the one named
+        hint = f"FUSE_LIBRARY_PATH={saved} names no loadable library; unset it, or " if saved else ""
+        raise LibfuseMissing(f"libfuse cannot be loaded ({exc}); {hint}install it with "
+                             f"`sudo apt-get install fuse3`") from exc
     finally:
         if saved is None:
             os.environ.pop("FUSE_LIBRARY_PATH", None)
@@ -136,6 +149,9 @@ def serve(operations: Any, mountpoint: Path, options: dict[str, Any], *,
             options.setdefault("max_write", 128 * 1024)
             options.setdefault("atomic_o_trunc", True)
     else:
+        # libfuse 3 mounts over a folder with files by itself and no longer knows the option: the
+        # command line asked the user already (cli_mount)
+        options.pop("nonempty", None)
         # libfuse 3.14 passes an unset idle-worker bound (and a warning about it) to its loop unless one
         # is given; at most 10 workers run anyway (its default), so 10 idle never ends one
         options.setdefault("max_idle_threads", 10)

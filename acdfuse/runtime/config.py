@@ -161,6 +161,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("upload_delay", non_negative_float, "seconds after a file's last close before its upload"),
     Setting("interval", positive_float, "seconds between background syncs"),
     Setting("allow_other", parse_bool, "let other users access the mount"),
+    Setting("nonempty", parse_bool, "mount over a folder that is not empty (its files are hidden meanwhile)"),
     Setting("uid", parse_int, "owner of all files"),
     Setting("gid", parse_int, "group of all files"),
     Setting("umask", parse_octal, "octal umask of the modes"),

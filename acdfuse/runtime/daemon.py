@@ -98,8 +98,9 @@ def mount_answers(mountpoint: Path) -> bool:
 
 
 def spawn_and_wait(argv: list[str], record: MountRecord, stderr_path: Path,
-                   timeout: float) -> tuple[int, str]:
-    """Start argv detached and wait until its mount point answers; returns (status, message for the user)."""
+                   timeout: float, detail_lines: int = 15) -> tuple[int, str]:
+    """Start argv detached and wait until its mount point answers; returns (status, message for the user:
+    the last ``detail_lines`` lines of what the child printed when it failed)."""
     mountpoint = record.mountpoint
     stderr_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # appended to: a refused mount must not wipe the log of the mount that runs on this cache dir;
@@ -113,7 +114,7 @@ def spawn_and_wait(argv: list[str], record: MountRecord, stderr_path: Path,
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
-            detail = _tail(stderr_path, start)
+            detail = _tail(stderr_path, start, detail_lines)
             return (code or 1), detail or f"the mount process exited with status {code}"
         # our child's mount, not one another process made there meanwhile (its pid file names it)
         if mount_answers(mountpoint) and record.read_pid() == proc.pid:

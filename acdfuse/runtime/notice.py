@@ -22,9 +22,13 @@ FIRST_SYNC_FILE = "first-sync"     # the child's one-line notice about its first
 NOTICE_WAIT = 3.0                  # how long a background mount waits for that notice at most
 _NOTICE_POLL = 0.05                # the notice is a file written by another process: looked at this often
 
-def refused_message(opts: Options, exc: BaseException) -> str:
+def refused_message(opts: Options, exc: BaseException, server: str = "URL") -> str:
+    """Refused (expired, revoked) credentials, and the two ways to new ones; ``server`` is the base URL
+    of the server when it is known."""
     how = ("restart the mount so the bundled server writes new ones" if opts.embedded
-           else f"get new ones with `acdfuse serve --credentials-out {opts.config_dir}` (or log in again)")
+           else f"sign in again with `acdfuse init --server {server} --config-dir {opts.config_dir}`, "
+                f"or get new ones with `acdfuse serve --credentials-out {opts.config_dir}` where the "
+                f"server runs")
     why = getattr(exc, "msg", None) or exc
     return f"the server refused the credentials in {opts.config_dir} ({why}); {how}"
 

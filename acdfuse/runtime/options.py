@@ -32,6 +32,9 @@ class Options:
     upload_delay: float = _WRITER.upload_delay
     interval: float = 60.0               # seconds between background syncs
     allow_other: bool = False
+    # mount over a folder with files in it (hidden while mounted); refused without it, so a typo'd
+    # mount point does not silently hide a folder's files
+    nonempty: bool = False
     uid: int = field(default_factory=os.getuid)
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022

@@ -449,7 +449,7 @@ def _account(cfg: ServerConfig, args: argparse.Namespace) -> int:
             return 0
         password = _read_password(args)
         created = add_account(cfg, args.name, password)
-    except ValueError as e:
+    except (ValueError, ProvisionError) as e:
         print(f"acdfuse serve account: {e}", file=sys.stderr)
         return 2
     except ApiError as e:

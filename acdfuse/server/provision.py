@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from acdfuse.server.accounts import hash_password
 from acdfuse.server.auth import Auth
 from acdfuse.server.blobs import BlobStore
 from acdfuse.server.config import ServerConfig
-from acdfuse.server.db import Database
+from acdfuse.server.db import SCHEMA_VERSION, Database
 from acdfuse.server.drive import Drive
 from acdfuse.server.server import (
     LOCK_FILE,
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 
 
 class ProvisionError(Exception):
-    """The credentials cannot be written (no URL to put in them, a foreign data dir)."""
+    """The credentials or the account cannot be written (no URL to put in them, a foreign data dir, a
+    running server older than this version)."""
 
 
 def write_credentials_only(
@@ -122,6 +124,23 @@ class AccountInfo:
     created_ms: int
 
 
+def _check_running_schema(db: Database, data: Path) -> None:
+    """A server holds the data dir: refuse when its database is older than this version, which only
+    that server may migrate (and which it would not know how to use: an older server ignores account
+    passwords). Raises ProvisionError saying what to do."""
+    try:
+        found = db.get_meta("schema")
+    except sqlite3.Error:
+        db.close()
+        raise
+    if found is not None and int(found) < SCHEMA_VERSION:
+        db.close()
+        raise ProvisionError(
+            f"the server running on {data} is older than this acdfuse (its database has schema {found}, "
+            f"this version needs {SCHEMA_VERSION}): stop it (kill $(cat {data / 'server.pid'})), start it "
+            f"again with this acdfuse (`acdfuse serve --data {data} ...`), then run this command again")
+
+
 def _open(config: ServerConfig) -> tuple[Database, Drive, int | None]:
     """The data dir's database and a Drive on it; the lock fd when no server holds it, else None."""
     data = Path(config.data_dir)
@@ -133,6 +152,8 @@ def _open(config: ServerConfig) -> tuple[Database, Drive, int | None]:
     db = Database(data / "drive.sqlite3")
     if fd is not None:
         db.open()  # we are the only user: create or migrate the schema
+    else:
+        _check_running_schema(db, data)
     drive = Drive(
         db,
         BlobStore(data),

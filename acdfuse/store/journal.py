@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from acdfuse.store.migrate import migrate
+from acdfuse.store.migrate import migrate, rollback
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class Journal:
                     result = fn(con)
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    rollback(con)
                     raise
             except sqlite3.DatabaseError as exc:
                 code = errno.ENOSPC if "full" in str(exc) else errno.EIO

@@ -17,6 +17,7 @@ from typing import Any
 
 from acdfuse.store.database import Database
 from acdfuse.store.errors import StoreError
+from acdfuse.store.migrate import rollback
 from acdfuse.store.node import (
     FOLDER,
     NODE_COLUMNS,
@@ -256,10 +257,10 @@ class NodeStore:
                 yield con
                 con.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
-                con.execute("ROLLBACK")
+                rollback(con)
                 raise StoreError(f"node mirror {self.path}: write failed: {exc}") from exc
             except BaseException:
-                con.execute("ROLLBACK")
+                rollback(con)
                 raise
 
     def sync(self, get_changes: GetChanges) -> SyncResult:

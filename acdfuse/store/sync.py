@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from acdfuse.api.common import RequestError, is_offline
 from acdfuse.store.database import Database
 from acdfuse.store.errors import MalformedChange, StoreError, SyncError
+from acdfuse.store.migrate import rollback
 from acdfuse.store.node import StagedRow, purged_row, staged_row
 from acdfuse.store.pathcache import PathCache
 from acdfuse.store.prefetch import prefetch
@@ -183,7 +184,7 @@ class Synchronizer:
                     con.executemany(sql, rows[i:i + STAGE_BATCH])
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    rollback(con)
                     raise
         return len(rows)
 
@@ -192,7 +193,7 @@ class Synchronizer:
             self.journal = None
             con = self.db.writer
             if con.in_transaction:
-                con.execute("ROLLBACK")
+                rollback(con)
             self._drop_tables(BUILD.names())
 
     def _drop_tables(self, names: Iterable[str]) -> None:
@@ -203,7 +204,7 @@ class Synchronizer:
                 con.execute(f"DROP TABLE IF EXISTS {name}")
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            rollback(con)
             raise
 
     def _final_rows(self) -> None:
@@ -235,7 +236,7 @@ class Synchronizer:
                 con.execute("UPDATE meta SET value = ? WHERE key = 'checkpoint'", (checkpoint,))
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                rollback(con)
                 raise
         if len(writer.edges) + len(writer.node_ids) > INVALIDATE_ALL_ABOVE:
             self.cache.clear()
@@ -257,7 +258,7 @@ class Synchronizer:
                     con.execute(sql, params)
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                rollback(con)
                 raise
         log.debug("rebuild step %.2fs: %s", time.monotonic() - t0, statements[0][0][:60])
 
@@ -293,7 +294,7 @@ class Synchronizer:
                     con.execute("UPDATE temp.final SET ino = ? WHERE seq = ?", (root_ino, root_seq))
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                rollback(con)
                 raise
         storable = ("s.status NOT IN ('PURGED', 'PENDING') AND (s.is_root OR coalesce(s.name, '') <> '')")
         self._step(
@@ -350,6 +351,6 @@ class Synchronizer:
                 con.execute("UPDATE meta SET value = ? WHERE key = 'checkpoint'", (checkpoint,))
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                rollback(con)
                 raise
         return stored, 0, received - stored

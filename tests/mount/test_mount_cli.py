@@ -92,7 +92,7 @@ def test_every_flag(tmp_path: Path) -> None:
     assert opts.config_dir == tmp_path / "c" and opts.cache_dir == tmp_path / "cache"
     assert opts.foreground and opts.read_only and opts.allow_other and opts.debug
     assert (opts.interval, opts.uid, opts.gid, opts.umask) == (5, 12, 34, 0o027)
-    assert opts.fuse_options == ("max_read=65536", "nonempty", "fsname=x")
+    assert opts.fuse_options == ("max_read=65536", "fsname=x") and opts.nonempty
     assert (opts.memory_cache, opts.cache_size, opts.read_ahead) == (64 * MiB, GiB, 8 * MiB)
     assert (opts.streams, opts.timeout) == (6, 7)
 

@@ -72,9 +72,9 @@ def test_o_options() -> None:
     ours, fuse = parse_o_options(["ro,allow_other,uid=7,gid=8,umask=077", "memory-cache=64M,debug",
                                   "fsname=drive,_netdev,defaults,nonempty,x-systemd.automount"])
     assert ours == {"read_only": True, "allow_other": True, "uid": 7, "gid": 8, "umask": 0o077,
-                    "memory_cache": 64 * MiB, "debug": True}
+                    "memory_cache": 64 * MiB, "debug": True, "nonempty": True}
     # fstab's own words never reach libfuse; unknown options do, as given
-    assert fuse == ("fsname=drive", "nonempty")
+    assert fuse == ("fsname=drive",)
     for bad, words in (("interval=0", "interval=0: must be positive"), ("interval", "needs a value"),
                        ("cache_size=lots", "not a size"), ("allow_other=maybe", "not true or false")):
         with pytest.raises(ConfigError, match=words):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import subprocess
@@ -13,12 +14,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from acdfuse.common.locks import take_lock
 from acdfuse.server import DriveServer
 from acdfuse.server.accounts import check_password, hash_password
 from acdfuse.server.auth import PUBLIC_CLIENT_ID, pkce_challenge
 from acdfuse.server.config import ServerConfig
 from acdfuse.server.db import SCHEMA_VERSION, Database
 from acdfuse.server.provision import add_account, list_accounts
+from acdfuse.server.server import LOCK_FILE
 
 REDIRECT = "http://127.0.0.1:45678/cb"
 
@@ -150,8 +153,8 @@ def test_public_client_code_exchange(drive_server: DriveServer, cdir: Path) -> N
     assert r.status_code == 401
 
 
-def test_schema_2_database_migrates(tmp_path: Path) -> None:
-    path = tmp_path / "drive.sqlite3"
+def _schema_2_database(path: Path) -> None:
+    """A database as a server of schema 2 (before account passwords) left it."""
     conn = sqlite3.connect(path)
     conn.executescript(
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -170,6 +173,11 @@ def test_schema_2_database_migrates(tmp_path: Path) -> None:
     )
     conn.commit()
     conn.close()
+
+
+def test_schema_2_database_migrates(tmp_path: Path) -> None:
+    path = tmp_path / "drive.sqlite3"
+    _schema_2_database(path)
     db = Database(path)
     db.open()
     try:
@@ -195,3 +203,37 @@ def test_account_commands(tmp_path: Path) -> None:
     assert r.returncode == 0 and r.stdout.splitlines() == ["alice\tpassword", "bob\tno password"]
     infos = list_accounts(ServerConfig(data_dir=data))
     assert [(i.name, i.has_password) for i in infos] == [("alice", True), ("bob", False)]
+
+
+def test_account_add_while_an_older_server_runs_says_to_restart_it(tmp_path: Path) -> None:
+    """A server of an older version holds the data dir (its lock), its database at schema 2: adding an
+    account would need the migration only that server may do, so it is refused in one line saying how
+    to get on; once the old server is gone, the same command works."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    _schema_2_database(data / "drive.sqlite3")
+    pw = tmp_path / "pw"
+    pw.write_text("hunter2\n")
+    argv = [sys.executable, "-m", "acdfuse", "serve", "--data", str(data), "account", "add", "alice",
+            "--password-file", str(pw)]
+    lock = take_lock(data / LOCK_FILE)      # what the running (older) server holds
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        os.close(lock)
+    assert r.returncode == 2
+    assert r.stderr == (
+        f"acdfuse serve account: the server running on {data} is older than this acdfuse (its database has "
+        f"schema 2, this version needs {SCHEMA_VERSION}): stop it (kill $(cat {data / 'server.pid'})), start "
+        f"it again with this acdfuse (`acdfuse serve --data {data} ...`), then run this command again\n")
+    conn = sqlite3.connect(data / "drive.sqlite3")
+    try:   # untouched: still the old server's database
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("2",)
+        assert "password" not in {r[1] for r in conn.execute("PRAGMA table_info(accounts)")}
+    finally:
+        conn.close()
+
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0 and "added" in r.stdout, r.stderr
+    assert [(i.name, i.has_password) for i in list_accounts(ServerConfig(data_dir=data))] == [
+        ("alice", True), ("old", False)]
