@@ -115,6 +115,8 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                         f"{CONFIG_NAME}, used when it exists)")
     # the background child gets every setting spelled out and must not add the file's fuse_options again
     p.add_argument("--no-config", action="store_true", help=argparse.SUPPRESS)
+    # the background child's end of the pipe on which its parent follows the first sync (ProgressPipe)
+    p.add_argument("--progress-fd", type=int, help=argparse.SUPPRESS)
     p.add_argument("--config-dir", type=Path, metavar="CDIR",
                    help="client config dir with oauth_data/endpoint_data (default: "
                         "$XDG_CONFIG_HOME/acdfuse; if it holds no account, the bundled drive is used)")
@@ -290,7 +292,8 @@ def run_mount(args: argparse.Namespace, xdg: XdgDirs) -> int:
     full = disk_full(opts.cache_dir)
     if full:
         return _fail(f"cannot mount {mnt}: {full}")
-    code = run_foreground(opts, dirs) if opts.foreground else _run_background(opts, dirs, record)
+    code = (run_foreground(opts, dirs, getattr(args, "progress_fd", None)) if opts.foreground
+            else _run_background(opts, dirs, record))
     if code != 0 and created and not daemon.is_mounted(mnt) and not record.in_use():
         with contextlib.suppress(OSError):
             mnt.rmdir()     # a failed mount leaves no trace of the mount point it made
@@ -330,9 +333,20 @@ def _run_background(opts: Options, dirs: ClientDirs, record: MountRecord) -> int
         return _fail(f"cannot use the cache dir {opts.cache_dir}: {exc}")
     stderr_path = opts.cache_dir / "mount-stderr.log"
     forget_first_sync_notice(opts.cache_dir)
-    # --debug: all the child said (its traceback); otherwise its last lines (libfuse's complaints)
-    code, detail = daemon.spawn_and_wait(child_argv(opts), record, stderr_path, BACKGROUND_MOUNT_TIMEOUT,
-                                         detail_lines=10_000 if opts.debug else 15)
+    argv = child_argv(opts)
+    progress = None
+    bar = FirstSyncBar(opts.mountpoint)
+    if sys.stderr.isatty():
+        # a terminal sees the first sync of a big drive go by; a file or pipe gets no bar
+        read_end, write_end = os.pipe()
+        progress = (write_end, daemon.ProgressReader(read_end, bar.update))
+        argv += ["--progress-fd", str(write_end)]
+    try:
+        # --debug: all the child said (its traceback); otherwise its last lines (libfuse's complaints)
+        code, detail = daemon.spawn_and_wait(argv, record, stderr_path, BACKGROUND_MOUNT_TIMEOUT,
+                                             detail_lines=10_000 if opts.debug else 15, progress=progress)
+    finally:
+        bar.close()
     if code != 0:
         full = disk_full(opts.cache_dir)
         if full:
@@ -347,6 +361,61 @@ def _run_background(opts: Options, dirs: ClientDirs, record: MountRecord) -> int
     for line in read_first_sync_notice(opts):
         print(f"acdfuse mount: {line}", file=sys.stderr)
     return 0
+
+
+class FirstSyncBar:
+    """A tqdm bar (nodes per second, as `acdfuse sync` shows) for the first sync of a background mount,
+    made at its first count: a warm mirror or a small drive never shows one."""
+
+    def __init__(self, mountpoint: Path) -> None:
+        self._mountpoint = mountpoint
+        self._bar: Any = None
+
+    def update(self, nodes: int) -> None:
+        if self._bar is None:
+            from tqdm import tqdm  # noqa: PLC0415 (only a terminal needs it)
+
+            self._bar = tqdm(desc=f"first sync of {self._mountpoint}", unit=" nodes", file=sys.stderr)
+        self._bar.update(max(0, nodes - self._bar.n))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __call__(self, nodes: int | None) -> None:
+        """As ``mount.FirstSyncProgress``: a foreground mount on a terminal shows the bar itself."""
+        if nodes is None:
+            self.close()
+        else:
+            self.update(nodes)
+
+
+class ProgressPipe:
+    """The background child's end of the progress pipe: one node count per line while the first sync
+    runs, closed once it is over (``mount.FirstSyncProgress``). A parent that went away (interrupted)
+    ends the reporting, never the mount."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def __call__(self, nodes: int | None) -> None:
+        if self._fd is None:
+            return
+        if nodes is None:
+            self.close()
+            return
+        try:
+            os.write(self._fd, f"{nodes}\n".encode())
+        except OSError as exc:
+            log.debug("first sync progress not shown: %s", exc)
+            self.close()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
 
 
 def _report_child_failure(mnt: Path, detail: str) -> int:
@@ -405,8 +474,22 @@ def _say_to_console(line: str) -> None:
     print(f"acdfuse mount: {line}", file=sys.stderr)
 
 
-def run_foreground(opts: Options, dirs: ClientDirs) -> int:
-    """Mount and serve until unmounted; the process that owns the mount."""
+def run_foreground(opts: Options, dirs: ClientDirs, progress_fd: int | None = None) -> int:
+    """Mount and serve until unmounted; the process that owns the mount. ``progress_fd``: the pipe on
+    which a background parent follows the first sync."""
+    report: ProgressPipe | FirstSyncBar | None = None
+    if progress_fd is not None:
+        report = ProgressPipe(progress_fd)
+    elif sys.stderr.isatty():
+        report = FirstSyncBar(opts.mountpoint)     # `mount -f` on a terminal
+    try:
+        return _serve_foreground(opts, dirs, report)
+    finally:
+        if report is not None:
+            report.close()
+
+
+def _serve_foreground(opts: Options, dirs: ClientDirs, report: ProgressPipe | FirstSyncBar | None) -> int:
     # imported here: `acdfuse umount`, `--help` and the background parent need neither libfuse nor
     # the client stack
     from acdfuse.mount import MountError, run  # noqa: PLC0415
@@ -437,7 +520,8 @@ def run_foreground(opts: Options, dirs: ClientDirs) -> int:
         # systemd's readiness handshake (a Type=notify unit): part of the process's environment, read
         # here at the edge like the XDG dirs
         ready = sdnotify.ready_notifier(os.environ.get("NOTIFY_SOCKET"), str(opts.mountpoint))
-        return run(opts, say=None if on_tty else _say_to_console, on_mounted=ready)
+        return run(opts, say=None if on_tty else _say_to_console, on_mounted=ready,
+                   first_sync_progress=report)
     except MountError as exc:
         log.error("cannot mount %s: %s", opts.mountpoint, exc)
         if opts.debug:

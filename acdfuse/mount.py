@@ -57,6 +57,11 @@ log = logging.getLogger(__name__)
 UNMOUNT_SYNC_WAIT = 5.0            # at unmount, how long a running sync may still take
 SYNC_REQUEST_WAIT = 3600.0         # how long `acdfuse sync` may wait for its sync (a first big sync)
 PROGRESS_EVERY = 0.5               # seconds between the progress lines of `acdfuse sync`
+FIRST_SYNC_PROGRESS_EVERY = 0.2    # ... and of the first sync before a mount (a terminal's bar)
+
+# the first sync's progress for the console: the nodes read so far, then None once it is over (or when
+# there was none to make) — see cli_mount's progress pipe
+FirstSyncProgress = Callable[[int | None], None]
 # at unmount, how long uploads already running may take to finish; queued ones stay in the journal
 # (`acdfuse umount` waits for them before it unmounts, --force does not)
 UNMOUNT_UPLOAD_WAIT = 10.0
@@ -91,6 +96,7 @@ class Stack:
     pending_stats: Callable[[], dict[str, object]] = no_pending
     first_synced_at: float | None = None    # the sync before the mount, which the loop did not run
     writes: WriteSide | None = None      # None on a --read-only mount
+    first_sync_progress: FirstSyncProgress | None = None
     _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
     def sync(self) -> SyncResult:
@@ -172,7 +178,8 @@ class Stack:
         if self.store.is_empty:
             # nothing to serve offline: the first sync must succeed before the mount appears
             try:
-                self.sync()
+                with self._first_sync_reported():
+                    self.sync()
             except (RequestError, StoreError) as exc:
                 refused = credentials_refused(exc)
                 if refused is not None:
@@ -191,6 +198,8 @@ class Stack:
             synced_before_mount = True
             self.first_synced_at = time.time()
             self.first_sync.synced()
+        elif self.first_sync_progress is not None:
+            self.first_sync_progress(None)      # a warm mirror mounts at once: nothing to show
         self.reader.start()
         self._exit.callback(self.reader.close)
         # runs before the reader closes: what this mount read, for the log
@@ -210,6 +219,34 @@ class Stack:
         self.sync_loop.start(sync_first=not synced_before_mount)
         # an unmount must not wait for a sync stuck in retries against an unreachable server
         self._exit.callback(self.sync_loop.close, min(opts.timeout, UNMOUNT_SYNC_WAIT))
+
+    @contextlib.contextmanager
+    def _first_sync_reported(self) -> Iterator[None]:
+        """While the first sync runs, tell ``first_sync_progress`` the nodes read every
+        ``FIRST_SYNC_PROGRESS_EVERY`` seconds; once it is over, the last count (when it ran long
+        enough to show any: a small drive shows nothing) and then None."""
+        report = self.first_sync_progress
+        if report is None:
+            yield
+            return
+        done = threading.Event()
+        shown = threading.Event()
+
+        def run() -> None:
+            while not done.wait(FIRST_SYNC_PROGRESS_EVERY):
+                shown.set()
+                report(self.progress.snapshot()[0])
+
+        reporter = threading.Thread(target=run, name="acdfuse-first-sync-progress", daemon=True)
+        reporter.start()
+        try:
+            yield
+        finally:
+            done.set()
+            reporter.join()
+            if shown.is_set():
+                report(self.progress.snapshot()[0])
+            report(None)
 
     def close(self) -> None:
         """Stop what ``start`` started, in reverse order, then drop the client's connections."""
@@ -354,8 +391,11 @@ def mount(stack: Stack, on_mounted: Callable[[], None] | None = None) -> None:
 
 
 def run(opts: Options, say: Callable[[str], None] | None = None,
-        on_mounted: Callable[[], None] | None = None) -> int:
+        on_mounted: Callable[[], None] | None = None,
+        first_sync_progress: FirstSyncProgress | None = None) -> int:
     """The mount process, once the command line holds its locks: serve until unmounted.
+
+    ``first_sync_progress`` follows the sync an empty mirror needs before the mount appears.
 
     Raises MountError when the mount cannot start.
     """
@@ -368,6 +408,7 @@ def run(opts: Options, say: Callable[[str], None] | None = None,
         if opts.embedded is not None:
             _use_embedded_server(exit_stack, opts.embedded, opts)
         stack = build(opts, say)
+        stack.first_sync_progress = first_sync_progress
         exit_stack.callback(stack.close)
         stack.start()
         record = MountRecord(opts.run_dir, opts.mountpoint)

@@ -3,6 +3,9 @@
 The background mode starts the same command with ``--foreground`` as a detached child (no fork of a
 threaded process) and returns once the mount point answers a stat, or reports why the child died.
 The pid and lock files that tell a live mount from a dead one are in pidfiles.py.
+
+While it waits, the parent can follow the child's first sync through a pipe: the child writes one
+decimal node count per line and closes its end when the sync is over (cli_mount's ``ProgressPipe``).
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import contextlib
 import errno
 import os
 import re
+import select
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from acdfuse.runtime.pidfiles import MountRecord, pid_alive
@@ -97,11 +102,46 @@ def mount_answers(mountpoint: Path) -> bool:
     return True
 
 
+class ProgressReader:
+    """The parent's end of a progress pipe: ``poll`` waits up to a timeout for lines and hands the last
+    count to ``on_count``; it reports False once the child closed its end (or died)."""
+
+    def __init__(self, fd: int, on_count: Callable[[int], None]) -> None:
+        self.fd: int | None = fd
+        self._on_count = on_count
+        self._partial = b""
+
+    def poll(self, timeout: float) -> bool:
+        if self.fd is None:
+            return False
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return True
+        data = os.read(self.fd, 4096)
+        if not data:
+            self.close()
+            return False
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        counts = [line for line in lines if line.strip().isdigit()]
+        if counts:
+            self._on_count(int(counts[-1]))
+        return True
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 def spawn_and_wait(argv: list[str], record: MountRecord, stderr_path: Path,
-                   timeout: float, detail_lines: int = 15) -> tuple[int, str]:
+                   timeout: float, *, detail_lines: int = 15,
+                   progress: tuple[int, ProgressReader] | None = None) -> tuple[int, str]:
     """Start argv detached and wait until its mount point answers; returns (status, message for the user:
-    the last ``detail_lines`` lines of what the child printed when it failed)."""
-    mountpoint = record.mountpoint
+    the last ``detail_lines`` lines of what the child printed when it failed).
+
+    ``progress``: (the write end, passed to the child and closed here; the reader of the read end).
+    """
     stderr_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # appended to: a refused mount must not wipe the log of the mount that runs on this cache dir;
     # what this child says starts at ``start``
@@ -109,7 +149,24 @@ def spawn_and_wait(argv: list[str], record: MountRecord, stderr_path: Path,
         start = errf.tell()
         # argv is this interpreter and our own flags, never a shell string
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,  # noqa: S603
-                                stderr=errf, start_new_session=True)
+                                stderr=errf, start_new_session=True,
+                                pass_fds=() if progress is None else (progress[0],))
+    reader = None
+    if progress is not None:
+        os.close(progress[0])          # the child's now: its close is our end of file
+        reader = progress[1]
+    try:
+        return _wait_for_mount(proc, record, stderr_path, start, timeout=timeout,
+                               detail_lines=detail_lines, reader=reader)
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _wait_for_mount(proc: subprocess.Popen[bytes], record: MountRecord, stderr_path: Path, start: int, *,
+                    timeout: float, detail_lines: int,
+                    reader: ProgressReader | None) -> tuple[int, str]:
+    mountpoint = record.mountpoint
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code = proc.poll()
@@ -119,7 +176,10 @@ def spawn_and_wait(argv: list[str], record: MountRecord, stderr_path: Path,
         # our child's mount, not one another process made there meanwhile (its pid file names it)
         if mount_answers(mountpoint) and record.read_pid() == proc.pid:
             return 0, ""
-        time.sleep(0.05)
+        # the child is another process: nothing to wait on but its progress pipe, or time
+        if reader is None or not reader.poll(0.05):
+            reader = None
+            time.sleep(0.05)
     proc.terminate()
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
