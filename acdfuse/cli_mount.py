@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -137,9 +138,15 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nonempty", action="store_true", default=None,
                    help="mount over a folder that has files in it (hidden while mounted; refused "
                         "without this)")
-    p.add_argument("--uid", type=int, help="owner of all files (default: you)")
-    p.add_argument("--gid", type=int, help="group of all files (default: yours)")
-    p.add_argument("--umask", type=parse_octal, metavar="M", help=f"octal (default {d.umask:03o})")
+    p.add_argument("--uid", type=int,
+                   help="owner of the files and folders with no owner of their own on the drive "
+                        "(default: you)")
+    p.add_argument("--gid", type=int,
+                   help="group of the files and folders with no group of their own on the drive (default: "
+                        "yours)")
+    p.add_argument("--umask", type=parse_octal, metavar="M",
+                   help=f"octal mask taken off the modes of files and folders that have no mode of their "
+                        f"own on the drive (default {d.umask:03o})")
     p.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPTS",
                    help="options, comma separated (repeatable), as with sshfs: KEY=VALUE for any option "
                         "of the config file (e.g. -o interval=30,cache_size=8G,ro); anything else "
@@ -154,8 +161,55 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"concurrent range requests of a read-ahead (default {d.streams})")
     p.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                    help=f"an uncached read fails with EIO after this long (default {d.timeout:g})")
-    p.add_argument("--debug", action="store_true", default=None, help="verbose log")
+    p.add_argument("--debug", action="store_true", default=None,
+                   help="verbose log, and the traceback behind an error message")
     p.set_defaults(run=run_mount)
+
+
+# -o spellings that are not a setting's own name (runtime/config.py's aliases), for the table below
+_O_ONLY = (("ro / rw", "`-o ro`, `-o rw`", "rw", "the same as read_only = true / false"),
+           ("any other", "`-o NAME[=VALUE]`", "", "goes to libfuse as given (fuse_options)"))
+
+
+def options_table() -> str:
+    """Every mount option as a Markdown table, from the settings (runtime/config.py), Options' defaults
+    and the parser's flags and help texts: the README's table is this text (a test checks it).
+
+    Reads the parser's actions (``_actions``: argparse lists them nowhere public) so that a new flag or
+    setting shows up here with no second list to keep."""
+    parser = argparse.ArgumentParser(prog="acdfuse mount")
+    _add_mount_arguments(parser)
+    by_dest = {a.dest: a for a in parser._actions if a.help != argparse.SUPPRESS}
+    rows = ["| config file key | flag | default | what it does |", "|---|---|---|---|"]
+
+    def flag_of(action: argparse.Action) -> str:
+        metavar = "" if action.nargs == 0 else f" {action.metavar or action.dest.upper()}"
+        return ", ".join(f"`{o}{metavar}`" for o in action.option_strings)
+
+    def split_help(action: argparse.Action) -> tuple[str, str]:
+        """(help without its "(default X)", X); a switch without one is off unless given."""
+        text = action.help or ""
+        found = re.search(r" ?\(default:? ([^)]*)\)", text)
+        if found is None:
+            return text, "off" if action.nargs == 0 else ""
+        return (text[:found.start()] + text[found.end():]).strip(), found.group(1)
+
+    for name, setting in SETTINGS.items():
+        action = by_dest.get(name)
+        if name == "fuse_options" or action is None:
+            rows.append(f"| `{name}` | `-o NAME[=VALUE]` |  | {setting.doc}, passed as given |")
+            continue
+        text, default = split_help(action)
+        rows.append(f"| `{name}` | {flag_of(action)} | {default} | {text} |")
+    for dest in ("config_file", "foreground", "fuse_options"):
+        action = by_dest[dest]
+        text, default = split_help(action)
+        if dest == "fuse_options":
+            text = text.replace("anything else goes to libfuse", "see the next rows")
+        rows.append(f"| (command line only) | {flag_of(action)} | {default} | {text} |")
+    for key, flag, default, text in _O_ONLY:
+        rows.append(f"| ({key}) | {flag} | {default} | {text} |")
+    return "\n".join(rows) + "\n"
 
 
 # ----- resolving the drive and the paths --------------------------------------------------------
