@@ -108,7 +108,13 @@ def run_status(args: argparse.Namespace, xdg: XdgDirs) -> int:
     elif not out:
         print("acdfuse: no mounts")
     else:
-        print("\n\n".join(_format_status(s) for s in out))
+        # a mount that does not answer is an error message, on stderr like every other
+        for s in out:
+            if "error" in s:
+                print(f"acdfuse status: {s['error']}", file=sys.stderr)
+        shown = [s for s in out if "error" not in s]
+        if shown:
+            print("\n\n".join(_format_status(s) for s in shown))
     return code
 
 
@@ -120,8 +126,6 @@ def _when(at: float | None) -> str:
 
 
 def _format_status(s: dict[str, Any]) -> str:
-    if "error" in s:
-        return f"{s['mountpoint']}: {s['error']}"
     account, quota, sync, cache, pending = (s["account"], s["quota"], s["last_sync"], s["cache"],
                                             s["pending"])
     drive = "the bundled local drive" if account["bundled_drive"] else account["config_dir"]
@@ -221,7 +225,9 @@ def run_cache(args: argparse.Namespace, xdg: XdgDirs) -> int:
     if record is None or not _alive(record):
         cache_dir = target if target is not None else _default_cache_dir(dirs)
         if not (cache_dir / "chunks").is_dir() and not (cache_dir / "lock").exists():
-            print(f"acdfuse cache: {cache_dir} is neither a running mount nor a cache dir", file=sys.stderr)
+            what = ("the default cache dir" if target is None else "")
+            print(f"acdfuse cache: {what + ' ' if what else ''}{cache_dir} is neither a running mount nor a "
+                  f"cache dir (name a mount point or a mount's --cache-dir)", file=sys.stderr)
             return 1
         record = _mount_using(dirs, cache_dir)
         if record is None:

@@ -337,6 +337,9 @@ def run_mount(args: argparse.Namespace, xdg: XdgDirs) -> int:
             pass            # made meanwhile by a mount of the same point started at the same moment
         except OSError as exc:
             return _fail(f"cannot create the mount point {mnt}: {exc}")
+    if not mnt.exists():
+        return _fail(f"{mnt} does not exist, nor does its parent folder: create them first "
+                     f"(`mkdir -p {mnt}`)")
     if not mnt.is_dir():
         return _fail(f"{mnt} is not a directory")
     if not opts.nonempty and not created and _has_entries(mnt):
@@ -365,7 +368,7 @@ def disk_full(cache_dir: Path) -> str:
     except OSError:
         return ""           # an unusable cache dir is reported when the mount tries to use it
     free = st.f_bavail * st.f_frsize
-    if free >= MIN_FREE:
+    if free >= MIN_FREE or st.f_blocks == 0:    # no blocks at all: /proc and the like, not a disk
         return ""
     return (f"the disk of the cache dir {cache_dir} is full ({free // 1024} KiB free): free some space "
             f"there, or give the mount another --cache-dir")
@@ -406,7 +409,7 @@ def _run_background(opts: Options, dirs: ClientDirs, record: MountRecord) -> int
         if full:
             # the child could not even write why it failed: its stderr file is on that disk
             return _fail(f"cannot mount {mnt}: {full}")
-        return _report_child_failure(mnt, detail)
+        return _report_child_failure(mnt, detail, debug=opts.debug)
     if opts.embedded:
         paths = opts.embedded
         print(f"acdfuse: mounted the local drive at {mnt} (data in {paths.data}, client config in "
@@ -472,11 +475,24 @@ class ProgressPipe:
             self._fd = None
 
 
-def _report_child_failure(mnt: Path, detail: str) -> int:
+_LIBFUSE_PREFIXES = ("fuse: ", "fusermount: ", "fusermount3: ")
+
+
+def _report_child_failure(mnt: Path, detail: str, *, debug: bool = False) -> int:
     """The background child's stderr, said once: its own "acdfuse mount:" line already names the
-    mount point; anything else it printed (libfuse's messages) comes first, as it did."""
+    mount point. When libfuse refused the mount, its own complaint becomes the reason in that one line
+    (with --debug, everything the child printed comes first, as it did)."""
     lines = [line for line in detail.splitlines() if line.strip()]
-    if any(line.startswith("acdfuse mount: ") for line in lines):
+    ours = [line for line in lines if line.startswith("acdfuse mount: ")]
+    libfuse = [line for line in lines if line.startswith(_LIBFUSE_PREFIXES)]
+    if not debug and ours and libfuse and "libfuse refused the mount" in ours[-1]:
+        why = "; ".join(line.split(": ", 1)[1] for line in libfuse)
+        unknown = re.search(r"unknown option\(s\): `-o ([^']*)'", why)
+        if unknown:
+            return _fail(f"cannot mount {mnt}: -o {unknown.group(1)} is an option of neither acdfuse nor "
+                         f"libfuse (`acdfuse mount --help` lists acdfuse's, `man mount.fuse3` libfuse's)")
+        return _fail(f"cannot mount {mnt}: libfuse refused the mount: {why}")
+    if ours:
         print("\n".join(lines), file=sys.stderr)
         return 1
     if len(lines) <= 1:

@@ -387,7 +387,7 @@ def mount(stack: Stack, on_mounted: Callable[[], None] | None = None) -> None:
         serve(stack.ops, opts.mountpoint, fuse_options(opts), on_mounted=on_mounted,
               on_notifier=stack.kernel_cache.attach if stack.kernel_cache is not None else None)
     except MountRefused as exc:
-        raise MountError(f"libfuse refused the mount ({exc}); see the messages above") from exc
+        raise MountError(f"libfuse refused the mount (code {exc}); see the messages above") from exc
 
 
 def run(opts: Options, say: Callable[[str], None] | None = None,

@@ -130,7 +130,7 @@ def _request_was_sent(exc: requests.RequestException) -> bool:
     return not any(isinstance(c, never) for c in _causes(exc))
 
 
-def _explain(exc: requests.RequestException, url: str) -> str:
+def explain_failure(exc: requests.RequestException, url: str) -> str:
     """A short cause for a failed exchange, e.g. "127.0.0.1:9: Connection refused"."""
     host = urlsplit(url).netloc
     if isinstance(exc, requests.ConnectTimeout):
@@ -235,7 +235,7 @@ class BackOffRequest:
             except requests.RequestException as exc:
                 sent = _request_was_sent(exc)
                 err: RequestError
-                why = _explain(exc, url)
+                why = explain_failure(exc, url)
                 if isinstance(exc, requests.exceptions.ChunkedEncodingError):
                     # the server answered, but its body was cut short of its length
                     err = make_error(RequestError.CODE.INCOMPLETE_RESULT, f"{what}: {why}")

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+from .backoff_req import explain_failure
 from .common import SERVER_FILE, write_private_json
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,8 @@ class LoginRequest:
         try:
             r = requests.post(self.base_url + "/auth/o2/token", data=form, timeout=_HTTP_TIMEOUT)
         except requests.RequestException as e:
-            raise LoginError(f"cannot reach {self.base_url}: {e}") from e
+            raise LoginError(f"cannot reach {explain_failure(e, self.base_url)}: is the server running, "
+                             f"and is that its address?") from e
         try:
             data = r.json()
         except ValueError:
@@ -201,7 +203,8 @@ class LoginRequest:
                 raise LoginError(f"the login page refused the sign-in: {reason}")
             requests.get(r.headers["Location"], timeout=_HTTP_TIMEOUT).raise_for_status()
         except requests.RequestException as e:
-            raise LoginError(f"cannot reach {self.base_url}: {e}") from e
+            raise LoginError(f"cannot reach {explain_failure(e, self.base_url)}: is the server running, "
+                             f"and is that its address?") from e
 
 
 def save_tokens(cdir: Path, base_url: str, tokens: dict[str, Any], started: float) -> None:

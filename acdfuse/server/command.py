@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from acdfuse.common.xdg import XdgDirs
 from acdfuse.server.config import ServerConfig
+from acdfuse.server.db import SchemaError
 from acdfuse.server.errors import ApiError
 from acdfuse.server.provision import ProvisionError, add_account, list_accounts, write_credentials_only
 from acdfuse.server.server import DataDirBusy, DriveServer, is_wildcard, make_data_dir
@@ -67,6 +68,16 @@ network:
 """
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0 to 65535): {port}")
+    return port
+
+
 def add_arguments(name: str, subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         name,
@@ -89,7 +100,7 @@ def add_arguments(name: str, subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only)"
     )
-    p.add_argument("--port", type=int, default=8080, help="port, 0: any free port (default: %(default)s)")
+    p.add_argument("--port", type=_port, default=8080, help="port, 0: any free port (default: %(default)s)")
     p.add_argument(
         "--public-url",
         default=None,
@@ -261,7 +272,16 @@ def _serve(cfg: ServerConfig, args: argparse.Namespace, console: _Console) -> in
         console.err(f"acdfuse serve: {e}{hint}")
         return 1
     except OSError as e:
-        console.err(f"acdfuse serve: cannot listen on {args.host}:{args.port}: {e.strerror}")
+        if e.filename is not None:      # the data dir, not the socket
+            console.err(f"acdfuse serve: cannot use the data dir {cfg.data_dir}: {e.strerror}: {e.filename}")
+        else:
+            console.err(f"acdfuse serve: cannot listen on {args.host}:{args.port}: {e.strerror}")
+        return 1
+    except SchemaError as e:
+        console.err(f"acdfuse serve: {e}: use the acdfuse version that wrote it")
+        return 1
+    except sqlite3.Error as e:
+        console.err(f"acdfuse serve: cannot open the database in {cfg.data_dir}: {e}")
         return 1
     stop = threading.Event()
 

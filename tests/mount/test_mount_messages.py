@@ -217,3 +217,37 @@ def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch: pytest.Monkey
     assert err.startswith("Traceback (most recent call last):\n") and "in broken" in err
     assert err.endswith("acdfuse status: unexpected error: KeyError: 'state' (the traceback is above; "
                         "please report it)\n")
+
+
+def test_an_option_libfuse_does_not_know(tmp_path: Path, cdir: Path, mnt: Path) -> None:
+    require_fuse()
+    proc = acdfuse(tmp_path, *mount_args(mnt, cdir, tmp_path / "c", "-o", "frobnicate=3"))
+    assert one_line(proc) == (
+        f"acdfuse mount: cannot mount {mnt}: -o frobnicate=3 is an option of neither acdfuse nor libfuse "
+        f"(`acdfuse mount --help` lists acdfuse's, `man mount.fuse3` libfuse's)")
+    proc = acdfuse(tmp_path, *mount_args(mnt, cdir, tmp_path / "c", "-o", "max_read=lots"))
+    assert one_line(proc) == (
+        f"acdfuse mount: cannot mount {mnt}: libfuse refused the mount: invalid parameter in option "
+        f"`max_read=lots'")
+    assert not os.path.ismount(mnt)
+
+
+def test_other_commands_say_what_is_wrong_in_one_line(tmp_path: Path, cdir: Path) -> None:
+    deep = tmp_path / "no" / "such" / "mnt"
+    assert one_line(acdfuse(tmp_path, "mount", str(deep), "--config-dir", str(cdir))) == (
+        f"acdfuse mount: {deep} does not exist, nor does its parent folder: create them first "
+        f"(`mkdir -p {deep}`)")
+    assert one_line(acdfuse(tmp_path, "status", str(tmp_path))) == (
+        f"acdfuse status: {tmp_path} is not mounted by acdfuse")
+    port = _free_port()
+    assert one_line(acdfuse(tmp_path, "init", "--server", f"http://127.0.0.1:{port}", "--account", "a",
+                            "--password-file", "/dev/null")) == (
+        f"acdfuse init: cannot reach 127.0.0.1:{port}: Connection refused: is the server running, and is "
+        f"that its address?")
+    assert one_line(acdfuse(tmp_path, "serve", "--port", "99999")) == (
+        "acdfuse serve: argument --port: not a port number (0 to 65535): 99999 (`acdfuse serve --help` "
+        "lists the options)")
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    assert one_line(acdfuse(tmp_path, "serve", "--data", str(not_a_dir / "data"), "--port", "0")) == (
+        f"acdfuse serve: cannot use the data dir {not_a_dir / 'data'}: Not a directory: {not_a_dir / 'data'}")
