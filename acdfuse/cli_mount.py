@@ -673,31 +673,35 @@ def _wait_for_uploads(record: MountRecord, pid: int, *, force: bool) -> int | No
                   f"({_human(summary.bytes)}) not uploaded yet stay in the write journal {journal}; the "
                   f"next mount with the cache dir {cache} uploads them", file=sys.stderr)
         return None
-    tty = sys.stderr.isatty()
+    bar = UploadBar() if sys.stderr.isatty() else None
     waited = False
     last_said = 0.0
     try:
         while summary.files and pid_alive(pid):
-            line = f"waiting for {summary.files} upload(s), {_human(summary.bytes)} to go"
+            notes = ""
             if summary.retrying:
-                line += f"; {summary.retrying} being retried after: {summary.last_error}"
+                notes += f"; {summary.retrying} being retried after: {summary.last_error}"
             if disk_full(cache):
                 # the uploads cannot move on: the journal cannot even record their progress
-                line += f"; the disk of the cache dir {cache} is full: free some space there"
+                notes += f"; the disk of the cache dir {cache} is full: free some space there"
             now = time.monotonic()
-            if tty:
-                print(f"\racdfuse umount: {line}\033[K", end="", file=sys.stderr, flush=True)
+            if bar is not None:
+                bar.show(summary.files, summary.bytes, notes)
             elif now - last_said >= PROGRESS_EVERY:
-                print(f"acdfuse umount: {line} (--force to leave them for the next mount)", file=sys.stderr)
+                print(f"acdfuse umount: waiting for {summary.files} upload(s), {_human(summary.bytes)} to go"
+                      f"{notes} (--force to leave them for the next mount)", file=sys.stderr)
                 last_said = now
             waited = True
             time.sleep(UPLOAD_POLL)
             summary = _pending(journal) or PendingSummary()
     except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
         print("\nacdfuse umount: interrupted; still mounted, the uploads go on", file=sys.stderr)
         return 130
-    if waited and tty:
-        print("", file=sys.stderr)
+    if bar is not None:
+        bar.show(summary.files, summary.bytes, "")
+        bar.close()
     if waited and not summary.files:
         print("acdfuse umount: every closed file is uploaded", file=sys.stderr)
     for name, reason in summary.refused:
@@ -707,6 +711,38 @@ def _wait_for_uploads(record: MountRecord, pid: int, *, force: bool) -> int | No
         print(f"acdfuse umount: {summary.open_files} file(s) are still open for writing; they go up after "
               f"their close", file=sys.stderr)
     return None
+
+
+class UploadBar:
+    """The uploads `acdfuse umount` waits for, as a tqdm bar of bytes on a terminal (made at the first
+    look, so an unmount with nothing to upload shows none). Bytes written meanwhile grow its total."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def show(self, files: int, to_go: int, notes: str) -> None:
+        if self._bar is None:
+            if not files:
+                return
+            from tqdm import tqdm  # noqa: PLC0415 (only a terminal needs it)
+
+            self._bar = tqdm(desc="acdfuse umount: uploading", total=to_go, unit="B", unit_scale=True,
+                             unit_divisor=1024, file=sys.stderr)
+        bar = self._bar
+        done = bar.total - to_go
+        if done < bar.n:            # more to upload than when the bar began: grow it
+            bar.total = bar.n + to_go
+            done = bar.n
+        bar.set_postfix_str(f"{files} file(s) left{notes}", refresh=False)
+        if done > bar.n:
+            bar.update(done - bar.n)
+        else:
+            bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _stop_orphaned_server(dirs: ClientDirs, before: embedded.ServerState | None = None) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import termios
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mount_helpers import fusermount_u, require_fuse
@@ -93,3 +94,30 @@ def test_first_mount_of_a_large_drive_shows_progress_on_a_terminal_only(
         if os.path.ismount(mnt):
             fusermount_u(mnt, lazy=True)
     assert down.returncode == 0, down.stderr
+
+
+def test_umount_on_a_terminal_shows_the_uploads_it_waits_for_as_a_bar(
+        tmp_path: Path, cdir: Path, client: Any) -> None:
+    require_fuse()
+    env = _env(tmp_path)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    acdfuse = [sys.executable, "-m", "acdfuse"]
+    up = subprocess.run([*acdfuse, "mount", str(mnt), "--config-dir", str(cdir), "--cache-dir",
+                         str(tmp_path / "c"), "--upload-delay", "3"], env=env, capture_output=True,
+                        text=True, timeout=180, check=False)
+    assert up.returncode == 0, up.stderr
+    try:
+        data = {f"f{i}.bin": os.urandom(200_000) for i in range(3)}
+        for name, content in data.items():
+            (mnt / name).write_bytes(content)        # closed: each waits out its quiet delay
+        code, shown = run_on_a_terminal([*acdfuse, "umount", str(mnt)], env)
+    finally:
+        if os.path.ismount(mnt):
+            fusermount_u(mnt, lazy=True)
+    assert code == 0, shown
+    assert re.search(r"acdfuse umount: uploading: +\d+%.*B/s, \d file\(s\) left\]", shown), shown
+    assert re.search(r"acdfuse umount: uploading: 100%.*0 file\(s\) left\]", shown), shown
+    assert "every closed file is uploaded" in shown and "waiting for" not in shown
+    names = {c["name"] for c in client.list_children(client.get_root_id())}
+    assert set(data) <= names
