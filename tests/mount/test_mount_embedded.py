@@ -168,7 +168,7 @@ def test_umount_of_something_not_mounted(tmp_path: Path, xdg: dict[str, str]) ->
 
 def test_background_mount_reports_failures(tmp_path: Path, xdg: dict[str, str]) -> None:
     missing = acdfuse(xdg, "mount", str(tmp_path / "no-parent" / "mnt"))
-    assert missing.returncode != 0 and "not a directory" in missing.stderr
+    assert missing.returncode != 0 and "does not exist, nor does its parent folder" in missing.stderr
     (tmp_path / "a-file").write_text("x")
     a_file = acdfuse(xdg, "mount", str(tmp_path / "a-file"))
     assert a_file.returncode != 0 and "not a directory" in a_file.stderr
