@@ -402,6 +402,12 @@ def _run_background(opts: Options, dirs: ClientDirs, record: MountRecord) -> int
         # --debug: all the child said (its traceback); otherwise its last lines (libfuse's complaints)
         code, detail = daemon.spawn_and_wait(argv, record, stderr_path, BACKGROUND_MOUNT_TIMEOUT,
                                              detail_lines=10_000 if opts.debug else 15, progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        # the child runs in its own session: Ctrl-C reached only this waiting parent
+        print(f"acdfuse mount: interrupted; the mount of {mnt} goes on in the background (`acdfuse "
+              f"status` shows it, `acdfuse umount {mnt}` stops it)", file=sys.stderr)
+        return 130
     finally:
         bar.close()
     if code != 0:
