@@ -11,9 +11,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -251,3 +253,33 @@ def test_other_commands_say_what_is_wrong_in_one_line(tmp_path: Path, cdir: Path
     not_a_dir.write_text("")
     assert one_line(acdfuse(tmp_path, "serve", "--data", str(not_a_dir / "data"), "--port", "0")) == (
         f"acdfuse serve: cannot use the data dir {not_a_dir / 'data'}: Not a directory: {not_a_dir / 'data'}")
+
+
+def test_ctrl_c_while_waiting_leaves_the_mount_going_in_the_background(
+        tmp_path: Path, cdir: Path, mnt: Path, drive_server: DriveServer) -> None:
+    require_fuse()
+    drive_server.faults.configure(latency_ms=2000)     # the first sync takes a while: time to interrupt
+    cache = tmp_path / "c"
+    env = dict(os.environ)
+    for var, sub in (("XDG_DATA_HOME", "data"), ("XDG_CACHE_HOME", "xcache"),
+                     ("XDG_CONFIG_HOME", "config"), ("XDG_RUNTIME_DIR", "run")):
+        (tmp_path / sub).mkdir(mode=0o700, exist_ok=True)
+        env[var] = str(tmp_path / sub)
+    proc = subprocess.Popen([sys.executable, "-m", "acdfuse", *mount_args(mnt, cdir, cache)], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (cache / "nodes.db").exists():     # the mount process has begun its first sync
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err == (f"acdfuse mount: interrupted; the mount of {mnt} goes on in the background (`acdfuse "
+                   f"status` shows it, `acdfuse umount {mnt}` stops it)\n")
+    drive_server.faults.configure(latency_ms=0)
+    deadline = time.monotonic() + 60
+    while not os.path.ismount(mnt):
+        assert time.monotonic() < deadline, "the mount did not go on"
+        time.sleep(0.1)
+    down = acdfuse(tmp_path, "umount", str(mnt))
+    assert down.returncode == 0, down.stderr
