@@ -22,7 +22,7 @@ from typing import Any
 
 from acdfuse.common.locks import take_lock
 from acdfuse.common.xdg import XdgDirs
-from acdfuse.runtime.config import BadValue, format_size, parse_size
+from acdfuse.runtime.config import BadValue, parse_size
 from acdfuse.runtime.control import ControlError, request
 from acdfuse.runtime.paths import ClientDirs
 from acdfuse.runtime.pidfiles import MountRecord, pid_alive
@@ -125,6 +125,19 @@ def _when(at: float | None) -> str:
     return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))} ({ago:.0f} s ago)"
 
 
+def _human(size: int) -> str:
+    """'16.1 KiB', for people reading ``status`` and ``cache``: format_size is exact (it round-trips
+    through the config) and would print 16512 for that."""
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
 def _format_status(s: dict[str, Any]) -> str:
     account, quota, sync, cache, pending = (s["account"], s["quota"], s["last_sync"], s["cache"],
                                             s["pending"])
@@ -136,14 +149,14 @@ def _format_status(s: dict[str, Any]) -> str:
     lines = [
         f"{s['mountpoint']} (pid {s['pid']})",
         f"  account      {drive} at {account['server']}",
-        f"  usage        {format_size(quota['used'])} used of {format_size(quota['total'])}, "
-        f"{format_size(quota['available'])} free",
+        f"  usage        {_human(quota['used'])} used of {_human(quota['total'])}, "
+        f"{_human(quota['available'])} free",
         f"  nodes        {s['nodes']}",
         f"  last sync    {_when(sync['at'])}, {outcome}",
-        f"  cache        {format_size(cache['disk_bytes'])} on disk in {cache['disk_chunks']} chunks, "
-        f"{format_size(cache['memory_bytes'])} in memory, hit rate "
+        f"  cache        {_human(cache['disk_bytes'])} on disk in {cache['disk_chunks']} chunks, "
+        f"{_human(cache['memory_bytes'])} in memory, hit rate "
         f"{'-' if rate is None else f'{rate:.0%}'} of {cache['reads']} reads",
-        f"  pending      {pending['count']} uploads, {format_size(pending['bytes'])}",
+        f"  pending      {pending['count']} uploads, {_human(pending['bytes'])}",
     ]
     lines += [f"    failed     {f.get('path')}: {f.get('reason')}" for f in pending.get("failures", [])]
     opts = s["options"]
@@ -238,7 +251,7 @@ def run_cache(args: argparse.Namespace, xdg: XdgDirs) -> int:
         print(f"acdfuse cache: {exc}", file=sys.stderr)
         return 1
     print(f"acdfuse: {record.mountpoint}: dropped {answer['dropped']} chunks, "
-          f"{format_size(answer['disk_bytes'])} cached on disk")
+          f"{_human(answer['disk_bytes'])} cached on disk")
     return 0
 
 
@@ -259,7 +272,7 @@ def _offline(cache_dir: Path, size: int) -> int:
             print(f"acdfuse: {cache_dir}: no chunks cached")
             return 0
         dropped = cache.prune(size)
-        print(f"acdfuse: {cache_dir}: dropped {dropped} chunks, {format_size(cache.used)} cached on disk")
+        print(f"acdfuse: {cache_dir}: dropped {dropped} chunks, {_human(cache.used)} cached on disk")
         return 0
     except (OSError, BadValue) as exc:
         print(f"acdfuse cache: {cache_dir}: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import signal
 import stat
 import struct
@@ -72,6 +73,9 @@ def test_status_and_sync(mounts: Any, cdir: Path, client: Any, env: dict[str, st
     assert done.returncode == 0, done.stderr
     assert f"{m.mnt} (pid" in done.stdout and f"{m2.mnt} (pid" in done.stdout
     assert "last sync" in done.stdout and "online" in done.stdout
+    # sizes for people: units, not a bare byte count
+    assert re.search(r"cache +[0-9.]+ (B|KiB|MiB|GiB) on disk", done.stdout), done.stdout
+    assert re.search(r"pending +0 uploads, 0 B", done.stdout), done.stdout
     # sync with several mounts wants a name
     done = cli(env, "sync")
     assert done.returncode == 1 and "name one" in done.stderr
