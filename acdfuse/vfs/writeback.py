@@ -174,14 +174,19 @@ class WriteBack:
         self._on_change(change)
 
     def hold(self, key: int) -> None:
-        """Not due while its file is open for writing: the next release queues it again."""
+        """Not due while its file is open for writing: the next release queues it again.
+
+        Except when an fsync waits for it (``urgent``): that upload runs now, open writers or not.
+        Holding it would deadlock: the kernel keeps the inode locked during the fsync, so the other
+        writer's next write blocks behind it and that writer never gets to the release that would
+        queue the file again (found by the parallel random-operation checker, several handles on
+        one file)."""
         with self._cond:
             entry = self._entries.get(key)
-            if entry is None:
+            if entry is None or entry.urgent:
                 return
             if entry.running:
                 entry.again = None
-                entry.urgent = False
                 return
             entry.state = HELD
             entry.due = None
