@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import sys
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,6 +67,16 @@ class HTTPServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6  # --host ::1
         super().__init__(address, RequestHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection's handler raised. socketserver's default prints a traceback to stderr: for a
+        client that reset or dropped its connection (a cut download, a killed mount) that is just noise
+        on the console, and anything else belongs in the log."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.debug("connection from %s ended: %s", client_address, exc)
+        else:
+            log.error("request from %s failed", client_address, exc_info=True)
 
 
 class RequestHandler(BaseHTTPRequestHandler):
