@@ -189,7 +189,8 @@ def test_file_renamed_while_its_upload_runs_ends_under_its_new_name(client, driv
     # was undone locally and on the server (a later rename or delete then got ENOENT)
     started, gate = threading.Event(), threading.Event()
     remote = landed_then_held(remote_for(client), gate, started)
-    stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote).open()
+    stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote)
+    stack.open()
     try:
         sub = stack.s.apply_local(client.create_folder("sub", stack.root.id))
         stack.write_file("a.part", b"first")
@@ -215,7 +216,8 @@ def test_file_renamed_over_another_while_its_upload_runs_becomes_its_content(cli
                                                                              tmp_path: Path) -> None:
     started, gate = threading.Event(), threading.Event()
     remote = landed_then_held(remote_for(client), gate, started)
-    stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote).open()
+    stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote)
+    stack.open()
     try:
         target = stack.upload("doc.txt", b"old content")
         stack.write_file("doc.txt.tmp", b"new content")        # an editor's save: temp file, rename over
