@@ -49,6 +49,15 @@ CHUNK_MAX_RETRY = 5
 FS_RW_CHUNK_SZ = 131072
 """basic chunk size for file system r/w operations"""
 
+# The answer to an upload comes once the server has read the whole body, and when the client has
+# handed over its last byte, a lot may still be on the way: in the kernel's send buffer (Linux grows it
+# to 4 MiB) and in the receiver's. On a slow link that takes far longer than the read timeout, which is
+# meant for a server that stopped answering (a 4 MiB body queued at 1 Mbit/s: 32 s, beyond the default
+# 30 s). So an upload's read timeout gets the time the bytes that may still be queued take at the
+# slowest link the mount is meant to work on (tests/mount/test_reliability_slow_network.py).
+UPLOAD_QUEUED_MAX = 8 * 1024 * 1024
+UPLOAD_SLOWEST_LINK = 64 * 1024          # bytes/s, about 0.5 Mbit/s
+
 _CREATED = 201
 _PARTIAL = 206
 _RANGE_NOT_SATISFIABLE = 416
@@ -396,6 +405,7 @@ class ContentMixin(ClientBase):
         headers: dict[str, str] | None = None,
     ) -> dict:
         headers = {**(headers or {}), "Content-Type": body.content_type}
+        timeout = upload_timeout(self.BOReq.timeout, body.size)
 
         def send(backoff: Backoff) -> requests.Response:
             body.rewind()
@@ -411,6 +421,7 @@ class ContentMixin(ClientBase):
                     params=params,
                     data=body,
                     headers=headers,
+                    timeout=timeout,
                 )
             except (ConnectionFailed, IncompleteResult):
                 if body.source_error is not None:  # our own file failed, not the network: no retry
@@ -776,6 +787,14 @@ class ContentMixin(ClientBase):
                     f"{operation} (node {node_id}): cut after {got} of {expected} bytes",
                 )
             self.BOReq.sleep(delay)
+
+
+def upload_timeout(timeout: tuple[float, float], size: int | None) -> tuple[float, float]:
+    """(connect, read) timeout of an upload of ``size`` bytes (None: not known yet), see
+    UPLOAD_QUEUED_MAX: the read timeout plus the time the bytes that may still be queued when the last
+    one is handed over take at the slowest link."""
+    queued = UPLOAD_QUEUED_MAX if size is None else min(size, UPLOAD_QUEUED_MAX)
+    return timeout[0], timeout[1] + queued / UPLOAD_SLOWEST_LINK
 
 
 def _upload_body(

@@ -290,3 +290,19 @@ def test_parent_and_property_edits_survive_faults(make_client: MakeClient, fault
     assert client.list_properties(node["id"], owner) == {}
     final = client.get_metadata(node["id"])
     assert final["name"] == "edited-5.txt" and final["status"] == "AVAILABLE"
+
+
+def test_upload_slower_than_the_read_timeout_completes(make_client: MakeClient, drive_server: DriveServer,
+                                                       faulty: Faults) -> None:
+    # the whole body fits into the kernel's socket buffers at once; the answer comes when the server
+    # has read it at 256 KiB/s, about 8 s after the client handed over its last byte: a read timeout
+    # of 2 s alone gave up on every such upload (found by tests/mount/test_reliability_slow_network.py)
+    client = make_client(timeout=(2, 2), retry_deadline=2)
+    root = client.get_root_id()
+    data = pattern_bytes(2 * 1024 * 1024)
+    faulty.configure(bandwidth=256 * 1024)
+    drive_server.stats.reset()
+    node = client.upload_stream(io.BytesIO(data), "slow.bin", root)
+    faulty.configure(bandwidth=0)
+    assert drive_server.stats.snapshot()["upload"] == 1          # one try, no repeat
+    assert node["contentProperties"]["md5"] == hashlib.md5(data, usedforsecurity=False).hexdigest()
