@@ -342,9 +342,14 @@ class WriteOperations:
         if len(node.parents) > 1 and parent.id in node.parents:
             self._store.apply_local(api.remove_child(parent.id, node.id))
         else:
-            gone = self._store.apply_local(api.move_to_trash(node.id))
             if self._writes is not None:
-                self._writes.forget_node(node.id)
+                # an upload of its local copy that finds it trashed meanwhile must not bring it back as
+                # a conflict copy: the delete is announced to the write side while it runs
+                with self._writes.deleting(node.id):
+                    gone = self._store.apply_local(api.move_to_trash(node.id))
+                    self._writes.forget_node(node.id)
+            else:
+                gone = self._store.apply_local(api.move_to_trash(node.id))
             if forget_now:
                 self._trash_added(gone)
         self._names.remove(parent.id, node.name)
@@ -407,9 +412,10 @@ class WriteOperations:
             if len(dst.parents) > 1:
                 self._store.apply_local(api.remove_child(dst_parent.id, dst.id))
             else:
-                trashed = api.move_to_trash(dst.id)
-                self._trash_added(self._store.apply_local(trashed))
-                self._writes.forget_node(dst.id)
+                with self._writes.deleting(dst.id):         # (as in _remove_entry)
+                    trashed = api.move_to_trash(dst.id)
+                    self._trash_added(self._store.apply_local(trashed))
+                    self._writes.forget_node(dst.id)
         try:
             answer = self._move(api, src, src_parent, dst_parent, dst_name)
         except BaseException:

@@ -81,6 +81,11 @@ class UploadRefused(Exception):
     """An upload that will not succeed however often it is tried; the local copy is kept."""
 
 
+class UploadCancelled(Exception):
+    """The file is being deleted locally: no conflict copy of it is made. Not final: when the delete
+    fails, the upload is tried again (when it succeeds, the upload is dropped anyway)."""
+
+
 class UploadMismatch(Exception):
     """The server stored other bytes than we sent (a transient fault: the upload is repeated)."""
 
@@ -308,7 +313,7 @@ class Uploader:
     def _conflict_copy(self, job: Job, stream: SpoolReader, name: str, parent_id: str, *,
                        other: str | None, why: str) -> tuple[dict, str | None]:
         if job.cancelled():
-            raise UploadRefused(f"{name!r} was deleted locally while its upload ran")
+            raise UploadCancelled(f"{name!r} was deleted locally while its upload ran")
         when = self._clock()
         for n in range(1, MAX_CONFLICT_NAMES + 1):
             copy = conflict_name(name, when, n)

@@ -28,7 +28,8 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -121,6 +122,7 @@ class DirtyFile:
         self.dirty = dirty           # a journal row exists: not confirmed on the server
         self.running = False         # an upload of it is in flight
         self.finishing = False       # a new file's upload is being recorded: renames and deletes wait
+        self.deleting = 0            # deletes of its node in flight (``WriteSide.deleting``)
         self.unlinked = False        # gone from the namespace: never uploaded (again)
         self.fsync_waiters = 0
         self.sequential = False      # written front to back only, from empty: may stream (stream.py)
@@ -569,6 +571,22 @@ class WriteSide:
                 return df
             self._cond.wait()
 
+    @contextmanager
+    def deleting(self, node_id: str) -> Iterator[None]:
+        """Around the server call that deletes ``node_id`` (then ``forget_node``): an upload of its local
+        copy that finds the node gone meanwhile makes no conflict copy (the delete was this mount's
+        own); it fails as cancelled, and is tried again if the delete fails."""
+        with self._lock:
+            df = self._by_node.get(node_id)
+            if df is not None:
+                df.deleting += 1
+        try:
+            yield
+        finally:
+            if df is not None:
+                with self._lock:
+                    df.deleting -= 1
+
     def forget_node(self, node_id: str) -> None:
         """The node went to the trash: its pending overwrite is dropped (open handles keep the data)."""
         with self._lock:
@@ -740,7 +758,8 @@ class WriteSide:
                 return hook(node, attrs, mtime_ns, content_version, new_node)
 
         job = Job(df.local_id, df.spool, df.spool.size, df.node_id, name, parent, df.base_version,
-                  parent_available=self._parent_available, cancelled=lambda: df.unlinked,
+                  parent_available=self._parent_available,
+                  cancelled=lambda: df.unlinked or df.deleting > 0,
                   properties=properties)
         return job, df.gen
 

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from writes_helpers import WriteStack, leftover_spools
+from writes_helpers import WriteStack, leftover_spools, wait_until
 
 from acdfuse.fs.remote import remote_for
 from acdfuse.vfs.options import WriteOptions
@@ -230,6 +230,43 @@ def test_file_renamed_over_another_while_its_upload_runs_becomes_its_content(cli
         assert found["doc.txt"] == target.id                    # overwritten in place, node id kept
         assert stack.server_bytes(target.id) == b"new content"
         assert stack.node("/doc.txt").id == target.id
+        assert stack.w.pending_stats()["files"] == 0
+    finally:
+        gate.set()
+        stack.close()
+
+
+def test_file_deleted_while_its_overwrite_uploads_leaves_no_conflict_copy(client, drive_server,  # type: ignore[no-untyped-def]
+                                                                         tmp_path: Path) -> None:
+    # found by scripts/soak.py: the delete's trash request landed while the upload of the file's local
+    # changes ran; the upload found the node trashed and put the changes next to it as a conflict copy,
+    # so a file the user deleted came back under another name
+    real = remote_for(client)
+    started, gate = threading.Event(), threading.Event()
+
+    def held_overwrite(stream: Any, node_id: str, base: int | None) -> dict:
+        started.set()
+        gate.wait(10)
+        return real.overwrite(stream, node_id, base)
+
+    remote = Remote(upload=real.upload, overwrite=held_overwrite, metadata=real.metadata, trash=real.trash,
+                    move=real.move, conditional=real.conditional)
+    stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote)
+    stack.open()
+    try:
+        node = stack.upload("doomed.txt", b"v1")
+        h = stack.w.open(node, write=True, truncate=True)
+        assert h is not None
+        stack.w.write(h, 0, b"v2, never wanted on the server")
+        stack.w.release(h)
+        assert started.wait(10)
+        with stack.w.deleting(node.id):                 # what the mount's unlink does around its trash call
+            client.move_to_trash(node.id)
+            gate.set()
+            wait_until(lambda: stack.w.pending_stats()["upload_failures"] >= 1, what="the upload's end")
+            stack.w.forget_node(node.id)
+        assert stack.w.wait_uploads(20)
+        assert names(stack) == {}, names(stack)
         assert stack.w.pending_stats()["files"] == 0
     finally:
         gate.set()
