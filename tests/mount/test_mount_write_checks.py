@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,49 @@ def test_two_mounts_writing_one_file_keep_both_versions(cdir: Path, mounts: Any)
     write_file(one.mnt / "from-one.txt", b"hello two")
     wait_uploaded(one.cache_dir)
     two.sync(check=lambda: (two.mnt / "from-one.txt").read_bytes() == b"hello two")
+
+
+def test_kill_9_while_a_file_is_being_written(cdir: Path, mounts: Any, client: Any) -> None:
+    """Killed in the middle of a write: every file closed before is uploaded by the next mount with the
+    right content, and the file that was open is uploaded as far as its writes had returned."""
+    m = mounts(cdir).start("--upload-delay", "0.3")
+    rng = random.Random(11)
+    closed: dict[str, bytes] = {}
+    for i in range(8):
+        data = rng.randbytes(rng.choice([0, 5_000, 400_000, 1_500_000]))
+        write_file(m.mnt / f"c{i}.bin", data, fsync=(i % 4 == 0))
+        closed[f"c{i}.bin"] = data
+    piece = 64 * KiB
+    data = rng.randbytes(8 * 1024 * KiB)
+    returned = 0                                    # bytes of the writes that returned before the kill
+    fd = os.open(m.mnt / "open.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        while returned < len(data) // 2:
+            returned += os.write(fd, data[returned:returned + piece])
+        def last_write() -> None:
+            try:
+                os.write(fd, data[returned:returned + piece])
+            except OSError:
+                pass                                # the mount died under it: ENOTCONN or EIO
+
+        writing = threading.Thread(target=last_write, daemon=True)
+        writing.start()                             # may or may not land before the kill
+        kill9(m)
+        writing.join(30)
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass                                    # its mount is gone
+    m.start("--upload-delay", "0.3")                # the same cache dir: the journal is taken up
+    wait_uploaded(m.cache_dir)
+    m.stop()
+    root = {c["name"]: c for c in client.list_children(client.get_root_id())
+            if c.get("status") == "AVAILABLE"}
+    for name, expect in closed.items():
+        size = root[name]["contentProperties"]["size"]
+        got = bytes(client.download_chunk(root[name]["id"], 0, size)) if size else b""
+        assert got == expect, name
+    size = root["open.bin"]["contentProperties"]["size"]
+    assert returned <= size <= returned + piece, (size, returned)     # the last write: none, part or all
+    assert bytes(client.download_chunk(root["open.bin"]["id"], 0, size)) == data[:size]
