@@ -25,15 +25,18 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from acdfuse.api.common import (
     Conflict,
+    ConnectionFailed,
+    IncompleteResult,
     NotFound,
     PreconditionFailed,
     QuotaExceeded,
     RequestError,
+    ServerError,
     TooLarge,
     is_client_error,
     is_transient,
@@ -104,6 +107,10 @@ class Job:
     parent_available: Callable[[str], bool | None] = lambda _pid: None   # True/False, None: ask the server
     cancelled: Callable[[], bool] = lambda: False       # deleted locally meanwhile: make no copies
     properties: PropertiesFor | None = None     # what to store with the content, where the server can
+    # md5s of this file's earlier attempts that failed in a way that may have landed (the answer was
+    # lost), and where to note another: a version on the server with one of them is ours, no conflict
+    ours: frozenset[str] = frozenset()
+    sent: Callable[[str], None] = lambda _md5: None
 
 
 @dataclass(frozen=True)
@@ -180,10 +187,17 @@ class Uploader:
 
     def run(self, job: Job) -> Result:
         stream = job.spool.reader(job.size)
-        if job.node_id is None:
-            answer, other = self._new_file(job, stream)
-        else:
-            answer, other = self._overwrite(job, job.node_id, stream)
+        try:
+            if job.node_id is None:
+                answer, other = self._new_file(job, stream)
+            else:
+                answer, other = self._overwrite(job, job.node_id, stream)
+        except (ServerError, IncompleteResult, ConnectionFailed):
+            # the server may have stored it and the answer got lost: if the file changes before the next
+            # attempt, that one must still know this version for its own (see _changed, _new_file); a
+            # hash pass over the local copy, on failures only
+            job.sent(spool_md5(job.spool, job.size))
+            raise
         return Result(answer, self.check(job, answer), other)
 
     @staticmethod
@@ -212,6 +226,15 @@ class Uploader:
                         log.info("%s: the server already holds this content (node %s); taking it",
                                  job.name, existing)
                         return node, None
+                    ours = self._ours(job, existing)
+                    if ours is not None:
+                        # an earlier attempt of ours created it (its answer was lost): it is our file
+                        log.info("%s: node %s is an earlier upload of this file; overwriting it", job.name,
+                                 existing)
+                        stream.seek(0)
+                        version = _content(ours)[2]
+                        again = replace(job, node_id=existing, base_version=version, ours=frozenset())
+                        return self._overwrite(again, existing, stream)
                 return self._conflict_copy(job, stream, job.name, job.parent_id, other=existing,
                                            why="a file of that name was created on the server meanwhile")
             if folder_refused(exc) and not self._parent_ok(job, job.parent_id):
@@ -285,10 +308,16 @@ class Uploader:
 
     def _changed(self, job: Job, node_id: str, current: dict,
                  stream: SpoolReader) -> tuple[dict, str | None]:
-        md5, size, _ = _content(current)
+        md5, size, version = _content(current)
         if size == job.size and md5 == spool_md5(job.spool, job.size):
             log.info("%s: the server already holds this content (node %s); taking it", job.name, node_id)
             return current, None
+        if md5 is not None and md5 in job.ours:
+            # the change on the server is an earlier attempt of ours whose answer was lost
+            log.info("%s: the server holds an earlier upload of this file (node %s, version %s); "
+                     "overwriting it", job.name, node_id, version)
+            stream.seek(0)
+            return self._overwrite(replace(job, base_version=version, ours=frozenset()), node_id, stream)
         parent = self._first_parent(job, current)
         return self._conflict_copy(job, stream, str(current.get("name") or job.name), parent, other=node_id,
                                    why="it was changed on the server since the local copy was based on it")
@@ -340,6 +369,15 @@ class Uploader:
                         "(node %s); both versions are kept", name, other or "-", why, copy, answer.get("id"))
             return answer, other or ""
         raise UploadRefused(f"no free conflict name for {name!r} after {MAX_CONFLICT_NAMES} tries")
+
+    def _ours(self, job: Job, node_id: str) -> dict | None:
+        """The node, when its content is one an earlier attempt of this file sent."""
+        if not job.ours:
+            return None
+        node = self._metadata_or_none(node_id)
+        if node is None or node.get("status") != "AVAILABLE" or _content(node)[0] not in job.ours:
+            return None
+        return node
 
     def _same_content(self, job: Job, node_id: str) -> dict | None:
         node = self._metadata_or_none(node_id)

@@ -123,6 +123,7 @@ class DirtyFile:
         self.running = False         # an upload of it is in flight
         self.finishing = False       # a new file's upload is being recorded: renames and deletes wait
         self.deleting = 0            # deletes of its node in flight (``WriteSide.deleting``)
+        self.sent_md5s: set[str] = set()     # attempts that may have landed since the last upload (Job.ours)
         self.unlinked = False        # gone from the namespace: never uploaded (again)
         self.fsync_waiters = 0
         self.sequential = False      # written front to back only, from empty: may stream (stream.py)
@@ -760,7 +761,8 @@ class WriteSide:
         job = Job(df.local_id, df.spool, df.spool.size, df.node_id, name, parent, df.base_version,
                   parent_available=self._parent_available,
                   cancelled=lambda: df.unlinked or df.deleting > 0,
-                  properties=properties)
+                  properties=properties,
+                  ours=frozenset(df.sent_md5s), sent=df.sent_md5s.add)
         return job, df.gen
 
     def _parent_available(self, parent_id: str) -> bool | None:
@@ -920,6 +922,7 @@ class WriteSide:
         df.stream = None
         df.error = None
         if node is not None:
+            df.sent_md5s.clear()    # the base is now what just went up
             self._unindex_locked(df, keep_file=True)    # indexed again below under its node id
             df.node_id, df.name = node.id, node.name
             df.parent_id = node.parents[0] if node.parents else df.parent_id

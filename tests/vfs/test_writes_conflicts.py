@@ -11,6 +11,7 @@ from typing import Any
 
 from writes_helpers import WriteStack, leftover_spools, wait_until
 
+from acdfuse.api.common import IncompleteResult, RequestError
 from acdfuse.fs.remote import remote_for
 from acdfuse.vfs.options import WriteOptions
 from acdfuse.vfs.upload import Remote, conflict_name
@@ -270,4 +271,69 @@ def test_file_deleted_while_its_overwrite_uploads_leaves_no_conflict_copy(client
         assert stack.w.pending_stats()["files"] == 0
     finally:
         gate.set()
+        stack.close()
+
+
+def answer_lost(real: Remote) -> tuple[Remote, dict[str, int]]:
+    """A remote whose uploads and overwrites reach the server and then lose their answer, as often as
+    ``lose["upload"]`` / ``lose["overwrite"]`` say."""
+    lose = {"upload": 0, "overwrite": 0}
+
+    def upload(stream: Any, name: str, parent: str) -> dict:
+        answer = real.upload(stream, name, parent)
+        if lose["upload"] > 0:
+            lose["upload"] -= 1
+            raise IncompleteResult(RequestError.CODE.INCOMPLETE_RESULT, f"upload {name!r}: answer cut")
+        return answer
+
+    def overwrite(stream: Any, node_id: str, base: int | None) -> dict:
+        answer = real.overwrite(stream, node_id, base)
+        if lose["overwrite"] > 0:
+            lose["overwrite"] -= 1
+            raise IncompleteResult(RequestError.CODE.INCOMPLETE_RESULT, f"overwrite {node_id}: answer cut")
+        return answer
+
+    return Remote(upload=upload, overwrite=overwrite, metadata=real.metadata, trash=real.trash, move=real.move,
+                  conditional=real.conditional), lose
+
+
+def test_own_upload_whose_answer_was_lost_is_no_conflict(client, drive_server, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                          caplog) -> None:
+    # found by scripts/soak.py: an upload landed but its answer was lost; the file was written again
+    # before the retry, and the retry took the server's version (its own first attempt) for someone
+    # else's change and uploaded the new content as a conflict copy
+    remote, lose = answer_lost(remote_for(client))
+    lose["upload"] = 1
+    stack = WriteStack(client, drive_server, tmp_path / "c",
+                       WriteOptions(upload_delay=0.0, retry_first=3.0, retry_cap=3.0), remote=remote)
+    stack.open()
+    caplog.set_level(logging.INFO, logger="acdfuse.vfs.upload")
+    try:
+        node = stack.write_file("f.txt", b"first")
+        wait_until(lambda: lose["upload"] == 0, what="the first upload's lost answer")
+        h = stack.w.open(node, write=True, truncate=True)      # written again before the retry
+        assert h is not None
+        stack.w.write(h, 0, b"second")
+        stack.w.release(h)
+        assert stack.w.wait_uploads(20)
+        assert sorted(names(stack)) == ["f.txt"], names(stack)   # the first attempt's node was taken over
+        node = stack.node("/f.txt")
+        assert stack.server_bytes(node.id) == b"second"
+        lose["overwrite"] = 1
+        h = stack.w.open(node, write=True, truncate=True)      # now an overwrite that loses its answer
+        assert h is not None
+        stack.w.write(h, 0, b"third")
+        stack.w.release(h)
+        wait_until(lambda: lose["overwrite"] == 0, what="the overwrite's lost answer")
+        h = stack.w.open(stack.node("/f.txt"), write=True, truncate=True)
+        assert h is not None
+        stack.w.write(h, 0, b"fourth")
+        stack.w.release(h)
+        assert stack.w.wait_uploads(20)
+        assert sorted(names(stack)) == ["f.txt"], names(stack)
+        assert stack.server_bytes(names(stack)["f.txt"]) == b"fourth"
+        said = " ".join(r.getMessage() for r in caplog.records)
+        # both retries ran after the rewrite (else they would have found their own bytes, proving nothing)
+        assert "is an earlier upload of this file" in said and "holds an earlier upload of this file" in said
+    finally:
         stack.close()
