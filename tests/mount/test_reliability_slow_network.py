@@ -80,6 +80,8 @@ def test_slow_upload_completes_and_ls_answers_meanwhile(mount: Mount, drive_serv
         assert not failure, failure
     finally:
         drive_server.faults.reset()
+    print(f"4 MiB at {BANDWIDTH // KiB} KiB/s and 300 ms latency: uploaded and fsynced in {took:.1f} s "
+          f"(--timeout {TIMEOUT})")
     assert took > TIMEOUT, f"the upload took {took:.1f} s: not slower than --timeout, the test proves nothing"
     wait_uploaded(mount.cache_dir)
     found = {c["name"]: c for c in client.list_children(client.get_root_id())}
