@@ -619,7 +619,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upload-wait", type=float, default=600.0, help="seconds to wait for the last uploads")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--debug", action="store_true", help="the mount logs at DEBUG")
-    p.add_argument("--workdir", type=Path, default=None, help="keep the run's files here")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="the run's files (server data, cache, mount log) go here and are kept; by default "
+                        "a temporary dir, removed at the end (a 5-minute run writes several GiB)")
     args = p.parse_args(argv)
     cfg = SoakConfig(duration=args.duration, workers=args.workers, small_files=args.small,
                      small_max=args.small_max, large_files=args.large, large_size=args.large_size,
@@ -628,13 +630,22 @@ def main(argv: list[str] | None = None) -> int:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="acdfuse-soak-"))
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        return run(args, cfg, work)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, cfg: SoakConfig, work: Path) -> int:
     sources = make_sources(work / "sources", cfg)
     server = DriveServer(ServerConfig(data_dir=work / "server-data", host="127.0.0.1", port=0,
                                       token_lifetime=86400))
     server.start()
     cdir = work / "cdir"
     server.write_credentials(cdir)
-    mount = MountProcess(work / "mnt", cdir, work / "cache", "--upload-delay", "1",
+    # a bounded read cache: the run's disk use is the server's data and the spools, not the cache too
+    mount = MountProcess(work / "mnt", cdir, work / "cache", "--upload-delay", "1", "--cache-size", "256M",
                          *(["--debug"] if args.debug else []))
     verdict = None
     try:
@@ -657,7 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     levels, bad = log_lines(mount.cache / "acdfuse.log")
     print(report(cfg, result, faults=faults, verdict=verdict, left=left, log_levels=levels, log_bad=bad))
     why = failed(result, verdict, left, bad)
-    print(f"result       {'FAILED: ' + ', '.join(why) if why else 'passed'}; files in {work}")
+    kept = f"; files in {work}" if args.workdir is not None else ""
+    print(f"result       {'FAILED: ' + ', '.join(why) if why else 'passed'}{kept}")
     return 1 if why else 0
 
 
