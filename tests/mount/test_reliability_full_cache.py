@@ -63,6 +63,7 @@ def test_full_cache_disk_gives_enospc_loses_nothing_and_recovers(small_disk: Pat
     finally:
         os.close(fd)
     assert written > 0
+    print(f"ENOSPC after {written} bytes of filler.bin")
     # the disk is full: what was acknowledged is still served, the rest answers cleanly
     assert (m.mnt / "acked.bin").read_bytes() == acked
     assert (m.mnt / "closed.bin").read_bytes() == closed
