@@ -88,6 +88,7 @@ class WorkerResult:
     error_samples: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)               # a read that returned wrong bytes
     inconsistent: list[str] = field(default_factory=list)          # a listing or stat that disagreed
+    vanished: list[str] = field(default_factory=list)              # a file this worker kept, gone: lost
     bugs: list[str] = field(default_factory=list)                  # an exception that is not an OSError
     bytes_in: int = 0
     bytes_read: int = 0
@@ -245,8 +246,9 @@ class Worker:
             if len(self.res.error_samples) < 20:
                 self.res.error_samples.append(f"{op} {what}: {exc}")
             if exc.errno == errno.ENOENT and op in ("read", "append", "rename", "delete"):
-                # the file this worker wrote and did not delete must be there
+                # the file this worker wrote and did not delete must be there: it is lost
                 self.res.inconsistent.append(f"{op} {what}: ENOENT for a file that exists")
+                self.res.vanished.append(f"{what.split(' ', 1)[0]}: gone from the mount ({op} got ENOENT)")
             return False
         except _Corrupt:
             self.res.failed_ops[op] += 1
@@ -516,9 +518,10 @@ def report(cfg: SoakConfig, result: SoakResult, *, faults: dict[str, int], verdi
             f"verified     {verdict.checked} files, {verdict.bytes / MiB:.1f} MiB downloaded through the API"
             f" ({verdict.unknown} path(s) of unknown outcome left out)",
             f"extra        {len(verdict.extra)} file(s) on the server that were deleted or never written",
-            f"lost         {len(verdict.lost)}",
+            f"lost         {len(verdict.lost) + len(result.all('vanished'))}",
         ]
     lost, extra = (verdict.lost, verdict.extra) if verdict else ([], [])
+    lost = lost + result.all("vanished")
     for title, items in (("corrupt", result.all("corrupt")), ("inconsistent", result.all("inconsistent")),
                          ("hang", result.hangs), ("bug", result.all("bugs")), ("lost", lost),
                          ("extra", extra), ("log", log_bad), ("error sample", result.all("error_samples"))):
@@ -543,7 +546,7 @@ def failed(result: SoakResult, verdict: Verdict | None, left: int, log_bad: list
         why.append("hangs")
     if left:
         why.append("not uploaded")
-    if verdict is None or verdict.lost:
+    if verdict is None or verdict.lost or result.all("vanished"):
         why.append("lost")
     if verdict is not None and verdict.extra:
         why.append("extra files")

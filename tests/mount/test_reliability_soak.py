@@ -60,6 +60,7 @@ def test_soak_with_errors_and_cut_bodies_loses_nothing(tmp_path: Path, cdir: Pat
     assert not result.hangs, text
     assert not result.all("corrupt"), text
     assert not result.all("inconsistent"), text
+    assert not result.all("vanished"), text
     assert not result.all("bugs"), text
     assert left == 0, text
     assert not verdict.lost, text
