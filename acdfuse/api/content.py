@@ -480,6 +480,16 @@ class ContentMixin(ClientBase):
             node=node_id,
             **kwargs,
         )
+        if r.status_code == _RANGE_NOT_SATISFIABLE and content_md5:
+            # a pinned caller only asks for bytes inside the content it pinned; a range beyond the
+            # server's end means that content was replaced by a shorter one (RFC 9110 checks the
+            # range before an ETag the client can compare), so this is the same 412 as a new ETag
+            r.close()
+            raise make_error(
+                _PRECONDITION_FAILED,
+                f"{operation} (node {node_id}): content changed on the server (the range is past its "
+                f"end; expected md5 {content_md5})",
+            )
         if r.status_code != _PARTIAL:
             raise error_from_response(r, operation, node_id)
         first, span, _ = _range_of(r)

@@ -295,6 +295,16 @@ def test_content_version_is_checked(client: ACDClient, monkeypatch: pytest.Monke
     with pytest.raises(RequestError) as info:
         client.download_chunk(node["id"], 0, 1000, content_md5=md5)
     assert info.value.status_code == 412 and "content changed" in info.value.msg
+    # replaced by a shorter content: the server answers 416 before any ETag can be compared, and a
+    # pinned reader must still see 412 (ESTALE in the mount), not a bad range (EINVAL)
+    short = put_file(client, "short.bin", b"x" * 100)
+    client.overwrite_stream(io.BytesIO(b""), short["id"])
+    with pytest.raises(RequestError) as info:
+        client.download_chunk(short["id"], 0, 100, content_md5=short["contentProperties"]["md5"])
+    assert info.value.status_code == 412 and "content changed" in info.value.msg
+    with pytest.raises(RequestError) as info:       # unpinned, the 416 stays what it is
+        client.download_chunk(short["id"], 0, 100)
+    assert info.value.status_code == 416
 
     # an overwrite between two ranged requests of one download
     monkeypatch.setattr(content, "CHUNK_SIZE", 300_000)
