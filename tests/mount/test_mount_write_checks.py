@@ -12,66 +12,10 @@ from typing import Any
 
 import pytest
 from mount_helpers import Mount, fusermount_u
+from shadow import Shadowed
 from write_helpers import pending_uploads, wait_uploaded, write_file
 
 pytestmark = pytest.mark.mount
-
-KiB = 1024
-
-
-class Shadowed:
-    """One file on the mount and its expected content, driven by random operations."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.expect = bytearray()
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-
-    def step(self, rng: random.Random) -> str:
-        op = rng.choices(["write", "append", "truncate", "read", "reopen", "fsync", "stat"],
-                         weights=[30, 10, 10, 25, 10, 5, 10])[0]
-        size = len(self.expect)
-        if op == "write":
-            offset = rng.randrange(0, size + 64 * KiB)
-            data = rng.randbytes(rng.choice([1, 100, 4096, 50_000, 200_000]))
-            assert os.pwrite(self.fd, data, offset) == len(data)
-            if offset > size:
-                self.expect.extend(bytes(offset - size))
-            self.expect[offset:offset + len(data)] = data
-        elif op == "append":
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            data = rng.randbytes(rng.randrange(1, 30_000))
-            os.write(fd, data)
-            os.close(fd)
-            self.expect.extend(data)
-        elif op == "truncate":
-            new = rng.choice([0, size // 2, size, size + rng.randrange(1, 100_000)])
-            os.ftruncate(self.fd, new)
-            if new < size:
-                del self.expect[new:]
-            else:
-                self.expect.extend(bytes(new - size))
-        elif op == "read":
-            offset = rng.randrange(0, size + 10) if size else 0
-            length = rng.randrange(1, 300_000)
-            assert os.pread(self.fd, length, offset) == bytes(self.expect[offset:offset + length]), \
-                f"{self.path.name}: read {offset}+{length}"
-        elif op == "reopen":
-            os.close(self.fd)
-            if rng.random() < 0.2:
-                self.fd = os.open(self.path, os.O_RDWR | os.O_TRUNC)
-                self.expect.clear()
-            else:
-                self.fd = os.open(self.path, os.O_RDWR)
-        elif op == "fsync":
-            os.fsync(self.fd)
-        elif op == "stat":
-            assert os.fstat(self.fd).st_size == size
-            assert self.path.stat().st_size == size
-        return op
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -9,7 +9,6 @@ The short version runs in the suite. ``scripts/reliability_mounts.py`` runs it l
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import random
 import re
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 from mount_helpers import Mount
+from shadow import md5, mount_tree, server_tree
 from write_helpers import wait_uploaded, write_file
 
 pytestmark = pytest.mark.mount
@@ -31,40 +31,6 @@ COUNT = int(os.environ.get("ACDFUSE_MOUNTS_COUNT", "4"))
 SEED = int(os.environ.get("ACDFUSE_MOUNTS_SEED", "1"))
 CONVERGE_TIMEOUT = 120.0
 KiB = 1024
-
-
-def md5(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def mount_tree(root: Path) -> dict[str, str]:
-    """'dir/file' -> md5 of every file under a mount, and 'dir/' for every folder."""
-    tree: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel = os.path.relpath(dirpath, root)
-        prefix = "" if rel == "." else rel + "/"
-        for d in dirnames:
-            tree[prefix + d + "/"] = ""
-        for f in filenames:
-            tree[prefix + f] = md5(Path(dirpath, f).read_bytes())
-    return tree
-
-
-def server_tree(client: Any) -> dict[str, str]:
-    """The same map from the server's own listings (the API, not a mount)."""
-    tree: dict[str, str] = {}
-    todo = [(client.get_root_id(), "")]
-    while todo:
-        folder, prefix = todo.pop()
-        for node in client.list_children(folder):
-            if node.get("status") != "AVAILABLE":
-                continue
-            if node["kind"] == "FOLDER":
-                tree[prefix + node["name"] + "/"] = ""
-                todo.append((node["id"], prefix + node["name"] + "/"))
-            else:
-                tree[prefix + node["name"]] = node["contentProperties"]["md5"]
-    return tree
 
 
 @dataclass
