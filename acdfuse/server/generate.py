@@ -16,6 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from acdfuse.server.db import CACHE_KIB
 from acdfuse.server.drive import Account, Drive
 from acdfuse.server.errors import ApiError
 from acdfuse.server.util import new_etag, new_id, now_ms
@@ -125,7 +126,7 @@ def generate_tree(
                 drive.blobs.delete(b)
             raise
         finally:
-            c.execute("PRAGMA cache_size=-65536")
+            c.execute(f"PRAGMA cache_size=-{CACHE_KIB}")     # back to every connection's size (db.py)
             c.execute("PRAGMA shrink_memory")
     return GeneratedTree(
         top, created, folders, files, depth, deepest[0].lstrip("/"), deepest[1], time.monotonic() - t0
