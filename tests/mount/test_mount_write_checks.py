@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from mount_helpers import Mount, fusermount_u
-from shadow import Shadowed
+from shadow import KiB, Shadowed
 from write_helpers import pending_uploads, wait_uploaded, write_file
 
 pytestmark = pytest.mark.mount
