@@ -111,6 +111,9 @@ class Job:
     # lost), and where to note another: a version on the server with one of them is ours, no conflict
     ours: frozenset[str] = frozenset()
     sent: Callable[[str], None] = lambda _md5: None
+    # a node id the mount shows as another file: never taken (or overwritten) as an earlier attempt of
+    # this one, whatever bytes it holds (it took the name locally while this file's upload ran)
+    foreign: Callable[[str], bool] = lambda _node_id: False
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,7 @@ class Uploader:
         except Exception as exc:
             if isinstance(exc, Conflict):
                 existing = exc.node_id
-                if existing:
+                if existing and not job.foreign(existing):
                     node = self._same_content(job, existing)
                     if node is not None:
                         log.info("%s: the server already holds this content (node %s); taking it",

@@ -762,7 +762,8 @@ class WriteSide:
                   parent_available=self._parent_available,
                   cancelled=lambda: df.unlinked or df.deleting > 0,
                   properties=properties,
-                  ours=frozenset(df.sent_md5s), sent=df.sent_md5s.add)
+                  ours=frozenset(df.sent_md5s), sent=df.sent_md5s.add,
+                  foreign=lambda node_id: self._shown_elsewhere(df, node_id))
         return job, df.gen
 
     def _parent_available(self, parent_id: str) -> bool | None:
@@ -835,6 +836,11 @@ class WriteSide:
                     return replace(result, answer=answer)
             node_id = str(answer.get("id") or "")
             parents = answer.get("parents") or [job.parent_id]
+            if self._shown_elsewhere(df, node_id):
+                # the upload found another file at its old name with the same bytes and took it for an
+                # earlier attempt of its own: that file moved there locally, it is not ours to move or trash
+                raise _Redo(f"{df.describe()} was renamed while its upload ran, and the node found at its "
+                            f"old name ({node_id}) is another file of this mount; uploading it again")
             try:
                 if over is not None:
                     raise _Redo(f"{df.describe()} was renamed over another file while its upload ran; "
@@ -863,8 +869,15 @@ class WriteSide:
         answer, md5 = result.answer, result.md5
         new_node = job.node_id is None or result.conflict_with is not None
         if df.unlinked and new_node:
-            # deleted while it was uploading: what just went up must not outlive the delete
-            self._trash_quietly(str(answer.get("id")), df)
+            # deleted while it was uploading: what just went up must not outlive the delete; unless the
+            # upload took a node it found (same bytes) that is another file of this mount, moved to that
+            # name locally (``mv a b`` over the new file b): trashing it would lose that file
+            node_id = str(answer.get("id") or "")
+            if self._shown_elsewhere(df, node_id):
+                log.info("%s was deleted while its upload ran; the node found at its name (%s) is another "
+                         "file of this mount and stays", df.describe(), node_id)
+            else:
+                self._trash_quietly(node_id, df)
             answer = {}
         node = None
         if answer:
@@ -1025,6 +1038,24 @@ class WriteSide:
         except OSError as exc:
             # the content is on the server and in the store; only the cache copy is missing
             log.warning("%s uploaded, but the read cache did not take its bytes: %s", df.describe(), exc)
+
+    def _shown_elsewhere(self, df: DirtyFile, node_id: str) -> bool:
+        """Whether the node a new file's upload answered with is another file this mount shows.
+
+        A new file's upload that meets a node of its name with its own bytes takes that node as an
+        earlier attempt of its own whose answer was lost (``Uploader._new_file``, and the client's
+        confirmation of an unsure upload). When the file left that name meanwhile (deleted, renamed)
+        and the mirror shows the node there, it is the file that took the name locally (``mv a b`` over
+        the new file b, both holding the same bytes), not ours to take, move or trash. A node at the
+        name the file still has is ours (say, an attempt that landed before the mount was killed, which
+        the mirror learned at the next start). (Should a background sync bring in a node of ours before
+        the answer of a file renamed meanwhile, it stays as a visible extra file: never a loss.)"""
+        node = self._store.get(node_id) if node_id else None
+        if node is None:
+            return False
+        with self._lock:
+            left = df.unlinked or df.node_id is not None or df.parent_id not in node.parents
+            return left or df.name.casefold() != node.name.casefold()     # (the server's names clash so)
 
     def _trash_quietly(self, node_id: str, df: DirtyFile) -> None:
         trash = self._remote.trash

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import re
@@ -89,7 +90,8 @@ def test_server_already_holding_our_bytes_is_no_conflict(wstack: WriteStack) -> 
     wstack.client.overwrite_stream(io.BytesIO(b"identical"), node.id)
     wstack.w.release(h)
     wstack.write_file("new.txt", b"landed before")
-    wstack.client.upload_stream(io.BytesIO(b"landed before"), "new.txt", wstack.root.id)
+    # the mirror knows it (as after a restart's sync): still ours, at the name the file has
+    wstack.s.apply_local(wstack.client.upload_stream(io.BytesIO(b"landed before"), "new.txt", wstack.root.id))
     assert wstack.w.wait_uploads(20)
     found = names(wstack)
     assert not [n for n in found if CONFLICT.match(n)]
@@ -340,28 +342,43 @@ def test_own_upload_whose_answer_was_lost_is_no_conflict(client, drive_server, t
         stack.close()
 
 
-def held_before_sending(real: Remote, gate: threading.Event, started: threading.Event) -> Remote:
-    """A remote whose new-file uploads wait for ``gate`` before they reach the server."""
+def held_before_sending(client: Any, gate: threading.Event, started: threading.Event, *,
+                        confirmed: bool = False) -> Remote:
+    """A remote whose new-file uploads wait for ``gate`` before they reach the server. ``confirmed``:
+    the upload is then answered as the client answers one whose request got a 5xx before it was
+    stored: by its confirmation, the node of that name in that folder when it holds the same bytes."""
+    real = remote_for(client)
+    held = [True]       # only the first attempt is held (and, ``confirmed``, answered so)
 
     def upload(stream: Any, name: str, parent: str) -> dict:
+        if not held:
+            return real.upload(stream, name, parent)
+        held.clear()
         started.set()
         gate.wait(10)
+        if confirmed:
+            data = stream.read()
+            md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            for child in client.list_children(parent):
+                if child["name"] == name and child["contentProperties"]["md5"] == md5:
+                    return dict(child)
+            raise AssertionError(f"no node {name!r} with these bytes to confirm")
         return real.upload(stream, name, parent)
 
     return Remote(upload=upload, overwrite=real.overwrite, metadata=real.metadata, trash=real.trash,
                   move=real.move, conditional=real.conditional)
 
 
-@pytest.mark.xfail(strict=True, reason="an upload takes a same-content node the mirror shows as another file")
-def test_file_renamed_over_a_new_file_whose_upload_runs_stays(client, drive_server,  # type: ignore[no-untyped-def]
-                                                              tmp_path: Path) -> None:
+@pytest.mark.parametrize("confirmed", [False, True], ids=["conflict", "confirmed"])
+def test_file_renamed_over_a_new_file_whose_upload_runs_stays(  # type: ignore[no-untyped-def]
+        client, drive_server, tmp_path: Path, confirmed: bool) -> None:
     # found by scripts/soak.py (a file lost after a rename over another): `mv a b` where b is a new file
     # whose upload has not reached the server yet, and both hold the same bytes (the soak copies the
     # same sources many times). The rename discards b and renames a's node to b; b's upload then finds
     # a's node at its name with its own bytes, took it for an earlier attempt of its own, and, being
     # deleted meanwhile, trashed it: `b` was gone locally and on the server
     started, gate = threading.Event(), threading.Event()
-    remote = held_before_sending(remote_for(client), gate, started)
+    remote = held_before_sending(client, gate, started, confirmed=confirmed)
     stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote)
     stack.open()
     try:
@@ -383,14 +400,14 @@ def test_file_renamed_over_a_new_file_whose_upload_runs_stays(client, drive_serv
         stack.close()
 
 
-@pytest.mark.xfail(strict=True, reason="an upload takes a same-content node the mirror shows as another file")
+@pytest.mark.parametrize("confirmed", [False, True], ids=["conflict", "confirmed"])
 def test_new_file_renamed_away_while_its_upload_runs_leaves_the_file_now_at_its_old_name(  # type: ignore[no-untyped-def]
-        client, drive_server, tmp_path: Path) -> None:
+        client, drive_server, tmp_path: Path, confirmed: bool) -> None:
     # the same mix-up with a rename instead of a delete: `mv b c` while b's upload has not reached the
     # server, then `mv a b` (same bytes); b's upload found a's node at b, took it for its own and moved
     # it to c, so the name b was empty and a's node held c
     started, gate = threading.Event(), threading.Event()
-    remote = held_before_sending(remote_for(client), gate, started)
+    remote = held_before_sending(client, gate, started, confirmed=confirmed)
     stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote)
     stack.open()
     try:
@@ -410,4 +427,45 @@ def test_new_file_renamed_away_while_its_upload_runs_leaves_the_file_now_at_its_
         assert stack.w.pending_stats()["files"] == 0
     finally:
         gate.set()
+        stack.close()
+
+
+def test_earlier_attempt_with_the_bytes_of_a_file_moved_to_its_name_overwrites_nothing(  # type: ignore[no-untyped-def]
+        client, drive_server, tmp_path: Path) -> None:
+    # b's first upload failed in a way that may have landed (it did not), so its bytes count as an
+    # earlier attempt of its own; b is written again and renamed to c, then `mv a b` with a holding b's
+    # first bytes. b's retry met a's node at b with the bytes of that attempt and overwrote it: a's
+    # content was replaced by b's
+    real = remote_for(client)
+    failed = threading.Event()
+
+    def upload(stream: Any, name: str, parent: str) -> dict:
+        if not failed.is_set():
+            failed.set()
+            raise IncompleteResult(RequestError.CODE.INCOMPLETE_RESULT, f"upload {name!r}: connection lost")
+        return real.upload(stream, name, parent)
+
+    remote = Remote(upload=upload, overwrite=real.overwrite, metadata=real.metadata, trash=real.trash,
+                    move=real.move, conditional=real.conditional)
+    stack = WriteStack(client, drive_server, tmp_path / "c",
+                       WriteOptions(upload_delay=0.0, retry_first=3.0, retry_cap=3.0), remote=remote)
+    stack.open()
+    try:
+        src = stack.upload("a.bin", b"first bytes")
+        node = stack.write_file("b.bin", b"first bytes")
+        assert failed.wait(10)
+        wait_until(lambda: stack.w.pending_stats()["upload_failures"] >= 1, what="the failed attempt")
+        h = stack.w.open(node, write=True, truncate=True)
+        assert h is not None
+        stack.w.write(h, 0, b"second bytes")
+        stack.w.release(h)
+        assert stack.w.rename_pending(stack.root.id, "b.bin", stack.root.id, "c.bin")
+        stack.s.apply_local(client.rename_node(src.id, "b.bin"))
+        assert stack.w.wait_uploads(30)
+        found = names(stack)
+        assert sorted(found) == ["b.bin", "c.bin"], found
+        assert found["b.bin"] == src.id and stack.server_bytes(src.id) == b"first bytes"
+        assert stack.server_bytes(found["c.bin"]) == b"second bytes"
+        assert stack.w.pending_stats()["files"] == 0
+    finally:
         stack.close()
