@@ -99,9 +99,10 @@ class TrashOperations:
             children = view.listing(folder_id)
         else:
             # a trashed folder's content, with new files not uploaded yet (they land in it)
+            # the write side first: a new file recorded in between is seen twice (shown once), not never
+            pending = self._writes.pending_children(folder_id) if self._writes is not None else []
             nodes = self._store.children(folder_id)
             if self._writes is not None:
-                pending = self._writes.pending_children(folder_id)
                 shadowed = {p.name for p in pending}
                 nodes = [self._writes.overlay(c) if c.is_file else c for c in nodes if c.name not in shadowed]
                 nodes += pending

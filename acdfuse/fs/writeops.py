@@ -150,15 +150,16 @@ class WriteOperations:
         return self._folder(parent_path), name
 
     def _entries(self, folder_id: str) -> list[str]:
-        names = [n.name for n in self._store.children(folder_id)]
-        if self._writes is not None:
-            names.extend(n.name for n in self._writes.pending_children(folder_id))
+        # the write side before the mirror: a new file whose upload is recorded in between is seen in
+        # one of them (an rmdir must not find the folder empty), never in neither
+        names = [n.name for n in self._writes.pending_children(folder_id)] if self._writes is not None else []
+        names.extend(n.name for n in self._store.children(folder_id))
         return names
 
     def _exists(self, folder_id: str, name: str) -> bool:
-        w = self._writes
-        return (self._store.child(folder_id, name) is not None
-                or (w is not None and w.lookup_pending(folder_id, name) is not None))
+        w = self._writes       # (first, as in _entries)
+        return ((w is not None and w.lookup_pending(folder_id, name) is not None)
+                or self._store.child(folder_id, name) is not None)
 
     def _check_free(self, parent: Node, name: str, moving: Node | None = None) -> None:
         """EEXIST when ``name`` (or a name differing only in case) is taken in ``parent``; ``moving``
