@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_read import median, mounted, rate, say, timed
 
 from acdfuse.server import DriveServer, ServerConfig
+from acdfuse.store.journal import unconfirmed_files
 
 MiB = 1 << 20
 SECTIONS = ("big", "small", "rsync", "clone", "acdcli")
@@ -108,14 +108,7 @@ class RssSampler:
 
 
 def pending_uploads(cache: Path) -> int:
-    path = cache / "journal.db"
-    if not path.exists():
-        return 0
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        return int(con.execute("SELECT count(*) FROM dirty").fetchone()[0])
-    finally:
-        con.close()
+    return unconfirmed_files(cache / "journal.db", timeout=30)
 
 
 def wait_uploaded(cache: Path, timeout: float = 3600) -> None:

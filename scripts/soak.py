@@ -33,7 +33,6 @@ import random
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from typing import Any
 
 from acdfuse.api.client import ACDClient
 from acdfuse.server import DriveServer, ServerConfig
+from acdfuse.store.journal import unconfirmed_files
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -409,14 +409,7 @@ def run_workers(mnt: Path, sources: list[Source], cfg: SoakConfig) -> SoakResult
 
 def pending_uploads(cache_dir: Path) -> int:
     """Rows of the mount's write journal: files not confirmed on the server yet."""
-    path = cache_dir / "journal.db"
-    if not path.exists():
-        return 0
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(con.execute("SELECT count(*) FROM dirty").fetchone()[0])
-    finally:
-        con.close()
+    return unconfirmed_files(cache_dir / "journal.db")
 
 
 def wait_uploads(cache_dir: Path, timeout: float, alive: Callable[[], bool] = lambda: True) -> int:

@@ -327,22 +327,35 @@ class PendingSummary:
         return self.files > 0
 
 
-def pending_summary(path: Path) -> PendingSummary:
-    """Read a journal (of a running mount) without writing to it; an absent journal is empty."""
+def _read_only(path: Path, sql: str, timeout: float = 10) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` from a journal (of a running mount), read without writing to it; an absent
+    journal, or one not set up yet, has none."""
     if not Path(path).exists():
-        return PendingSummary()
+        return []
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
     except sqlite3.Error as exc:
         raise JournalError(f"cannot read the write journal {path}: {exc}") from exc
     try:
-        rows = con.execute("SELECT name, state, size, next_try, last_error FROM dirty").fetchall()
+        return con.execute(sql).fetchall()
     except sqlite3.DatabaseError as exc:
         if "no such table" in str(exc):
-            return PendingSummary()
+            return []
         raise JournalError(f"cannot read the write journal {path}: {exc}") from exc
     finally:
         con.close()
+
+
+def unconfirmed_files(path: Path, timeout: float = 10) -> int:
+    """Rows of a journal, read without writing to it: files of any state not confirmed on the server
+    yet (tests and scripts wait for this to reach 0)."""
+    rows = _read_only(path, "SELECT count(*) FROM dirty", timeout)
+    return int(rows[0][0]) if rows else 0
+
+
+def pending_summary(path: Path) -> PendingSummary:
+    """Read a journal (of a running mount) without writing to it; an absent journal is empty."""
+    rows = _read_only(path, "SELECT name, state, size, next_try, last_error FROM dirty")
     files = size = retrying = still_open = 0
     last_error: str | None = None
     refused: list[tuple[str, str]] = []

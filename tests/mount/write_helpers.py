@@ -5,11 +5,12 @@ from __future__ import annotations
 import filecmp
 import os
 import random
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+
+from acdfuse.store.journal import unconfirmed_files
 
 
 def make_tree(root: Path, seed: int = 0) -> Path:
@@ -49,14 +50,7 @@ def same_tree(a: Path, b: Path) -> list[str]:
 
 def pending_uploads(cache_dir: Path) -> int:
     """Rows in a mount's write journal (files not confirmed on the server yet)."""
-    path = cache_dir / "journal.db"
-    if not path.exists():
-        return 0
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(con.execute("SELECT count(*) FROM dirty").fetchone()[0])
-    finally:
-        con.close()
+    return unconfirmed_files(cache_dir / "journal.db")
 
 
 def wait_uploaded(cache_dir: Path, timeout: float = 60.0) -> None:
