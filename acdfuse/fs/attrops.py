@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from acdfuse.fs.attrs import Ownership, node_attrs
 from acdfuse.fs.binding import FuseOSError, caller
-from acdfuse.fs.names import check_name
+from acdfuse.fs.names import check_name, check_text
 from acdfuse.fs.opbase import content_key, guard
 from acdfuse.vfs import posixattrs as pa
 from acdfuse.vfs.nodeattrs import NodeAttrs, app_props, record_change
@@ -217,15 +217,7 @@ class AttrOperations:
         attrs = self._changer("symlink", target)
         parent_path, _, name = target.rpartition("/")
         check_name(name)     # the same ENAMETOOLONG / EINVAL as every other new name
-        if len(source.encode("utf-8", "surrogateescape")) > pa.LINK_MAX:
-            raise FuseOSError(errno.ENAMETOOLONG)
-        try:
-            source.encode("utf-8")
-        except UnicodeEncodeError:
-            # the target is kept as JSON text in the node's record: bytes that are not UTF-8 cannot
-            # be stored faithfully, so refuse them rather than store another target
-            log.info("refused the symlink target %r: it is not valid UTF-8", source)
-            raise FuseOSError(errno.EINVAL) from None
+        check_text(source, pa.LINK_MAX, "symlink target")
         parent = self._node(parent_path or "/")
         if not parent.is_folder:
             raise FuseOSError(errno.ENOTDIR)

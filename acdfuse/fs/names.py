@@ -24,11 +24,17 @@ def split(path: str) -> tuple[str, str]:
 
 def check_name(name: str) -> None:
     """ENAMETOOLONG over 255 bytes, EINVAL for a name that is not valid UTF-8 (never EIO)."""
-    if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+    check_text(name, NAME_MAX, "name")
+
+
+def check_text(text: str, limit: int, what: str) -> None:
+    """ENAMETOOLONG over ``limit`` bytes, EINVAL for text that is not valid UTF-8, which the drive
+    cannot store (a name, or a symlink's target kept as JSON text in its record)."""
+    if len(text.encode("utf-8", "surrogateescape")) > limit:
         raise FuseOSError(errno.ENAMETOOLONG)
     try:
-        name.encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:
         # decoded with surrogateescape (see fs/binding.py): undecodable bytes arrive as lone surrogates
-        log.info("refused the name %r: it is not valid UTF-8, which the drive cannot store", name)
+        log.info("refused the %s %r: it is not valid UTF-8, which the drive cannot store", what, text)
         raise FuseOSError(errno.EINVAL) from None
