@@ -207,11 +207,29 @@ class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
         if entry is None and self._in_trash(path):
             return self._trash_getattr(path)
         node = self._entry_node(entry) if entry is not None else None
+        if node is not None and entry is not None and self._resized_under(entry, node):
+            # the kernel asks with a handle when a read goes past the size it knows: the new size would
+            # end (or stretch) this handle's version there, which is no version at all
+            raise FuseOSError(errno.ESTALE)
         if node is None:
             node = self._lookup(path) or self._opened_at(path)
         if node is None:
             raise FuseOSError(errno.ENOENT)
         return node_attrs(node, self._owner, self._nlink(node))
+
+    def _resized_under(self, entry: OpenFile, node: Node | None) -> bool:
+        """A read handle pinned to content the node no longer has, of another size (its pinning: see
+        vfs/fetch.py). Such a handle reads its own version's bytes or gets ESTALE; the kernel, though, keeps
+        one size per inode and ends every read there. Told the new size, it would end the old version
+        early (a shrink: the old bytes so far, then EOF) or let the old handle's short read at its own
+        end cut the inode's size for every later open (a growth). The handle's reads and the kernel's
+        size checks for it get ESTALE instead."""
+        if entry.write is not None or entry.node is None or node is None or node.size == entry.node.size:
+            return False
+        if content_key(node) == entry.content_key:
+            return False
+        w = self._writes
+        return not (w is not None and w.has_local(entry.node_id))
 
     def _entry_node(self, entry: OpenFile) -> Node | None:
         if entry.write is not None and self._writes is not None:
@@ -361,7 +379,10 @@ class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
             if local is not None:
                 return local
         self._handles.note_read(entry)
-        return self._reader.read(entry.reader_handle, offset, size)
+        data = self._reader.read(entry.reader_handle, offset, size)
+        if len(data) < size and self._resized_under(entry, self._store.get(entry.node_id)):
+            raise FuseOSError(errno.ESTALE)     # a short read would set the inode's size to this end
+        return data
 
     @_guard
     def release(self, path: str, fi: Any) -> int:
