@@ -305,7 +305,8 @@ def build(opts: Options, say: Callable[[str], None] | None = None) -> Stack:
                            max_file_size=lambda: client.max_file_size)
     owner = Ownership(opts.uid, opts.gid, opts.umask, writable=writable(opts))
     ops = DriveOperations(store, reader, quota, owner, writes=writes, api=client if writes else None,
-                          attrs=attrs, kernel_keeps=kernel_keeps(opts), forget_entry=kernel_cache.forget_soon)
+                          attrs=attrs, kernel_keeps=kernel_keeps(opts), forget_entry=kernel_cache.forget_soon,
+                          kernel_sizes=kernel_cache.sizes)
     loop.add_listener(functools.partial(_after_sync, ops, kernel_cache))
     return Stack(opts=opts, client=client, store=store, fetch=fetch, reader=reader, quota=quota, ops=ops,
                  sync_loop=loop, first_sync=first_sync, progress=progress, writes=writes,

@@ -50,14 +50,15 @@ class HandleTable:
         self._page_key: dict[int, str] = {}
         self._mixed: set[int] = set()
 
-    def add_file(self, entry: OpenFile) -> tuple[int, OpenMode]:
+    def add_file(self, entry: OpenFile, direct: bool = False) -> tuple[int, OpenMode]:
         """Register an open file; returns (fh, how the kernel should treat the inode's page cache).
 
         keep_cache only when every page the kernel may hold for the inode was read under this same
         content key; otherwise the open drops them (keep_cache false). While files of another content
         key are still open on the inode (a long-open handle across a remote overwrite), the new file
         gets direct_io as well: its reads bypass the shared page cache, so neither handle can see the
-        other's bytes, and each keeps reading its own content version.
+        other's bytes, and each keeps reading its own content version. ``direct``: direct_io in any
+        case (the kernel may hold another size for the inode than this content's: kernelcache.py).
         """
         with self._lock:
             fh = next(self._next)
@@ -65,13 +66,14 @@ class HandleTable:
             if entry.write is not None:
                 # a local copy: its pages are dropped at every open (its bytes change under other
                 # handles' writes), and it never gets direct_io, so a shared writable mmap works
+                # (save where the kernel's size may be another: then the mmap gets ENODEV)
                 self._page_key[ino] = key
                 self._mixed.discard(ino)
-                self._files[fh] = entry
-                return fh, OpenMode(keep_cache=False, direct_io=False)
+                self._files[fh] = replace(entry, direct=direct)
+                return fh, OpenMode(keep_cache=False, direct_io=direct)
             others = {f.content_key for f in self._files.values()
                       if f.ino == ino and not f.direct and f.write is None}
-            if others - {key}:
+            if direct or others - {key}:
                 mode = OpenMode(keep_cache=False, direct_io=True)
                 # the drop at this open leaves the page cache to the other key's handles
                 if len(others) == 1:

@@ -15,7 +15,14 @@ folder's node id comes from a handle of its path on the mount, which only the ke
 answer unless the entry is unknown (then the kernel asks us, and there was nothing to forget below it).
 This must never run on a libfuse worker thread: a lookup through our own mount would wait for itself.
 
-Lock order: KernelCache._lock is a leaf (the pending pre-sync snapshot); no I/O under it.
+The kernel's size of a file is one cache no notice can correct: ``inval_inode`` marks the attributes
+stale, but the kernel goes on using the old size until it asks again, and a sync changes the store a
+moment before its notices go out. A file opened meanwhile would get a handle on the new content while
+the kernel ends reads at the old size (the new bytes cut short, or padded with zeros up to the old
+size). ``KernelSizes`` keeps, for the files a sync changed, the size the kernel was last given, and an
+open whose content has another size reads past the kernel's page cache and size (direct_io) instead.
+
+Lock order: KernelCache._lock and KernelSizes._lock are leaves; no I/O under them.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import logging
 import os
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -204,6 +212,67 @@ def places(tree: Tree, node_ids: Iterable[str]) -> dict[str, set[Location]]:
     return found
 
 
+class KernelSizes:
+    """For the files a sync changed: the size the kernel was last given (see the module docstring).
+
+    ``before_change`` runs before the store applies a sync and notes the sizes the store had, which the
+    kernel may hold; every attribute answer (``told``) replaces a noted size with the one the kernel
+    now gets; ``differs`` tells an open that the kernel's size is not its content's. After each sync the
+    sizes that match the store again are dropped (``prune``), and at most ``limit`` are kept (the oldest
+    go first: a kernel that has not asked about a file for that long has mostly forgotten it).
+    """
+
+    def __init__(self, tree: Tree, limit: int = 100_000) -> None:
+        self._tree = tree
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._sizes: OrderedDict[str, int] = OrderedDict()      # node id -> size the kernel was given
+
+    def before_change(self, node_ids: Iterable[str]) -> None:
+        noted = []
+        for node_id in node_ids:
+            node = self._tree.get(node_id)
+            if node is not None and node.is_file:
+                noted.append((node_id, node.size))
+        with self._lock:
+            for node_id, size in noted:
+                # an older noted size stays: the kernel has not been told anything since
+                self._sizes.setdefault(node_id, size)
+            while len(self._sizes) > self._limit:
+                self._sizes.popitem(last=False)
+
+    def told(self, node_id: str, size: int) -> None:
+        """An attribute answer (getattr, lookup, READDIRPLUS) gave the kernel ``size``."""
+        if node_id in self._sizes:
+            with self._lock:
+                if node_id in self._sizes:
+                    self._sizes[node_id] = size
+
+    def differs(self, node_id: str, size: int) -> bool:
+        """The kernel may hold another size than ``size`` for the file."""
+        held = self._sizes.get(node_id)
+        return held is not None and held != size
+
+    def prune(self) -> None:
+        """Drop the sizes the store has again (run by the sync thread, between syncs)."""
+        if not self._sizes:
+            return
+        with self._lock:
+            noted = list(self._sizes.items())
+        same = []
+        for node_id, size in noted:
+            node = self._tree.get(node_id)
+            if node is None or not node.is_file or node.size == size:
+                same.append((node_id, size))
+        with self._lock:
+            for node_id, size in same:
+                if self._sizes.get(node_id) == size:
+                    del self._sizes[node_id]
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+
 class KernelCache:
     """Turns each sync into the kernel invalidations it needs (see the module docstring).
 
@@ -227,6 +296,7 @@ class KernelCache:
         self._before: dict[str, set[Location]] | None = None   # None: forget everything after this sync
         self._root_names: set[str] = set()
         self.sent = 0                                             # notices sent, for the log and tests
+        self.sizes = KernelSizes(tree)
 
     def attach(self, notifier: Notifier) -> None:
         with self._lock:
@@ -250,6 +320,8 @@ class KernelCache:
     def _note_before(self, ids: set[str] | None) -> None:
         before = None if ids is None else places(self._tree, ids)
         names = self._root_children() if ids is None else set()
+        if ids is not None:
+            self.sizes.before_change(ids)
         with self._lock:
             self._before, self._root_names = before, names
 
@@ -320,6 +392,7 @@ class KernelCache:
             notifier = self._notifier
             before, root_names = self._before, self._root_names
             self._before, self._root_names = {}, set()
+        self.sizes.prune()
         if notifier is None:
             return
         if reset or changed is None or before is None:

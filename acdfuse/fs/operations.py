@@ -33,6 +33,7 @@ from acdfuse.fs.trashview import TrashView
 from acdfuse.fs.writeops import DriveApi, NameIndex, WriteOperations
 
 if TYPE_CHECKING:
+    from acdfuse.fs.kernelcache import KernelSizes
     from acdfuse.store import Node
     from acdfuse.vfs.nodeattrs import NodeAttrs
     from acdfuse.vfs.writes import WriteSide
@@ -85,13 +86,16 @@ class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
     def __init__(self, store: Store, reader: Reader, quota: QuotaSource, owner: Ownership, *,
                  writes: WriteSide | None = None, api: DriveApi | None = None,
                  attrs: NodeAttrs | None = None, kernel_keeps: float = 0.0,
-                 forget_entry: Callable[..., None] | None = None) -> None:
+                 forget_entry: Callable[..., None] | None = None,
+                 kernel_sizes: KernelSizes | None = None) -> None:
         """``store`` resolves paths to nodes, ``reader`` serves their bytes, ``quota`` answers statfs
         without I/O, ``owner`` says who owns every entry and whether it is writable, ``writes`` and
         ``api`` make changes, ``attrs`` stores POSIX attributes in node properties. ``kernel_keeps``:
         seconds the kernel keeps the attributes it is given (the mount's attribute and entry
         timeouts); 0 sends them with every READDIRPLUS listing. ``forget_entry(*paths)`` makes the kernel
-        forget its entries at those paths (kernelcache.py). No I/O here."""
+        forget its entries at those paths (kernelcache.py); ``kernel_sizes`` keeps the sizes the kernel
+        was given for files a sync changed (kernelcache.py), and an open of another size gets direct_io.
+        No I/O here."""
         self._attrs = attrs
         self._store = store
         self._reader = reader
@@ -106,6 +110,7 @@ class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
         self._names = NameIndex()
         self._kernel_keeps = kernel_keeps
         self._forget_entry = forget_entry
+        self._kernel_sizes = kernel_sizes
         # folder id -> when its entries last went to the kernel with their attributes (monotonic);
         # emptied whenever a sync changes the tree
         self._listed_plus: dict[str, float] = {}
@@ -215,7 +220,19 @@ class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
             node = self._lookup(path) or self._opened_at(path)
         if node is None:
             raise FuseOSError(errno.ENOENT)
+        if self._kernel_sizes is not None:
+            self._kernel_sizes.told(node.id, node.size)
         return node_attrs(node, self._owner, self._nlink(node))
+
+    def _kernel_size_differs(self, node: Node) -> bool:
+        """A sync changed the file's size and the kernel may still end reads at the old one: this open
+        reads past its page cache and size (direct_io), so it gets its content whole (kernelcache.py)."""
+        sizes = self._kernel_sizes
+        if sizes is None or not sizes.differs(node.id, node.size):
+            return False
+        log.debug("%s: the kernel may still hold an older size than %d; reading it with direct_io", node.id,
+                  node.size)
+        return True
 
     def _resized_under(self, entry: OpenFile, node: Node | None) -> bool:
         """A read handle pinned to content the node no longer has, of another size (its pinning: see
@@ -325,6 +342,10 @@ class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
             children += pending
         entries: list[tuple[str, dict[str, int] | None]] = [(".", None), ("..", None)]
         entries.extend((child.name, node_attrs(child, self._owner, self._nlink(child))) for child in children)
+        sizes = self._kernel_sizes
+        if sizes is not None and len(sizes):
+            for child in children:
+                sizes.told(child.id, child.size)
         return entries
 
     @_guard
@@ -357,7 +378,8 @@ class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
                 return self._add_write_handle(wh, node, fi, path)
         key = content_key(node)
         handle = self._reader.open(node.id, key, node.size)
-        fh, mode = self._handles.add_file(OpenFile(node.id, key, handle, node.ino, node=node, path=path))
+        fh, mode = self._handles.add_file(OpenFile(node.id, key, handle, node.ino, node=node, path=path),
+                                          direct=self._kernel_size_differs(node))
         fi.fh = fh
         fi.keep_cache = 1 if mode.keep_cache else 0
         fi.direct_io = 1 if mode.direct_io else 0

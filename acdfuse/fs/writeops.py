@@ -127,6 +127,9 @@ class WriteOperations:
     def _forget_subfolders(self, *folder_ids: str) -> None:  # provided by DriveOperations
         raise NotImplementedError
 
+    def _kernel_size_differs(self, node: Node) -> bool:  # provided by DriveOperations
+        raise NotImplementedError
+
     if TYPE_CHECKING:   # AttrOperations (attrops.py); a stub here would shadow it
         def _initial_mode(self, path: str, node: Node, mode: int) -> None: ...
 
@@ -178,10 +181,10 @@ class WriteOperations:
                     "there", name, parent.id, other, ident)
         raise FuseOSError(errno.EEXIST)
 
-    def _add_write_handle(self, wh: WriteHandle, node: Node, fi: Any, path: str) -> int:
+    def _add_write_handle(self, wh: WriteHandle, node: Node, fi: Any, path: str, direct: bool = False) -> int:
         key = f"local:{wh.file.local_id}"
         fh, mode = self._handles.add_file(OpenFile(node.id, key, None, node.ino, node=node, write=wh,
-                                                   path=path))
+                                                   path=path), direct=direct)
         fi.fh = fh
         fi.keep_cache = 1 if mode.keep_cache else 0
         fi.direct_io = 1 if mode.direct_io else 0
@@ -249,7 +252,8 @@ class WriteOperations:
                          append=bool(flags & os.O_APPEND))
         if wh is None:
             return -1           # read-only and clean after all: the read path takes it
-        return self._add_write_handle(wh, writes.node_of(wh), fi, path)
+        mine = writes.node_of(wh)
+        return self._add_write_handle(wh, mine, fi, path, direct=self._kernel_size_differs(mine))
 
     @guard
     def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:

@@ -10,6 +10,8 @@ import os
 import stat
 from typing import Any
 
+import pytest
+
 from ops_helpers import StackFactory, fails_with, fi, pattern, read_file, resync, upload
 
 
@@ -111,6 +113,38 @@ def test_keep_cache_only_while_the_content_is_unchanged(stacks: StackFactory, cl
     assert ops.read("/docs/a.txt", 100, 0, third) == b"new content!"
     for f in (first, second, third):
         ops.release("/docs/a.txt", f)
+
+
+@pytest.mark.parametrize("writable", [False, True])
+def test_an_open_while_the_kernel_may_hold_the_old_size_bypasses_it(stacks: StackFactory, client: Any,
+                                                                     writable: bool) -> None:
+    # The many-mounts test read a file changed on the server as its new bytes cut at the old size (or
+    # padded with zeros up to it): a sync changed the store, and the open came before the kernel was
+    # told the new size. Such an open gets direct_io, so the kernel's size plays no part in its reads.
+    nodes = tree(client)
+    stack = stacks(**({} if writable else {"read_only": True}))
+    ops = stack.ops
+    assert ops.getattr("/docs/a.txt")["st_size"] == 12              # the kernel holds 12
+    client.overwrite_stream(io.BytesIO(b"four"), nodes["a"]["id"])
+    resync(stack)
+    flags = os.O_RDWR if writable else os.O_RDONLY
+    before = fi(flags)
+    ops.open("/docs/a.txt", before)
+    assert before.direct_io == 1 and before.keep_cache == 0
+    assert ops.read("/docs/a.txt", 128 * 1024, 0, before) == b"four"
+    assert ops.getattr("/docs/a.txt")["st_size"] == 4               # the kernel has asked: now it knows
+    after = fi(flags)
+    ops.open("/docs/a.txt", after)
+    assert after.direct_io == 0
+    assert ops.read("/docs/a.txt", 128 * 1024, 0, after) == b"four"
+    for f in (before, after):
+        ops.release("/docs/a.txt", f)
+    client.overwrite_stream(io.BytesIO(b"same"), nodes["a"]["id"])  # new content of the same size
+    resync(stack)
+    same = fi(flags)
+    ops.open("/docs/a.txt", same)
+    assert same.direct_io == 0
+    ops.release("/docs/a.txt", same)
 
 
 def test_an_open_file_reads_on_after_a_remote_rename(stacks: StackFactory, client: Any) -> None:

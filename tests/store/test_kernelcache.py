@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from acdfuse.fs.kernelcache import ROOT_NODEID, KernelCache
+from acdfuse.fs.kernelcache import ROOT_NODEID, KernelCache, KernelSizes
 from acdfuse.store import NodeStore
 
 MNT = "/mnt/drive"
@@ -101,3 +101,42 @@ def test_nothing_is_sent_before_the_mount_attaches(tmp_path: Path, client: Any) 
         cache = KernelCache(Path(MNT), store, nodeid_of=ids)
         synced(store, cache, client)
         assert cache.sent == 0
+
+
+def test_the_size_the_kernel_was_given_is_kept_until_it_is_told_the_new_one(tmp_path: Path,
+                                                                             client: Any) -> None:
+    # A sync changes the store a moment before its notices reach the kernel, and a notice leaves the old
+    # size in place until the kernel asks: an open meanwhile must learn that the kernel's size is another
+    big = client.upload_stream(io.BytesIO(b"x" * 5000), "big.txt")
+    same = client.upload_stream(io.BytesIO(b"1234"), "same.txt")
+    with NodeStore(tmp_path / "nodes.db") as store:
+        cache = KernelCache(Path(MNT), store, nodeid_of=ids)
+        cache.attach(Recorder())
+        sizes = cache.sizes
+        synced(store, cache, client)            # a reset: nothing noted (the kernel forgets everything)
+        assert len(sizes) == 0
+        client.overwrite_stream(io.BytesIO(b"short"), big["id"])
+        client.overwrite_stream(io.BytesIO(b"abcd"), same["id"])
+        synced(store, cache, client)
+        assert sizes.differs(big["id"], 5) and not sizes.differs(big["id"], 5000)
+        assert not sizes.differs(same["id"], 4)         # new content of the same size: nothing to fear
+        assert len(sizes) == 1                          # kept: the kernel was never told the new size
+        client.overwrite_stream(io.BytesIO(b"longer now"), big["id"])
+        synced(store, cache, client)
+        assert sizes.differs(big["id"], 10) and not sizes.differs(big["id"], 5000)   # still the first
+        sizes.told(big["id"], 10)                       # a getattr, lookup or READDIRPLUS answer
+        assert not sizes.differs(big["id"], 10)
+        synced(store, cache, client)
+        assert len(sizes) == 0                          # the kernel holds the store's size again
+        sizes.told(big["id"], 10)                       # answers about files nobody noted cost nothing
+        assert len(sizes) == 0
+
+
+def test_the_sizes_noted_are_bounded(tmp_path: Path, client: Any) -> None:
+    nodes = [client.upload_stream(io.BytesIO(b"x" * n), f"f{n}.txt") for n in range(1, 6)]
+    with NodeStore(tmp_path / "nodes.db") as store:
+        store.sync(client.get_changes)
+        sizes = KernelSizes(store, limit=3)
+        sizes.before_change([n["id"] for n in nodes])
+        assert len(sizes) == 3
+        assert sizes.differs(nodes[-1]["id"], 99) and not sizes.differs(nodes[0]["id"], 99)   # oldest went
