@@ -63,4 +63,5 @@ def read_hooks(reader: ContentReader) -> ReadHooks:
         finally:
             reader.release(fh)
 
-    return ReadHooks(fetch=fetch, adopt=reader.adopt, invalidate=reader.invalidate)
+    return ReadHooks(fetch=fetch, adopt=reader.adopt, invalidate=reader.invalidate,
+                     adopt_file=reader.adopt_file)

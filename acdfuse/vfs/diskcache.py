@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -352,22 +353,60 @@ class DiskCache:
 
     def put(self, stem: Stem, data: memoryview) -> bool:
         """Store a chunk if the budget allows; False if it was not stored (never an error)."""
+        entry = self._reserve(stem, data.nbytes, lambda: crc32(data))
+        if entry is None:
+            return False
+        tmp = self._dir / (entry.name + ".tmp")
+        try:
+            _write_file(tmp, data)
+            os.replace(tmp, self._dir / entry.name)
+        except OSError as exc:
+            self._write_failed(entry, exc, tmp)
+            return False
+        return self._made_ready(entry)
+
+    def take(self, stem: Stem, path: Path, length: int) -> bool:
+        """Make the file at ``path`` the chunk by renaming it into the cache: no second copy of its bytes,
+        and no new file. It must hold exactly ``length`` bytes that nobody changes any more, on the cache's
+        filesystem. False (and the file left where it is) when it was not taken."""
         if not self._enabled or time.monotonic() < self._writes_off_until:
             return False
-        length = data.nbytes
-        crc = crc32(data)
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                data = fh.read(length + 1)
+        except OSError as exc:
+            log.debug("disk cache: cannot read %s to take it: %s", path, exc)
+            return False
+        if len(data) != length:
+            return False
+        entry = self._reserve(stem, length, lambda: crc32(data))
+        if entry is None:
+            return False
+        try:
+            os.rename(path, self._dir / entry.name)
+        except OSError as exc:
+            self._write_failed(entry, exc)       # EXDEV: another filesystem; the caller copies instead
+            return False
+        return self._made_ready(entry)
+
+    def _reserve(self, stem: Stem, length: int, crc_of: Callable[[], int]) -> _Entry | None:
+        """Count a new chunk against the budget (evicting LRU chunks for room): its entry, not readable
+        until ``_made_ready``; None when it is not to be stored."""
+        if not self._enabled or time.monotonic() < self._writes_off_until:
+            return None
+        crc = crc_of()
         entry = _Entry(stem=stem, name=f"{stem[0]}.{stem[1]}.{stem[2]}.{crc:08x}{_SUFFIX}", length=length,
                        cost=self._cost(length), crc=crc)
         if entry.cost + _FIXED_OVERHEAD > self._capacity:
-            return False
+            return None
         for _attempt in range(4):
             victims: list[_Entry] = []
             with self._lock:
                 if stem in self._index:
-                    return False
+                    return None
                 if self._used + entry.cost <= self._capacity:
                     self._add_locked(entry)  # reserved; not readable until ready
-                    break
+                    return entry
                 room = self._capacity - self._used
                 for victim in self._index.values():
                     if room >= entry.cost:
@@ -377,21 +416,15 @@ class DiskCache:
                         room += victim.cost
                 if room < entry.cost:
                     # what is left is pinned or being written: skip this chunk rather than overshoot
-                    return False
+                    return None
                 for victim in victims:
                     self._doom_locked(victim)
             self._unlink(victims)
             if not victims:
-                return False
-        else:
-            return False
-        tmp = self._dir / (entry.name + ".tmp")
-        try:
-            _write_file(tmp, data)
-            os.replace(tmp, self._dir / entry.name)
-        except OSError as exc:
-            self._write_failed(entry, tmp, exc)
-            return False
+                return None
+        return None
+
+    def _made_ready(self, entry: _Entry) -> bool:
         with self._lock:
             entry.ready = True
             release = entry.doomed and entry.pins == 0
@@ -399,11 +432,12 @@ class DiskCache:
             self._unlink([entry])
         return True
 
-    def _write_failed(self, entry: _Entry, tmp: Path, exc: OSError) -> None:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError as unlink_exc:
-            log.warning("disk cache: cannot remove %s: %s", tmp, unlink_exc)
+    def _write_failed(self, entry: _Entry, exc: OSError, tmp: Path | None = None) -> None:
+        if tmp is not None:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError as unlink_exc:
+                log.warning("disk cache: cannot remove %s: %s", tmp, unlink_exc)
         with self._lock:
             if self._index.get(entry.stem) is entry:
                 del self._index[entry.stem]
@@ -413,6 +447,8 @@ class DiskCache:
             self._writes_off_until = time.monotonic() + _FULL_BACKOFF
             log.warning("disk cache %s is full (%s); caching in memory only for %.0f s",
                         self._root, exc, _FULL_BACKOFF)
+        elif tmp is None:
+            log.debug("disk cache: cannot move %s in: %s", entry.name, exc)
         else:
             log.warning("disk cache: cannot write %s: %s", entry.name, exc)
 

@@ -31,6 +31,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from .diskcache import DiskCache, Stem, content_digest
 from .heap import HeapTrimmer
@@ -236,6 +237,24 @@ class ContentReader:
                 stored += 1
         self._count(adopted_chunks=stored)
         return stored
+
+    def adopt_file(self, node_id: str, content_key: str, size: int, path: Path) -> bool:
+        """``adopt`` for a file of at most one chunk whose bytes are the whole file at ``path`` (a spool
+        that nobody writes any more): that file itself becomes the cached chunk (``DiskCache.take``), with
+        no second copy and no new file. False when it was not taken (larger than a chunk, empty, no disk
+        tier, another filesystem, a full cache): the caller then adopts the bytes or leaves them."""
+        if self._disk is None or not 0 < size <= self._cs:
+            return False
+        self.invalidate(node_id, keep_content=content_key)
+        taken = self._disk.take((node_id.encode().hex(), content_digest(content_key), 0), path, size)
+        with self._lock:
+            stale = self._current.get(node_id) != content_key
+        if taken and stale:
+            # newer content arrived meanwhile: this chunk is garbage already
+            self._purge(node_id, keep=self._current.get(node_id))
+        if taken:
+            self._count(adopted_chunks=1)
+        return taken
 
     def _purge(self, node_id: str, keep: str | None) -> None:
         dropped = self._mem.discard_node(node_id, keep)

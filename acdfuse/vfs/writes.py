@@ -77,6 +77,9 @@ class ReadHooks:
     fetch: FetchBase
     adopt: Adopt | None = None
     invalidate: Callable[[str, str | None], None] | None = None
+    # (node id, content key, size, path of a file holding exactly those bytes) -> whether the read cache
+    # took that file itself as the cached copy (moved, not copied)
+    adopt_file: Callable[[str, str, int, Path], bool] | None = None
 
 
 def content_key(md5: str | None, version: int | None) -> str:
@@ -1025,6 +1028,11 @@ class WriteSide:
         key = content_key(md5, node.content_version)
         hooks = self._hooks
         try:
+            if (adopt and hooks.adopt_file is not None and size <= self._opts.adopt_limit
+                    and df.spool.complete() and hooks.adopt_file(node.id, key, size, df.spool.path)):
+                # the spool file is the cached copy now, moved there (its delete finds nothing left):
+                # for a small file that saves a new file, a second write of its bytes and an unlink
+                return
             if adopt and hooks.adopt is not None and size <= self._opts.adopt_limit:
                 reader = df.spool.reader(size)
 

@@ -119,6 +119,37 @@ def test_lru_order_survives_a_restart(tmp_path: Path) -> None:
     assert reopened.contains(stems[0]) and reopened.contains(stems[2])
 
 
+def test_a_file_taken_into_the_cache_is_moved_not_copied(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    cache = DiskCache(root, capacity=2 * (CHUNK + 4096) + 3 * 4096, chunk_size=CHUNK)
+    cache.start()
+    data = pattern(CHUNK - 100, seed=4)
+    src = root / "spool-file"
+    src.write_bytes(data)
+    ino = src.stat().st_ino
+    stem = make_stem("n", "k", 0)
+    assert not cache.take(stem, src, len(data) + 1) and src.exists()     # not the length it says
+    assert cache.take(stem, src, len(data))
+    assert not src.exists()
+    (moved,) = chunk_files(root)
+    assert moved.stat().st_ino == ino                                     # the same file, renamed
+    got = cache.get(stem, len(data))
+    assert got is not None and bytes(got) == data
+    other = root / "other"
+    other.write_bytes(data)
+    assert not cache.take(stem, other, len(data)) and other.exists()      # that chunk is there already
+    # the budget counts taken files as written ones: a third chunk evicts the oldest
+    for i in (1, 2):
+        f = root / f"f{i}"
+        f.write_bytes(pattern(CHUNK, seed=i))
+        assert cache.take(make_stem("n", "k", i), f, CHUNK)
+    assert not cache.contains(stem) and len(chunk_files(root)) == 2
+    reopened = DiskCache(root, capacity=2 * (CHUNK + 4096) + 3 * 4096, chunk_size=CHUNK)
+    reopened.start()                                   # its name checks out after a restart
+    got = reopened.get(make_stem("n", "k", 2), CHUNK)
+    assert got is not None and bytes(got) == pattern(CHUNK, seed=2)
+
+
 @pytest.mark.parametrize("read_ahead", [0, 1 * MiB], ids=["reader-loads", "read-ahead-loads"])
 @pytest.mark.parametrize("damage", ["flip", "truncate", "extend"])
 def test_corrupt_entries_are_refetched_never_served(drive: MemoryDrive, make_reader: ReaderFactory,

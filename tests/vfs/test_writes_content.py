@@ -191,6 +191,25 @@ def test_reread_after_upload_needs_no_download(wstack: WriteStack) -> None:
     assert wstack.reader.stats()["adopted_chunks"] == 4
 
 
+def test_a_small_uploaded_file_moves_its_spool_into_the_read_cache(wstack: WriteStack) -> None:
+    # A file of one chunk at most: the spool file itself becomes the cached chunk (renamed, not copied),
+    # so the upload of a small file leaves no new file behind and costs no second write of its bytes
+    data = pattern(50 * KiB, seed=9)
+    wstack.write_file("small.bin", data)
+    assert wstack.w.wait_uploads(20)
+    node = wstack.node("/small.bin")
+    assert wstack.reader is not None
+    assert wstack.reader.stats()["adopted_chunks"] == 1
+    assert not [p for p in (wstack.cache / "spool").iterdir() if p.stat().st_size]   # the pool's empties
+    chunks = list((wstack.cache / "chunks" / "chunks").glob("*.c"))
+    assert [c.read_bytes() for c in chunks] == [data]
+    before = wstack.stats()["download"]
+    fh = wstack.reader.open(node.id, node.md5 or "", node.size)
+    assert wstack.reader.read(fh, 0, node.size) == data
+    wstack.reader.release(fh)
+    assert wstack.stats()["download"] == before
+
+
 def test_store_holds_the_answer_and_md5_matches(wstack: WriteStack) -> None:
     import hashlib
 
