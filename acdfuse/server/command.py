@@ -27,7 +27,13 @@ from acdfuse.common.xdg import XdgDirs
 from acdfuse.server.config import ServerConfig
 from acdfuse.server.db import SchemaError
 from acdfuse.server.errors import ApiError
-from acdfuse.server.provision import ProvisionError, add_account, list_accounts, write_credentials_only
+from acdfuse.server.provision import (
+    ProvisionError,
+    add_account,
+    list_accounts,
+    revoke_account_tokens,
+    write_credentials_only,
+)
 from acdfuse.server.server import DataDirBusy, DriveServer, is_wildcard, make_data_dir
 
 log = logging.getLogger(__name__)
@@ -57,7 +63,8 @@ client config:
 
 accounts and signing in:
   acdfuse serve --data DIR account add NAME [--password-file F]  adds NAME (or sets its password) for
-  the login page; account list shows them. Both work while the server runs. Clients sign in with
+  the login page; account list shows them; account revoke NAME signs out every client of NAME (a lost
+  laptop, a leaked token). All work while the server runs. Clients sign in with
   acdfuse init --server URL (the public client acdfuse-cli, PKCE) instead of --credentials-out.
 
 network:
@@ -190,10 +197,10 @@ def add_arguments(name: str, subparsers: Any) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="serve_command", metavar="{account}")
     acc = sub.add_parser(
         "account",
-        help="manage the drive's accounts (acdfuse serve [--data DIR] account add|list)",
+        help="manage the drive's accounts (acdfuse serve [--data DIR] account add|list|revoke)",
         description="Accounts of the data dir; works while a server runs on it.",
     )
-    acc_sub = acc.add_subparsers(dest="account_command", metavar="{add,list}", required=True)
+    acc_sub = acc.add_subparsers(dest="account_command", metavar="{add,list,revoke}", required=True)
     add = acc_sub.add_parser(
         "add",
         help="add an account (or change its password) for the login page",
@@ -210,6 +217,14 @@ def add_arguments(name: str, subparsers: Any) -> argparse.ArgumentParser:
     )
     add.add_argument("--no-password", action="store_true", help="add the account without a password")
     acc_sub.add_parser("list", help="list the accounts and whether they have a password")
+    revoke = acc_sub.add_parser(
+        "revoke",
+        help="sign out every client of an account (a lost laptop, a leaked token)",
+        description="Delete every token of account NAME: each mount, acd_cli or other client of it gets "
+        "401 from now on (a running server within 30 s, the time it caches a token) and must sign in "
+        "again (acdfuse init). The account and its files stay.",
+    )
+    revoke.add_argument("name", metavar="NAME", help="the account whose clients are signed out")
     return p
 
 
@@ -466,6 +481,13 @@ def _account(cfg: ServerConfig, args: argparse.Namespace) -> int:
         if args.account_command == "list":
             for info in list_accounts(cfg):
                 print(f"{info.name}\t{'password' if info.has_password else 'no password'}")
+            return 0
+        if args.account_command == "revoke":
+            count = revoke_account_tokens(cfg, args.name)
+            tokens = f"{count} token{'' if count == 1 else 's'}"
+            print(f"account {args.name!r}: {tokens} revoked in {cfg.data_dir}; its clients must sign in "
+                  "again",
+                  flush=True)
             return 0
         password = _read_password(args)
         created = add_account(cfg, args.name, password)

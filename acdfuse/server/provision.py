@@ -182,6 +182,23 @@ def add_account(config: ServerConfig, name: str, password: str | None) -> bool:
             os.close(fd)
 
 
+def revoke_account_tokens(config: ServerConfig, name: str) -> int:
+    """Delete every token of account ``name`` (access, refresh, unused sign-in codes): each client of
+    it must sign in again. Returns how many went. A running server refuses them once its token cache
+    lets go of them (``auth.CACHE_TTL``, 30 s). ProvisionError when there is no such account."""
+    db, drive, fd = _open(config)
+    try:
+        account = drive.account_by_name(name)
+        if account is None:
+            raise ProvisionError(f"there is no account {name!r} in {config.data_dir} "
+                                 f"(`account list` shows them)")
+        return Auth(db, config.token_lifetime).revoke(account.id)
+    finally:
+        db.close()
+        if fd is not None:
+            os.close(fd)
+
+
 def list_accounts(config: ServerConfig) -> list[AccountInfo]:
     db, _drive, fd = _open(config)
     try:

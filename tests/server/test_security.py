@@ -18,6 +18,8 @@ import json
 import logging
 import secrets
 import sqlite3
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -100,6 +102,28 @@ def test_revocation_by_another_process_takes_effect(drive_server: DriveServer,
     finally:
         con.close()
     assert _status(drive_server, token) == 401
+
+
+def test_account_revoke_signs_out_every_client_of_one_account(drive_server: DriveServer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``acdfuse serve account revoke NAME`` while the server runs: NAME's tokens get 401 (once the
+    server's cache lets go of them: CACHE_TTL, 0 here), another account's keep working, and an unknown
+    name is one line on stderr."""
+    import acdfuse.server.auth as auth_module
+
+    monkeypatch.setattr(auth_module, "CACHE_TTL", 0.0)
+    mine = [drive_server.access_token() for _ in range(2)]
+    theirs = drive_server.access_token("bob")
+    assert [_status(drive_server, t) for t in (*mine, theirs)] == [200, 200, 200]
+    base = [sys.executable, "-m", "acdfuse", "serve", "--data", str(drive_server.config.data_dir), "account"]
+    r = subprocess.run([*base, "revoke", "default"], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("account 'default': ") and "revoked" in r.stdout
+    assert [_status(drive_server, t) for t in (*mine, theirs)] == [401, 401, 200]
+    r = subprocess.run([*base, "revoke", "nobody"], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2
+    assert r.stderr == (f"acdfuse serve account: there is no account 'nobody' in {drive_server.config.data_dir} "
+                        f"(`account list` shows them)\n")
 
 
 def test_accounts_are_isolated_through_filters_properties_and_moves(
