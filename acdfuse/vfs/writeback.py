@@ -40,6 +40,9 @@ DONE = "done"
 HELD = "dirty"
 
 
+# while the mount's callers are busy, a background worker with another upload running waits this long
+# before it looks again (see ``busy``)
+YIELD_WAIT = 0.05
 # nice value of the background upload workers (see the module docstring)
 _NICE = 10
 
@@ -95,7 +98,8 @@ class WriteBack:
     def __init__(self, run: Callable[[int], None], *, permanent: Callable[[BaseException], bool],
                  on_change: Callable[[Change], None], describe: Callable[[int], str] = str,
                  workers: int = 3, policy: RetryPolicy | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 busy: Callable[[], bool] | None = None) -> None:
         self._run = run
         self._permanent = permanent
         self._on_change = on_change
@@ -111,6 +115,8 @@ class WriteBack:
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self._inflight = 0        # runs in progress, cancelled keys' included
+        self._background = 0      # of them, on the background workers
+        self._busy = busy
         self.uploads = 0          # completed runs, for tests and stats
         self.failures = 0
 
@@ -285,17 +291,29 @@ class WriteBack:
             with self._cond:
                 if self._stopping:
                     return
+                if not urgent_only and self._background and self._busy is not None and self._busy():
+                    # the mount's callers are at work: one background upload at a time until they
+                    # pause, so uploads do not take the CPU (and the GIL) from them
+                    self._cond.wait(YIELD_WAIT)
+                    continue
                 entry = self._next_locked(urgent_only)
                 if entry is None:
                     continue
                 entry.running = True
                 self._inflight += 1
+                if not urgent_only:
+                    self._background += 1
                 entry.urgent = False
                 entry.again = None
                 entry.due = None
                 change = self._change_locked(entry)
             self._on_change(change)
-            self._attempt(entry)
+            try:
+                self._attempt(entry)
+            finally:
+                if not urgent_only:
+                    with self._cond:
+                        self._background -= 1
 
     def _attempt(self, entry: _Entry) -> None:
         error: BaseException | None = None

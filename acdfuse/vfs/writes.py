@@ -52,6 +52,9 @@ PENDING_PREFIX = "local:"
 INO_BASE = 1 << 40
 # Streaming uploads at once: each holds a connection open while its file is being written.
 MAX_STREAMS = 2
+# Seconds after an application's last create, write or release during which background uploads run
+# one at a time (WriteBack's ``busy``): a burst of small files is not slowed by their own uploads.
+CALLERS_BUSY = 0.1
 
 # (node id, content key, size, offset, length) -> those bytes of that content version
 FetchBase = Callable[[str, str, int, int, int], "bytes | bytearray | memoryview"]
@@ -175,7 +178,9 @@ class WriteSide:
         self._remote = remote
         self._wb = WriteBack(self._upload, permanent=is_permanent, on_change=self._on_change,
                              describe=self._describe, workers=self._opts.workers,
-                             policy=RetryPolicy(self._opts.retry_first, self._opts.retry_cap))
+                             policy=RetryPolicy(self._opts.retry_first, self._opts.retry_cap),
+                             busy=self._callers_busy)
+        self._last_call = 0.0           # monotonic time of the last create, write or release
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._files: dict[int, DirtyFile] = {}
@@ -304,9 +309,14 @@ class WriteSide:
                 return self.overlay(node) if df.node_id in self._by_node else node
         return self._node_of(df)
 
+    def _callers_busy(self) -> bool:
+        """An application made, wrote or closed a file moments ago (the write-back's ``busy``)."""
+        return time.monotonic() - self._last_call < CALLERS_BUSY
+
     # ---- opening -----------------------------------------------------------------------------
     def create(self, parent_id: str, name: str) -> WriteHandle:
         """A new, empty file in ``parent_id``: shown at once, uploaded after its last release."""
+        self._last_call = time.monotonic()
         made = self._pool.take()
         with self._lock:
             self._check_open_locked()
@@ -389,6 +399,7 @@ class WriteSide:
 
     # ---- content -----------------------------------------------------------------------------
     def write(self, handle: WriteHandle, offset: int, data: bytes) -> int:
+        self._last_call = time.monotonic()
         if not handle.writable:
             raise OSError(errno.EBADF, "not open for writing")
         df = handle.file
@@ -486,6 +497,7 @@ class WriteSide:
         return fill
 
     def release(self, handle: WriteHandle) -> None:
+        self._last_call = time.monotonic()
         df = handle.file
         with self._lock:
             df.opens -= 1

@@ -49,3 +49,43 @@ def test_an_open_for_writing_holds_back_a_quiet_delay() -> None:
         assert ran == [8] and wb.state(7) == "dirty"
     finally:
         wb.close()
+
+
+def test_background_uploads_run_one_at_a_time_while_callers_are_busy() -> None:
+    # while applications are making files, the uploads of the first ones must not take the CPU from
+    # them: one background upload at a time; all the workers again once they pause; an fsync's upload
+    # never waits for that
+    busy = threading.Event()
+    busy.set()
+    lock = threading.Lock()
+    running, most = [0], [0]
+    gate, urgent_ran = threading.Event(), threading.Event()
+
+    def run(key: int) -> None:
+        if key == 99:
+            urgent_ran.set()
+            return
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        gate.wait(0.2)
+        with lock:
+            running[0] -= 1
+
+    wb = WriteBack(run, permanent=lambda exc: False, on_change=lambda change: None, workers=3,
+                   busy=busy.is_set)
+    for key in range(6):
+        wb.queue(key, 0.0)
+    wb.start()
+    try:
+        assert not wb.wait_idle(0.5)        # still going: one at a time
+        assert most[0] == 1
+        wb.urgent(99)                       # an fsync: its own worker, busy or not
+        assert urgent_ran.wait(5)
+        busy.clear()
+        for key in range(6, 12):
+            wb.queue(key, 0.0)
+        assert wb.wait_idle(30)
+        assert most[0] >= 2                 # the callers paused: the workers run side by side
+    finally:
+        wb.close()
