@@ -485,9 +485,8 @@ def _account(cfg: ServerConfig, args: argparse.Namespace) -> int:
         if args.account_command == "revoke":
             count = revoke_account_tokens(cfg, args.name)
             tokens = f"{count} token{'' if count == 1 else 's'}"
-            print(f"account {args.name!r}: {tokens} revoked in {cfg.data_dir}; its clients must sign in "
-                  "again",
-                  flush=True)
+            print(f"account {args.name!r}: {tokens} revoked in {cfg.data_dir}; its clients must sign "
+                  "in again", flush=True)
             return 0
         password = _read_password(args)
         created = add_account(cfg, args.name, password)

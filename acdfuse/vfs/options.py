@@ -97,8 +97,9 @@ class WriteOptions:
     retry_first: float = 2.0
     retry_cap: float = 300.0
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
-    # adopting costs a second local write of the bytes (crc + chunk files): worth it for the small files
-    # that get re-read (sources, databases), not for big ones a re-read may as well download
+    # adopting costs a second local write of the bytes (crc + chunk files; a file of one chunk at most is
+    # renamed into the cache instead): worth it for the small files that get re-read (sources,
+    # databases), not for big ones a re-read may as well download
     adopt_limit: int = 64 * MiB
     # a file written front to back starts its upload at this size, while it is still being written
     # (vfs/stream.py); 0 turns that off
