@@ -298,18 +298,10 @@ class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
         # rsync learn which entries are folders without a lookup per entry
         dir_mode, file_mode = self._owner.dir_mode(), self._owner.file_mode()
         entries: list[str | tuple[str, dict[str, int], int]] = [".", ".."]
-        # the write side before the mirror: a new file whose upload is recorded in between is then seen
-        # in both (and shown once), never in neither
-        pending = self._writes.pending_children(folder_id) if self._writes is not None else []
-        children = self._store.children(folder_id)
-        if self._writes is not None:
-            if pending:
-                # a pending new file shadows a server entry of the same name (see _lookup)
-                shadowed = {p.name for p in pending}
-                children = [c for c in children if c.name not in shadowed] + pending
+        # inode and type only: a local copy's size and times do not matter here
         entries.extend(
             (child.name, {"st_ino": child.ino, "st_mode": entry_mode(child, dir_mode, file_mode)}, 0)
-            for child in children)
+            for child in self._children(folder_id, overlay=False))
         return entries
 
     @_guard
@@ -331,15 +323,7 @@ class DriveOperations(TrashOperations, WriteOperations, AttrOperations):
             if sent is not None and now - sent < self._kernel_keeps:
                 return None
             self._listed_plus[folder_id] = now
-        w = self._writes
-        pending = w.pending_children(folder_id) if w is not None else []     # first: as in readdir
-        children = self._store.children(folder_id)
-        if w is not None:
-            # as _lookup shows them: a pending new file shadows a server entry of the same name, and a
-            # file with a local copy has that copy's size and times
-            shadowed = {p.name for p in pending}
-            children = [w.overlay(c) if c.is_file else c for c in children if c.name not in shadowed]
-            children += pending
+        children = self._children(folder_id)
         entries: list[tuple[str, dict[str, int] | None]] = [(".", None), ("..", None)]
         entries.extend((child.name, node_attrs(child, self._owner, self._nlink(child))) for child in children)
         sizes = self._kernel_sizes

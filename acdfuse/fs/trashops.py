@@ -61,6 +61,7 @@ class TrashOperations:
                           forget_now: bool = True) -> None: ...
         def _check_free(self, parent: Node, name: str, moving: Node | None = None) -> None: ...
         def _entries(self, folder_id: str) -> list[str]: ...
+        def _children(self, folder_id: str, overlay: bool = True) -> list[Node]: ...
         def _rename_node(self, api: DriveApi, src: Node, src_parent: Node, *, dst_parent: Node,
                          dst_name: str, dst: Node | None) -> None: ...
 
@@ -99,14 +100,7 @@ class TrashOperations:
             children = view.listing(folder_id)
         else:
             # a trashed folder's content, with new files not uploaded yet (they land in it)
-            # the write side first: a new file recorded in between is seen twice (shown once), not never
-            pending = self._writes.pending_children(folder_id) if self._writes is not None else []
-            nodes = self._store.children(folder_id)
-            if self._writes is not None:
-                shadowed = {p.name for p in pending}
-                nodes = [self._writes.overlay(c) if c.is_file else c for c in nodes if c.name not in shadowed]
-                nodes += pending
-            children = [(c.name, c) for c in nodes]
+            children = [(c.name, c) for c in self._children(folder_id)]
         dot: list[Any] = [(".", None), ("..", None)] if plus else [".", ".."]
         if plus:
             top = folder_id in (ROOT, FILES)

@@ -152,6 +152,22 @@ class WriteOperations:
         check_name(name)
         return self._folder(parent_path), name
 
+    def _children(self, folder_id: str, overlay: bool = True) -> list[Node]:
+        """A folder's entries as the mount shows them (listings, ``/.Trash``): the write side is asked
+        before the mirror, so a new file whose upload is recorded in between is seen in both (and shown
+        once), never in neither; a pending new file shadows a server entry of the same name (see
+        _lookup); with ``overlay``, a file with a local copy has that copy's size and times."""
+        w = self._writes
+        pending = w.pending_children(folder_id) if w is not None else []
+        children: list[Node] = self._store.children(folder_id)
+        if w is None or not (pending or overlay):
+            return children
+        shadowed = {p.name for p in pending}
+        kept = [c for c in children if c.name not in shadowed]
+        if overlay:
+            kept = [w.overlay(c) if c.is_file else c for c in kept]
+        return kept + pending
+
     def _entries(self, folder_id: str) -> list[str]:
         # the write side before the mirror: a new file whose upload is recorded in between is seen in
         # one of them (an rmdir must not find the folder empty), never in neither
