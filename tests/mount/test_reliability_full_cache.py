@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from common_helpers import small_tmpfs
 from mount_helpers import pattern, upload
 from write_helpers import pending_uploads, wait_uploaded, write_file
 
@@ -24,17 +24,9 @@ MiB = 1024 * KiB
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 24 MiB tmpfs for the cache dir (the tests run as root, as the FUSE tests do; no skip)."""
-    path = tmp_path / "small"
-    path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(path)],  # noqa: S607
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a small tmpfs for the full-disk test: {done.stderr.strip()}")
-    try:
+    """A 24 MiB tmpfs for the cache dir."""
+    with small_tmpfs(tmp_path / "small", "24m") as path:
         yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)  # noqa: S607
 
 
 def free_bytes(path: Path) -> int:

@@ -9,34 +9,21 @@ The long run is the script itself; RELIABILITY.md ("Soak") has its figures.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from common_helpers import load_script
 from test_mount_write_checks import kill9
 
 from acdfuse.server import DriveServer
 
 pytestmark = pytest.mark.mount
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "soak.py"
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("soak", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["soak"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_soak_with_errors_and_cut_bodies_loses_nothing(tmp_path: Path, cdir: Path, mounts: Any,
                                                        drive_server: DriveServer, client: Any) -> None:
-    soak = load_script()
+    soak = load_script("soak")
     cfg = soak.SoakConfig(duration=20, workers=8, small_files=32, large_files=4, large_size=3 * 2**20,
                           error_rate=0.10, cut_rate=0.05, op_timeout=120, seed=12)
     sources = soak.make_sources(tmp_path / "sources", cfg)

@@ -7,25 +7,13 @@ bounded. The long run (minutes, 5 processes) is the script itself; RELIABILITY.m
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "load_server.py"
-
-
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("load_server", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["load_server"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+from common_helpers import load_script
 
 
 def test_fifty_clients_at_once(tmp_path: Path) -> None:
-    load = _load_script()
+    load = load_script("load_server")
     srv = load.Server(tmp_path)
     try:
         srv.start_sampling(0.5)

@@ -7,6 +7,8 @@ import io
 import logging
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +371,22 @@ def held_before_sending(client: Any, gate: threading.Event, started: threading.E
                   move=real.move, conditional=real.conditional)
 
 
+@contextmanager
+def held_stack(client: Any, drive_server: Any, tmp_path: Path,
+               confirmed: bool) -> Iterator[tuple[WriteStack, threading.Event, threading.Event]]:
+    """A write stack whose uploads of new files wait at ``gate`` before sending (``started`` says one
+    does; see ``held_before_sending``); the gate opens and the stack closes at the end."""
+    started, gate = threading.Event(), threading.Event()
+    remote = held_before_sending(client, gate, started, confirmed=confirmed)
+    stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote)
+    stack.open()
+    try:
+        yield stack, started, gate
+    finally:
+        gate.set()
+        stack.close()
+
+
 @pytest.mark.parametrize("confirmed", [False, True], ids=["conflict", "confirmed"])
 def test_file_renamed_over_a_new_file_whose_upload_runs_stays(  # type: ignore[no-untyped-def]
         client, drive_server, tmp_path: Path, confirmed: bool) -> None:
@@ -377,11 +395,7 @@ def test_file_renamed_over_a_new_file_whose_upload_runs_stays(  # type: ignore[n
     # same sources many times). The rename discards b and renames a's node to b; b's upload then finds
     # a's node at its name with its own bytes, took it for an earlier attempt of its own, and, being
     # deleted meanwhile, trashed it: `b` was gone locally and on the server
-    started, gate = threading.Event(), threading.Event()
-    remote = held_before_sending(client, gate, started, confirmed=confirmed)
-    stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote)
-    stack.open()
-    try:
+    with held_stack(client, drive_server, tmp_path, confirmed) as (stack, started, gate):
         src = stack.upload("f-323.bin", b"the same source bytes")
         stack.write_file("f-671.bin", b"the same source bytes")
         assert started.wait(10)
@@ -395,9 +409,6 @@ def test_file_renamed_over_a_new_file_whose_upload_runs_stays(  # type: ignore[n
         assert stack.server_bytes(src.id) == b"the same source bytes"
         assert stack.node("/f-671.bin").id == src.id
         assert stack.w.pending_stats()["files"] == 0
-    finally:
-        gate.set()
-        stack.close()
 
 
 @pytest.mark.parametrize("confirmed", [False, True], ids=["conflict", "confirmed"])
@@ -406,11 +417,7 @@ def test_new_file_renamed_away_while_its_upload_runs_leaves_the_file_now_at_its_
     # the same mix-up with a rename instead of a delete: `mv b c` while b's upload has not reached the
     # server, then `mv a b` (same bytes); b's upload found a's node at b, took it for its own and moved
     # it to c, so the name b was empty and a's node held c
-    started, gate = threading.Event(), threading.Event()
-    remote = held_before_sending(client, gate, started, confirmed=confirmed)
-    stack = WriteStack(client, drive_server, tmp_path / "c", WriteOptions(upload_delay=0.0), remote=remote)
-    stack.open()
-    try:
+    with held_stack(client, drive_server, tmp_path, confirmed) as (stack, started, gate):
         src = stack.upload("a.bin", b"identical bytes")
         stack.write_file("b.bin", b"identical bytes")
         assert started.wait(10)
@@ -425,9 +432,6 @@ def test_new_file_renamed_away_while_its_upload_runs_leaves_the_file_now_at_its_
         assert stack.node("/b.bin").id == src.id
         assert stack.node("/c.bin").id == found["c.bin"]
         assert stack.w.pending_stats()["files"] == 0
-    finally:
-        gate.set()
-        stack.close()
 
 
 def test_earlier_attempt_with_the_bytes_of_a_file_moved_to_its_name_overwrites_nothing(  # type: ignore[no-untyped-def]

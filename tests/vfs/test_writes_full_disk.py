@@ -4,11 +4,11 @@ small filesystem for the cache dir)."""
 from __future__ import annotations
 
 import errno
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from common_helpers import small_tmpfs
 from vfs_helpers import pattern
 from writes_helpers import KiB, MiB, WriteStack
 
@@ -17,17 +17,9 @@ from acdfuse.vfs.options import WriteOptions
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 6 MiB tmpfs (the test runs as root, like the FUSE tests; without it it fails, never skips)."""
-    path = tmp_path / "small"
-    path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(path)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a small tmpfs for the full-disk test: {done.stderr.strip()}")
-    try:
+    """A 6 MiB tmpfs."""
+    with small_tmpfs(tmp_path / "small", "6m") as path:
         yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
 
 
 def test_full_cache_disk_gives_enospc_and_loses_nothing(  # type: ignore[no-untyped-def]
