@@ -441,12 +441,15 @@ def test_earlier_attempt_with_the_bytes_of_a_file_moved_to_its_name_overwrites_n
     # first bytes. b's retry met a's node at b with the bytes of that attempt and overwrote it: a's
     # content was replaced by b's
     real = remote_for(client)
-    failed = threading.Event()
+    failed, retrying, renamed = threading.Event(), threading.Event(), threading.Event()
 
     def upload(stream: Any, name: str, parent: str) -> dict:
         if not failed.is_set():
             failed.set()
             raise IncompleteResult(RequestError.CODE.INCOMPLETE_RESULT, f"upload {name!r}: connection lost")
+        # the retry, under the name b it started with, reaches the server only after both renames
+        retrying.set()
+        renamed.wait(10)
         return real.upload(stream, name, parent)
 
     remote = Remote(upload=upload, overwrite=real.overwrite, metadata=real.metadata, trash=real.trash,
@@ -463,8 +466,10 @@ def test_earlier_attempt_with_the_bytes_of_a_file_moved_to_its_name_overwrites_n
         assert h is not None
         stack.w.write(h, 0, b"second bytes")
         stack.w.release(h)
+        assert retrying.wait(10)
         assert stack.w.rename_pending(stack.root.id, "b.bin", stack.root.id, "c.bin")
         stack.s.apply_local(client.rename_node(src.id, "b.bin"))
+        renamed.set()
         assert stack.w.wait_uploads(30)
         found = names(stack)
         assert sorted(found) == ["b.bin", "c.bin"], found
@@ -472,4 +477,5 @@ def test_earlier_attempt_with_the_bytes_of_a_file_moved_to_its_name_overwrites_n
         assert stack.server_bytes(found["c.bin"]) == b"second bytes"
         assert stack.w.pending_stats()["files"] == 0
     finally:
+        renamed.set()
         stack.close()
