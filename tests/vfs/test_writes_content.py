@@ -178,9 +178,9 @@ def test_read_only_open_of_clean_file_is_left_to_the_read_cache(wstack: WriteSta
     assert wstack.w.open(node, write=False) is None
 
 
-def _written_and_uploaded(wstack: WriteStack, name: str, data: bytes) -> Node:
-    """Write ``name``, wait for its upload, and check that reading it back downloads nothing."""
-    wstack.write_file(name, data)
+def _uploaded_and_reread(wstack: WriteStack, name: str, data: bytes) -> Node:
+    """Wait for the upload of ``name`` (written with ``data``), and check that reading it back
+    downloads nothing."""
     assert wstack.w.wait_uploads(20)
     node = wstack.node("/" + name)
     assert wstack.reader is not None
@@ -193,7 +193,9 @@ def _written_and_uploaded(wstack: WriteStack, name: str, data: bytes) -> Node:
 
 
 def test_reread_after_upload_needs_no_download(wstack: WriteStack) -> None:
-    _written_and_uploaded(wstack, "reread.bin", pattern(200 * KiB, seed=8))
+    data = pattern(200 * KiB, seed=8)
+    wstack.write_file("reread.bin", data)
+    _uploaded_and_reread(wstack, "reread.bin", data)
     assert wstack.reader is not None
     assert wstack.reader.stats()["adopted_chunks"] == 4
 
@@ -202,12 +204,17 @@ def test_a_small_uploaded_file_moves_its_spool_into_the_read_cache(wstack: Write
     # A file of one chunk at most: the spool file itself becomes the cached chunk (renamed, not copied),
     # so the upload of a small file leaves no new file behind and costs no second write of its bytes
     data = pattern(50 * KiB, seed=9)
-    _written_and_uploaded(wstack, "small.bin", data)
+    h = wstack.w.create(wstack.root.id, "small.bin")
+    wstack.w.write(h, 0, data)
+    spool_ino = (wstack.cache / "spool" / str(h.file.local_id)).stat().st_ino   # no upload while open
+    wstack.w.release(h)
+    _uploaded_and_reread(wstack, "small.bin", data)
     assert wstack.reader is not None
     assert wstack.reader.stats()["adopted_chunks"] == 1
     assert not [p for p in (wstack.cache / "spool").iterdir() if p.stat().st_size]   # the pool's empties
     chunks = list((wstack.cache / "chunks" / "chunks").glob("*.c"))
     assert [c.read_bytes() for c in chunks] == [data]
+    assert chunks[0].stat().st_ino == spool_ino                                     # moved, not copied
 
 
 def test_store_holds_the_answer_and_md5_matches(wstack: WriteStack) -> None:
